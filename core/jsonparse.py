@@ -1,0 +1,110 @@
+"""Lenient JSON extraction from LLM replies: code fences, prose around it, trailing commas,
+truncated lists. Returns plain Python values; validation against a schema happens elsewhere."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from core.errors import LLMError
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+_TRAILING_COMMA = re.compile(r",\s*([\]}])")
+
+
+def _candidates(text: str) -> list[str]:
+    """Strings worth trying to parse, best first."""
+    out = [m.group(1).strip() for m in _FENCE.finditer(text)]
+    # An unclosed fence (a truncated reply): take everything after it.
+    if "```" in text and not out:
+        out.append(text.split("```", 1)[1].removeprefix("json").strip())
+    stripped = text.strip()
+    out.append(stripped)
+    for opener, closer in (("{", "}"), ("[", "]")):
+        start = stripped.find(opener)
+        end = stripped.rfind(closer)
+        if start != -1:
+            out.append(stripped[start : end + 1] if end > start else stripped[start:])
+    return out
+
+
+def _close_truncated(text: str) -> str:
+    """Close strings, objects and arrays left open by a reply cut off mid-way."""
+    stack: list[str] = []
+    in_string = False
+    escaped = False
+    last_complete = 0  # index after the last complete top-level-ish value separator
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]":
+            if stack:
+                stack.pop()
+            last_complete = i + 1
+        elif ch == ",":
+            last_complete = i
+    if not stack and not in_string:
+        return text
+    # Drop a half-written trailing element, then close what is open.
+    body = text[:last_complete] if last_complete else text
+    if in_string and not last_complete:
+        body = text + '"'
+    stack = []
+    in_string = False
+    escaped = False
+    for ch in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+    body = body.rstrip().rstrip(",")
+    return body + "".join(reversed(stack))
+
+
+def extract_json(text: str) -> Any:
+    """Parse the JSON value inside an LLM reply, repairing the common breakages.
+
+    Raises LLMError(kind="parse") with the raw reply attached when nothing parses.
+    """
+    if not text or not text.strip():
+        raise LLMError("The LLM returned an empty reply.", kind="parse", raw=text, retryable=True)
+    for candidate in _candidates(text):
+        for attempt in (candidate, _TRAILING_COMMA.sub(r"\1", candidate)):
+            try:
+                return json.loads(attempt)
+            except json.JSONDecodeError:
+                pass
+        repaired = _TRAILING_COMMA.sub(r"\1", _close_truncated(candidate))
+        try:
+            return json.loads(repaired)
+        except json.JSONDecodeError:
+            continue
+    raise LLMError(
+        "The LLM reply is not valid JSON.",
+        found=text[:200],
+        fix="use a stronger model or a server with JSON-schema (structured output) support",
+        kind="parse",
+        raw=text,
+        retryable=True,
+    )

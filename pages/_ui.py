@@ -1,0 +1,128 @@
+"""Streamlit-only helpers shared by the pages: settings from the sidebar, progress adapter,
+error boundary, cached loaders and run pickers. Pages stay thin; logic lives in core."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import streamlit as st
+
+from core.config import (
+    ChromaSettings,
+    LLMSettings,
+    chroma_settings_from_env,
+    llm_settings_from_env,
+)
+from core.errors import RagbenchError
+from core.progress import ProgressEvent
+
+
+def _secret(name: str) -> str:
+    """A value from .streamlit/secrets.toml, or '' when there is no secrets file."""
+    try:
+        return str(st.secrets.get(name, ""))
+    except Exception:  # noqa: BLE001 - no secrets file is the normal case
+        return ""
+
+
+def llm_settings() -> LLMSettings:
+    """LLM settings: the sidebar overrides the environment; the key comes from the sidebar,
+    secrets or environment and lives only in this session's memory."""
+    env = llm_settings_from_env()
+    state = st.session_state
+    backend = state.get("llm_backend", env.backend)
+    return LLMSettings(
+        backend=backend,
+        base_url=state.get("llm_base_url", env.base_url),
+        model=state.get("llm_model", env.model),
+        api_key=state.get("llm_api_key") or _secret("llm_api_key") or env.api_key,
+        timeout_s=float(state.get("llm_timeout", env.timeout_s)),
+        max_concurrency=int(state.get("llm_concurrency", env.max_concurrency)),
+        supports_n=bool(state.get("llm_supports_n", env.supports_n)),
+    )
+
+
+def chroma_settings() -> ChromaSettings:
+    """Chroma settings: the sidebar overrides the environment."""
+    env = chroma_settings_from_env()
+    state = st.session_state
+    if state.get("chroma_mode", "server" if env.is_server else "embedded") == "embedded":
+        return ChromaSettings()
+    return ChromaSettings(
+        host=state.get("chroma_host", env.host),
+        port=int(state.get("chroma_port", env.port)),
+        token=state.get("chroma_token") or _secret("chroma_token") or env.token,
+    )
+
+
+class StreamlitProgress:
+    """Adapts core's on_progress(ProgressEvent) callbacks to an st.progress bar."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = st.progress(0.0, text=label)
+
+    def __call__(self, event: ProgressEvent) -> None:
+        frac = event.fraction
+        parts = [self.label, event.message or event.stage]
+        if event.total:
+            parts.append(f"{event.done}/{event.total}")
+        if event.eta_s is not None and event.done < (event.total or 0):
+            parts.append(f"ETA {event.eta_s:.0f}s")
+        self.bar.progress(frac if frac is not None else 0.0, text=" · ".join(p for p in parts if p))
+
+    def done(self, text: str = "Done") -> None:
+        self.bar.progress(1.0, text=text)
+
+
+@contextlib.contextmanager
+def error_boundary(action: str) -> Iterator[None]:
+    """Turn project errors into st.error with the message; anything else into st.exception."""
+    try:
+        yield
+    except RagbenchError as exc:
+        st.error(f"**{action} failed.** {exc}")
+    except Exception as exc:  # noqa: BLE001 - show, do not crash the page
+        st.error(f"**{action} failed with an unexpected error:** {type(exc).__name__}: {exc}")
+        if os.environ.get("RAGBENCH_DEBUG") == "1":
+            st.exception(exc)
+
+
+def not_built_yet(stage: str, issue: str) -> None:
+    """Say plainly that a stage is not built yet."""
+    st.info(
+        f"**{stage} is not built yet.** This page will {issue}. "
+        "Nothing here pretends to work until it does.",
+        icon="🚧",
+    )
+
+
+def run_picker(kind: str, label: str, key: str, statuses: tuple[str, ...] = ("done",)) -> str | None:
+    """A selectbox of runs of one kind (newest first); returns the chosen run id or None."""
+    from core.runs import list_runs
+
+    runs = [r for r in list_runs(kind) if r.manifest.status in statuses]
+    if not runs:
+        st.caption(f"No finished {kind} runs yet.")
+        return None
+    options = [r.id for r in runs]
+    names = {r.id: f"{r.manifest.name} · {r.manifest.created_at[:16]}" for r in runs}
+    return st.selectbox(label, options, format_func=lambda rid: names.get(rid, rid), key=key)
+
+
+@st.cache_resource(show_spinner="Loading embedding model…")
+def cached_model(source: str, ref: str, device: str = "auto"):  # noqa: ANN201 - SentenceTransformer
+    """Load an embedding model once per (source, ref, device) for the whole server."""
+    from core.embeddings import ModelSpec, load_model
+
+    return load_model(ModelSpec(source=source, ref=ref), device=device)  # type: ignore[arg-type]
+
+
+@st.cache_data(show_spinner=False)
+def device_description() -> str:
+    """The device embeddings and training run on."""
+    from core.embeddings import describe_device, select_device
+
+    return describe_device(select_device())

@@ -1,0 +1,22 @@
+"""Home: what ragbench answers, the loop, and where each stage stands."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.runs import RUN_KINDS, list_runs
+
+st.title("ragbench")
+st.markdown(
+    "**Does fine-tuning our embedding model on our own documents make retrieval and answers "
+    "better, by how much, and can we trust the number?**\n\n"
+    "Walk the pages in order: **Documents** (load, chunk, index) → **Questions** (synthetic "
+    "questions with a quality gate) → **Fine-tune** (Matryoshka + MNRL) → **Retrieval eval** "
+    "(base vs tuned with confidence intervals) → **RAG eval** (answers scored with RAGAS) → "
+    "**Runs** (history, comparison, export). The sample corpus (the Debian FAQ, 73 pages, with a "
+    "hand-written question set) lets you try the whole loop offline."
+)
+runs = list_runs()
+cols = st.columns(len(RUN_KINDS))
+for col, kind in zip(cols, RUN_KINDS, strict=True):
+    col.metric(kind, sum(1 for r in runs if r.kind == kind))

@@ -1,0 +1,81 @@
+"""ragbench: the entrypoint. Routes the pages (st.navigation) and holds the shared sidebar."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.config import apply_offline_env, chroma_settings_from_env, data_dir, llm_settings_from_env
+
+apply_offline_env()
+
+st.set_page_config(page_title="ragbench", page_icon="🧪", layout="wide")
+
+
+def sidebar() -> None:
+    """LLM, Chroma and device settings shared by every page (kept in session state only)."""
+    env_llm = llm_settings_from_env()
+    env_chroma = chroma_settings_from_env()
+    with st.sidebar:
+        st.markdown("### ragbench")
+        st.caption(f"Data: `{data_dir()}`")
+        with st.expander("LLM", expanded=False):
+            st.radio(
+                "Backend",
+                ["embedded", "openai"],
+                index=0 if env_llm.backend == "embedded" else 1,
+                format_func=lambda b: {
+                    "embedded": "Embedded SmolLM2-135M (offline, demo quality)",
+                    "openai": "OpenAI-compatible server",
+                }[b],
+                key="llm_backend",
+            )
+            if st.session_state.get("llm_backend") == "openai":
+                st.text_input("Base URL", env_llm.base_url or "http://localhost:11434/v1", key="llm_base_url")
+                st.text_input("Model", env_llm.model or "llama3.1", key="llm_model")
+                st.text_input(
+                    "API key (kept in memory only)", type="password", key="llm_api_key",
+                    help="Also read from .streamlit/secrets.toml (llm_api_key) or RAGBENCH_LLM_API_KEY.",
+                )
+                st.number_input("Concurrency", 1, 64, env_llm.max_concurrency, key="llm_concurrency")
+                st.checkbox("Server allows n>1 completions", env_llm.supports_n, key="llm_supports_n")
+            else:
+                st.caption("A 135M-parameter model: fine for a demo, not for judging. Point the app at a real server for trustworthy results.")
+            if st.button("Test connection", key="llm_test"):
+                from pages._ui import error_boundary, llm_settings
+
+                with error_boundary("Test connection"):
+                    from core.llm import check_connection
+
+                    report = check_connection(llm_settings())
+                    (st.success if report.ok else st.error)(report.message)
+                    if report.raw is not None:
+                        st.code(report.raw[:2000], language="text")
+        with st.expander("Chroma", expanded=False):
+            st.radio(
+                "Vector store",
+                ["embedded", "server"],
+                index=1 if env_chroma.is_server else 0,
+                format_func=lambda m: {"embedded": "Embedded (persistent, in the data folder)", "server": "Chroma server"}[m],
+                key="chroma_mode",
+            )
+            if st.session_state.get("chroma_mode") == "server":
+                st.text_input("Host", env_chroma.host or "localhost", key="chroma_host")
+                st.number_input("Port", 1, 65535, env_chroma.port, key="chroma_port")
+                st.text_input("Token", type="password", key="chroma_token")
+        from pages._ui import device_description
+
+        st.caption(f"Device: **{device_description()}**")
+
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/documents.py", title="Documents", icon="📄"),
+    st.Page("pages/questions.py", title="Questions", icon="❓"),
+    st.Page("pages/finetune.py", title="Fine-tune", icon="🔧"),
+    st.Page("pages/retrieval_eval.py", title="Retrieval eval", icon="🎯"),
+    st.Page("pages/rag_eval.py", title="RAG eval", icon="💬"),
+    st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+]
+nav = st.navigation(pages)
+sidebar()
+nav.run()

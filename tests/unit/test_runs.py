@@ -1,0 +1,79 @@
+"""The run store: create, load, list, delete, atomic writes, lineage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.errors import LineageError, RunError
+from core.runs import check_same_lineage, create_run, delete_run, list_runs, load_run
+
+
+def test_create_load_roundtrip(data_root):
+    run = create_run("corpus", name="docs", config={"chunk_size": 800})
+    loaded = load_run(run.id)
+    assert loaded.manifest.config == {"chunk_size": 800}
+    assert loaded.manifest.status == "pending"
+    assert "python" in loaded.manifest.versions
+    assert (data_root / "runs" / run.id / "manifest.json").exists()
+
+
+def test_status_and_artifacts(data_root):
+    run = create_run("qa")
+    run.write_json("items.json", [{"a": 1}])
+    run.set_status("done", n_items=1)
+    loaded = load_run(run.id)
+    assert loaded.manifest.status == "done"
+    assert loaded.manifest.summary == {"n_items": 1}
+    assert loaded.read_json("items.json") == [{"a": 1}]
+    with pytest.raises(RunError, match="outside"):
+        run.artifact("../escape.json")
+    assert not list((data_root / "runs" / run.id).glob(".*.tmp"))
+
+
+def test_list_filters_and_skips_broken(data_root):
+    a = create_run("corpus")
+    b = create_run("qa", parents={"corpus": a.id})
+    broken = data_root / "runs" / "qa-broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    assert {r.id for r in list_runs()} == {a.id, b.id}
+    assert [r.id for r in list_runs("qa")] == [b.id]
+    with pytest.raises(RunError, match="unreadable manifest"):
+        load_run("qa-broken")
+
+
+def test_missing_parent_refused():
+    with pytest.raises(RunError, match="does not exist"):
+        create_run("qa", parents={"corpus": "corpus-nope"})
+
+
+def test_delete_refuses_with_children_then_works(data_root):
+    a = create_run("corpus")
+    b = create_run("qa", parents={"corpus": a.id})
+    with pytest.raises(RunError, match=f"Run {a.id} is a parent of {b.id}"):
+        delete_run(a.id)
+    delete_run(b.id)
+    delete_run(a.id)
+    assert list_runs() == []
+
+
+def test_lineage_refuses_runs_of_different_corpora():
+    c1, c2 = create_run("corpus"), create_run("corpus")
+    q1 = create_run("qa", parents={"corpus": c1.id})
+    m1 = create_run("model", parents={"qa": q1.id})
+    q2 = create_run("qa", parents={"corpus": c2.id})
+    check_same_lineage(m1, q1)  # same corpus: fine
+    with pytest.raises(LineageError) as info:
+        check_same_lineage(m1, q2)
+    message = str(info.value)
+    assert m1.id in message and q2.id in message and c1.id in message and c2.id in message
+
+
+def test_manifest_is_valid_json_after_many_updates(data_root):
+    run = create_run("model")
+    for i in range(20):
+        run.set_status("running", step=i)
+    data = json.loads((run.path / "manifest.json").read_text())
+    assert data["summary"]["step"] == 19
