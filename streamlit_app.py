@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.config import apply_offline_env, chroma_settings_from_env, data_dir, llm_settings_from_env
 
 apply_offline_env()
+
+HERE = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="ragbench", page_icon="🧪", layout="wide")
 
@@ -68,14 +72,14 @@ def sidebar() -> None:
 
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/documents.py", title="Documents", icon="📄"),
-    st.Page("pages/questions.py", title="Questions", icon="❓"),
-    st.Page("pages/finetune.py", title="Fine-tune", icon="🔧"),
-    st.Page("pages/retrieval_eval.py", title="Retrieval eval", icon="🎯"),
-    st.Page("pages/rag_eval.py", title="RAG eval", icon="💬"),
-    st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+    st.Page(HERE / "pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page(HERE / "pages/documents.py", title="Documents", icon="📄"),
+    st.Page(HERE / "pages/questions.py", title="Questions", icon="❓"),
+    st.Page(HERE / "pages/finetune.py", title="Fine-tune", icon="🔧"),
+    st.Page(HERE / "pages/retrieval_eval.py", title="Retrieval eval", icon="🎯"),
+    st.Page(HERE / "pages/rag_eval.py", title="RAG eval", icon="💬"),
+    st.Page(HERE / "pages/runs.py", title="Runs", icon="🗂️"),
 ]
-nav = st.navigation(pages)
 sidebar()
+nav = st.navigation(pages)
 nav.run()

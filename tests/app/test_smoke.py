@@ -1,0 +1,35 @@
+"""Every page renders through the real entrypoint without an exception."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.conftest import page_path
+
+PAGES = ["home.py", "documents.py", "questions.py", "finetune.py", "retrieval_eval.py", "rag_eval.py", "runs.py"]
+
+
+def test_home_renders_with_sidebar(app):
+    app.run()
+    assert not app.exception, app.exception
+    assert app.title[0].value == "ragbench"
+    assert any("Device" in c.value for c in app.sidebar.caption)
+    app.run()  # a rerun keeps the shared sidebar
+    assert app.sidebar.radio(key="llm_backend").value == "embedded"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(app, page):
+    app.run()
+    app.switch_page(page_path(page)).run()
+    assert not app.exception, f"{page}: {app.exception}"
+    assert app.title, f"{page} shows no title"
+
+
+def test_llm_test_connection_reports_down_server(app):
+    app.run()
+    app.sidebar.radio(key="llm_backend").set_value("openai").run()
+    app.text_input(key="llm_base_url").set_value("http://127.0.0.1:9/v1").run()
+    app.button(key="llm_test").click().run()
+    assert not app.exception
+    assert any("Cannot reach the LLM server" in e.value for e in app.error)

@@ -1,0 +1,1 @@
+"""Test support code (loopback servers, builders)."""
