@@ -12,7 +12,7 @@ apply_offline_env()
 
 HERE = Path(__file__).resolve().parent
 
-st.set_page_config(page_title="ragbench", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="ragbench", page_icon=":material/science:", layout="wide")
 
 
 def sidebar() -> None:
@@ -72,13 +72,13 @@ def sidebar() -> None:
 
 
 pages = [
-    st.Page(HERE / "pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page(HERE / "pages/documents.py", title="Documents", icon="📄"),
-    st.Page(HERE / "pages/questions.py", title="Questions", icon="❓"),
-    st.Page(HERE / "pages/finetune.py", title="Fine-tune", icon="🔧"),
-    st.Page(HERE / "pages/retrieval_eval.py", title="Retrieval eval", icon="🎯"),
-    st.Page(HERE / "pages/rag_eval.py", title="RAG eval", icon="💬"),
-    st.Page(HERE / "pages/runs.py", title="Runs", icon="🗂️"),
+    st.Page(HERE / "pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page(HERE / "pages/documents.py", title="Documents", icon=":material/description:"),
+    st.Page(HERE / "pages/questions.py", title="Questions", icon=":material/quiz:"),
+    st.Page(HERE / "pages/finetune.py", title="Fine-tune", icon=":material/model_training:"),
+    st.Page(HERE / "pages/retrieval_eval.py", title="Retrieval eval", icon=":material/target:"),
+    st.Page(HERE / "pages/rag_eval.py", title="RAG eval", icon=":material/forum:"),
+    st.Page(HERE / "pages/runs.py", title="Runs", icon=":material/history:"),
 ]
 sidebar()
 nav = st.navigation(pages)

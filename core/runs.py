@@ -226,6 +226,32 @@ def children_of(run_id: str, root: Path | None = None) -> list[Run]:
     return [r for r in list_runs(root=root) if run_id in r.manifest.parents.values()]
 
 
+def descendants_of(run_id: str, root: Path | None = None) -> list[Run]:
+    """Every run that depends on `run_id`, directly or through others, each before its parents
+    (so deleting in this order never leaves an orphan)."""
+    runs = list_runs(root=root)
+    found: dict[str, Run] = {}
+    frontier = [run_id]
+    while frontier:
+        current = frontier.pop()
+        for run in runs:
+            if current in run.manifest.parents.values() and run.id not in found:
+                found[run.id] = run
+                frontier.append(run.id)
+    ordered: list[Run] = []
+    remaining = dict(found)
+    while remaining:
+        # A run is ready when no remaining run names it as a parent.
+        ready = [
+            r for r in remaining.values()
+            if not any(r.id in o.manifest.parents.values() for o in remaining.values())
+        ]
+        for r in ready:
+            ordered.append(r)
+            del remaining[r.id]
+    return ordered
+
+
 def delete_run(run_id: str, root: Path | None = None, force: bool = False) -> None:
     """Delete a run folder. Refuses when other runs depend on it, unless `force`."""
     run = load_run(run_id, root=root)

@@ -95,7 +95,7 @@ def not_built_yet(stage: str, issue: str) -> None:
     st.info(
         f"**{stage} is not built yet.** This page will {issue}. "
         "Nothing here pretends to work until it does.",
-        icon="🚧",
+        icon=":material/construction:",
     )
 
 

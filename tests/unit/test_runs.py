@@ -77,3 +77,15 @@ def test_manifest_is_valid_json_after_many_updates(data_root):
         run.set_status("running", step=i)
     data = json.loads((run.path / "manifest.json").read_text())
     assert data["summary"]["step"] == 19
+
+
+def test_descendants_deepest_first():
+    c = create_run("corpus")
+    q = create_run("qa", parents={"corpus": c.id})
+    m = create_run("model", parents={"qa": q.id})
+    e = create_run("retrieval_eval", parents={"qa": q.id, "model": m.id})
+    from core.runs import descendants_of
+
+    ids = [r.id for r in descendants_of(c.id)]
+    assert set(ids) == {q.id, m.id, e.id}
+    assert ids.index(e.id) < ids.index(m.id) < ids.index(q.id)
