@@ -54,7 +54,7 @@ class Manifest(BaseModel):
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def library_versions() -> dict[str, str]:

@@ -1,10 +1,283 @@
-"""Documents page."""
+"""Documents page: upload or pick the sample, build a corpus run, inspect it, index it into Chroma."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pages._ui import not_built_yet
+from core.chunking import DEFAULT_SIZES, STRATEGIES, ChunkingConfig
+from core.documents import (
+    CorpusBuildResult,
+    FileReport,
+    UploadedFile,
+    add_documents,
+    build_corpus,
+    ingest_sample_corpus,
+    load_documents,
+    remove_documents,
+)
+from core.errors import ConfigError
+from core.runs import load_run
+from pages._ui import (
+    StreamlitProgress,
+    cached_model,
+    chroma_settings,
+    error_boundary,
+    run_picker,
+)
+
+PICK_KEY = "docs_corpus_pick"
+PENDING_KEY = "docs_pending_pick"
+STRATEGY_LABELS = {
+    "recursive": "Recursive characters (paragraphs, then lines, then words)",
+    "token": "Tokens of the embedding model (never longer than it reads)",
+    "markdown": "Markdown headers, then recursive characters",
+}
+
+
+def file_rows(files: list[FileReport]) -> list[dict[str, object]]:
+    """Rows of the per-file table."""
+    return [
+        {
+            "file": f.name,
+            "status": f.status,
+            "pages": f.pages,
+            "chars": f.chars,
+            "chunks": f.chunks,
+            "problem": f.reason or "; ".join(f.warnings),
+        }
+        for f in files
+    ]
+
+
+def chunking_ui() -> tuple[ChunkingConfig | None, int]:
+    """Chunking settings; returns the config (None when invalid) and the size limit in bytes."""
+    with st.expander("Chunking settings", expanded=False):
+        strategy = st.selectbox(
+            "Strategy",
+            STRATEGIES,
+            format_func=lambda s: STRATEGY_LABELS[s],
+            key="docs_strategy",
+        )
+        size, overlap = DEFAULT_SIZES[strategy]
+        unit = "tokens" if strategy == "token" else "characters"
+        left, right, limit = st.columns(3)
+        chunk_size = left.number_input(
+            f"Chunk size ({unit})", 20, 20000, size, step=50, key=f"docs_size_{strategy}"
+        )
+        chunk_overlap = right.number_input(
+            f"Overlap ({unit})", 0, 10000, overlap, step=10, key=f"docs_overlap_{strategy}"
+        )
+        max_mb = limit.number_input("Size limit per file (MB)", 1, 2000, 50, key="docs_max_mb")
+        if strategy == "token":
+            st.caption("Token sizes use the default embedding model's tokenizer.")
+    try:
+        config = ChunkingConfig(
+            strategy=strategy, chunk_size=int(chunk_size), chunk_overlap=int(chunk_overlap)
+        )
+    except ConfigError as exc:
+        st.error(str(exc))
+        return None, int(max_mb * 1024 * 1024)
+    return config, int(max_mb * 1024 * 1024)
+
+
+def show_build_result(result: CorpusBuildResult) -> None:
+    """Summary of a finished build and its per-file table."""
+    ok, skipped = result.ok_files, result.skipped_files
+    st.success(
+        f"Corpus run **{result.run.id}**: {len(ok)} document(s), {result.n_chunks} chunks"
+        + (
+            f", {result.duplicates_removed} duplicate chunk(s) removed"
+            if result.duplicates_removed
+            else ""
+        )
+        + (f"; {len(skipped)} file(s) skipped" if skipped else "")
+        + "."
+    )
+    for warning in result.warnings:
+        st.warning(warning)
+    st.dataframe(file_rows(result.files), hide_index=True, key="docs_build_table")
+
+
+def build_ui(config: ChunkingConfig | None, max_bytes: int) -> list[UploadedFile]:
+    """Upload and build; returns the uploaded files (for adding to an existing corpus)."""
+    st.subheader("1. Build a corpus")
+    uploads = st.file_uploader(
+        "Upload documents (PDF, TXT, MD, HTML)",
+        accept_multiple_files=True,
+        key="docs_upload",
+        help="Each file is checked on its own: a bad file is skipped with the reason, "
+        "the others still go in. DOCX is not supported yet: export it as PDF.",
+    )
+    files = [UploadedFile(f.name, f.getvalue()) for f in uploads or []]
+    name = st.text_input("Corpus name (optional)", key="docs_name")
+    left, right = st.columns(2)
+    build = left.button(
+        "Build corpus run",
+        disabled=not files or config is None,
+        type="primary",
+        key="docs_build",
+    )
+    sample = right.button(
+        "Use the sample corpus (Debian FAQ, 73 pages)",
+        disabled=config is None,
+        key="docs_sample",
+    )
+    if (build or sample) and config is not None:
+        progress = StreamlitProgress("Parsing and chunking")
+        with error_boundary("Building the corpus"):
+            if sample:
+                result = ingest_sample_corpus(config, on_progress=progress)
+            else:
+                result = build_corpus(
+                    files, config, name=name, max_bytes=max_bytes, on_progress=progress
+                )
+            progress.done(f"Built {result.run.id}")
+            st.session_state[PICK_KEY] = result.run.id
+            show_build_result(result)
+    return files
+
+
+def switch_to(result: CorpusBuildResult) -> None:
+    """Select a run built from the picked one (a new run) on the next rerun."""
+    kept = ", ".join(f.name for f in result.ok_files)
+    st.session_state[PENDING_KEY] = (
+        result.run.id,
+        f"Built corpus run **{result.run.id}** ({result.n_chunks} chunks from {kept}); "
+        "the run it came from is unchanged.",
+    )
+    st.rerun()
+
+
+def corpus_ui(files: list[UploadedFile]) -> str | None:
+    """Pick a corpus run, see its documents and chunks, add or delete documents."""
+    st.subheader("2. Corpus runs")
+    if PENDING_KEY in st.session_state:  # a run built on the last click: select it, say so
+        new_id, message = st.session_state.pop(PENDING_KEY)
+        st.session_state[PICK_KEY] = new_id
+        st.success(message)
+    corpus_id = run_picker("corpus", "Corpus run", key=PICK_KEY)
+    if not corpus_id:
+        return None
+    with error_boundary("Reading the corpus run"):
+        run = load_run(corpus_id)
+        summary = run.manifest.summary
+        cols = st.columns(4)
+        cols[0].metric("Documents", summary.get("n_documents", 0))
+        cols[1].metric("Pages", summary.get("n_pages", 0))
+        cols[2].metric("Chunks", summary.get("n_chunks", 0))
+        cols[3].metric("Duplicates removed", summary.get("duplicates_removed", 0))
+        chunking = run.manifest.config.get("chunking", {})
+        derived = run.manifest.config.get("derived_from")
+        st.caption(
+            f"Chunking: {chunking.get('strategy')} · size {chunking.get('chunk_size')} · "
+            f"overlap {chunking.get('chunk_overlap')}"
+            + (f" · derived from {derived}" if derived else "")
+        )
+        reports = load_documents(run)
+        st.dataframe(file_rows(reports), hide_index=True, key="docs_corpus_table")
+        with st.expander("Preview chunks"):
+            from core.corpus import load_chunks
+
+            chunks = load_chunks(run)
+            st.dataframe(
+                [
+                    {
+                        "id": c.id,
+                        "source": c.source,
+                        "page": c.page,
+                        "chars": len(c.text),
+                        "text": c.text[:300],
+                    }
+                    for c in chunks[:200]
+                ],
+                hide_index=True,
+                key="docs_chunk_table",
+            )
+        ok_names = [r.name for r in reports if r.status == "ok"]
+        left, right = st.columns(2)
+        with left:
+            if st.button(
+                f"Add the {len(files)} uploaded file(s) to this corpus (new run)",
+                disabled=not files,
+                key="docs_add",
+            ):
+                progress = StreamlitProgress("Adding documents")
+                with error_boundary("Adding documents"):
+                    result = add_documents(corpus_id, files, on_progress=progress)
+                    switch_to(result)
+        with right:
+            doomed = st.selectbox("Document", ok_names, key="docs_delete_pick")
+            if st.button(
+                "Delete document (new run without it)",
+                disabled=len(ok_names) < 2,
+                key="docs_delete",
+                help="Runs are immutable: this builds a new corpus run without the document.",
+            ):
+                progress = StreamlitProgress("Rebuilding without the document")
+                with error_boundary("Deleting the document"):
+                    result = remove_documents(corpus_id, [doomed], on_progress=progress)
+                    switch_to(result)
+    return corpus_id
+
+
+def index_ui(corpus_id: str) -> None:
+    """Index the picked corpus run into Chroma with the default model, then try a query."""
+    from core.embeddings import DEFAULT_MODEL_LABEL, ModelSpec
+
+    st.subheader("3. Index into Chroma")
+    settings = chroma_settings()
+    where = f"server {settings.host}:{settings.port}" if settings.is_server else "embedded store"
+    st.caption(
+        f"Model: {DEFAULT_MODEL_LABEL}, native dimension · Chroma: {where}. "
+        "Chunks already indexed are skipped, so indexing again costs nothing."
+    )
+    spec = ModelSpec()
+    if st.button("Index into Chroma", type="primary", key="docs_index"):
+        with error_boundary("Indexing"):
+            from core.documents import index_corpus_run
+
+            model = cached_model(spec.source, spec.ref)
+            progress = StreamlitProgress("Embedding chunks")
+            report = index_corpus_run(
+                corpus_id, spec, None, settings, model=model, on_progress=progress
+            )
+            progress.done(f"Indexed into {report.collection}")
+            st.session_state["docs_collection"] = report.collection
+            st.success(
+                f"Collection **{report.collection}**: {report.n_added} chunk(s) embedded, "
+                f"{report.n_skipped} already there ({report.seconds:.1f} s)."
+            )
+    collection = st.session_state.get("docs_collection")
+    if not collection or not collection.startswith(corpus_id):
+        return
+    query = st.text_input("Try a query", key="docs_query")
+    if query:
+        with error_boundary("Searching"):
+            from core.corpus import load_chunks
+            from core.embeddings import encode_texts, query_prompt
+            from core.store import search
+
+            model = cached_model(spec.source, spec.ref)
+            embedding = encode_texts(model, [query], prompt=query_prompt(model))
+            chunks = {c.id: c for c in load_chunks(corpus_id)}
+            hits = search(settings, collection, embedding, k=5)[0]
+            for chunk_id, score in hits:
+                chunk = chunks.get(chunk_id)
+                if chunk is None:
+                    continue
+                st.markdown(f"**{score:.3f}** · {chunk.source} · page {chunk.page or '-'}")
+                st.text(chunk.text[:600])
+
 
 st.title("Documents")
-not_built_yet("Documents", "load, parse, chunk and index your PDFs into Chroma")
+st.caption(
+    "Every build makes a corpus run: the original files, a per-file report and the chunks. "
+    "Runs never change; adding or deleting a document makes a new one."
+)
+chunk_config, size_limit = chunking_ui()
+uploaded = build_ui(chunk_config, size_limit)
+st.divider()
+picked = corpus_ui(uploaded)
+if picked:
+    st.divider()
+    index_ui(picked)

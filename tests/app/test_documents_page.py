@@ -1,0 +1,69 @@
+"""The Documents page renders, builds the sample corpus, and shows its runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.documents import UploadedFile, build_corpus
+from core.runs import list_runs
+
+PAGE = Path(__file__).resolve().parents[2] / "pages" / "documents.py"
+
+
+@pytest.fixture(autouse=True)
+def clear_caches():
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def test_page_renders_with_no_runs():
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    assert not at.exception
+    assert at.title[0].value == "Documents"
+    assert at.button(key="docs_build").disabled  # nothing uploaded yet
+    assert "No finished corpus runs yet." in [c.value for c in at.caption]
+
+
+def test_sample_button_builds_a_corpus_run():
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    at.button(key="docs_sample").click().run()
+    assert not at.exception
+    assert not at.error
+    (run,) = list_runs("corpus")
+    assert run.manifest.status == "done" and run.manifest.summary["n_chunks"] > 100
+    assert f"Corpus run **{run.id}**" in at.success[0].value
+    assert at.selectbox(key="docs_corpus_pick").value == run.id
+    assert at.button(key="docs_index") is not None
+
+
+def test_invalid_chunking_settings_disable_building():
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    at.number_input(key="docs_overlap_recursive").set_value(2000).run()
+    assert (
+        "Chunk overlap 2000 must be at least 0 and below the chunk size 1000" in at.error[0].value
+    )
+    assert at.button(key="docs_sample").disabled
+
+
+def test_existing_run_shows_documents_and_deletes_one():
+    original = build_corpus(
+        [UploadedFile("a.txt", b"Alpha text about owls."), UploadedFile("b.txt", b"Beta on bees.")]
+    )
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value  # the corpus run's per-file table
+    assert list(table["file"]) == ["a.txt", "b.txt"]
+    at.selectbox(key="docs_delete_pick").set_value("a.txt")
+    at.button(key="docs_delete").click().run()
+    assert not at.exception and not at.error
+    (newest,) = [r for r in list_runs("corpus") if r.id != original.run.id]
+    assert [f["name"] for f in newest.read_json("documents.json")] == ["b.txt"]
+    assert at.selectbox(key="docs_corpus_pick").value == newest.id
+    assert list(at.dataframe[0].value["file"]) == ["b.txt"]
+    assert f"Built corpus run **{newest.id}**" in at.success[0].value
