@@ -534,8 +534,10 @@ class LLM:
             else:
                 if self.cache is not None and not completion.cached:
                     params = {"t": temperature, "max": max_tokens, "schema": schema, "sample": 0}
+                    # Keyed by the original request, so a reply that needed the corrective retry
+                    # is found on the first attempt next time (re-running makes no call).
                     self.cache.put(
-                        request_key(self.backend.identity, convo, params),
+                        request_key(self.backend.identity, messages, params),
                         {**asdict(completion), "cached": False},
                     )
                 return parsed, completion
