@@ -19,6 +19,21 @@ from core.errors import RagbenchError
 from core.progress import ProgressEvent
 
 
+def _leave_pages_directory_mode() -> None:
+    """Streamlit treats a `pages/` folder beside the entrypoint as a v1 multipage app until
+    `st.navigation` runs once. A first visitor who lands straight on /documents would get the
+    page without the entrypoint (no sidebar, every file listed). Switch the server to the
+    entrypoint's navigation and rerun, once per process."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_directory_mode()
+
+
 def _secret(name: str) -> str:
     """A value from .streamlit/secrets.toml, or '' when there is no secrets file."""
     try:
