@@ -47,6 +47,9 @@ def load_qa(run: Run | str, *, accepted_only: bool = True, split: Split | None =
         raise RunError(f"QA run {run.id} has no {QA_FILE}.", fix="re-run the Questions stage")
     with path.open(encoding="utf-8") as handle:
         items = [QAItem.model_validate_json(line) for line in handle if line.strip()]
+    from core.splits import check_no_leak  # here: core.splits imports this module
+
+    check_no_leak([i for i in items if i.status == "accepted"])  # refuse a leaking dataset loudly
     if accepted_only:
         items = [i for i in items if i.status == "accepted"]
     if split is not None:

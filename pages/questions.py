@@ -1,10 +1,491 @@
-"""Questions page."""
+"""Questions page: a question set for a corpus run (hand-written sample, generated with the LLM
+behind a quality gate, or imported), its gate statistics, a review grid, and exports."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from pages._ui import not_built_yet
+from core.corpus import load_chunks
+from core.dataset import load_qa
+from core.errors import RagbenchError
+from core.gate import REASONS, GateConfig
+from core.llm import EMBEDDED_LABEL
+from core.questions import (
+    REVIEW_COLUMNS,
+    GenerationConfig,
+    estimate_generation,
+    generate_question_run,
+    read_gate_report,
+    read_usage,
+    review_rows,
+    save_review,
+    select_chunks,
+)
+from core.runs import list_runs, load_run
+from core.splits import SplitConfig
+from pages._ui import StreamlitProgress, cached_model, error_boundary, llm_settings, run_picker
+
+CORPUS_KEY = "qa_corpus_pick"
+RUN_KEY = "qa_run_pick"
+SOURCES = {
+    "sample": "Sample question set (hand-written)",
+    "generate": "Generate with the LLM",
+    "import": "Import a file",
+}
+NONE = "(none)"
+EMBEDDED_SECONDS_PER_TOKEN = 0.1  # SmolLM2-135M on 2 CPU cores: about 10 tokens/s
+
+
+def apply_pending_picks() -> None:
+    """Select runs made in the previous script run (a widget's value can only be set before
+    the widget exists)."""
+    for key in (CORPUS_KEY, RUN_KEY):
+        pending = st.session_state.pop(f"{key}_pending", None)
+        if pending:
+            st.session_state[key] = pending
+
+
+def pick_later(corpus_id: str | None, run_id: str | None) -> None:
+    if corpus_id:
+        st.session_state[f"{CORPUS_KEY}_pending"] = corpus_id
+    if run_id:
+        st.session_state[f"{RUN_KEY}_pending"] = run_id
+
+
+def llm_label() -> tuple[str, bool]:
+    """The configured LLM as people read it, and whether it is the embedded demo model."""
+    settings = llm_settings()
+    if settings.backend == "embedded":
+        return EMBEDDED_LABEL, True
+    return f"{settings.model or '(no model)'} at {settings.base_url or '(no URL)'}", False
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def sample_ui(corpus_id: str) -> None:
+    from core.qa_io import SAMPLE_QA_PATH
+
+    lines = (
+        SAMPLE_QA_PATH.read_text(encoding="utf-8").splitlines() if SAMPLE_QA_PATH.exists() else []
+    )
+    st.caption(
+        f"{sum(1 for line in lines if line.strip())} questions written by hand for the sample corpus (the Debian FAQ), each with the "
+        "quote that answers it and a reference answer. Each question's gold chunk is the chunk "
+        "holding its quote. Use it with a corpus built from the sample PDF."
+    )
+    if st.button("Load the sample question set", type="primary", key="qa_sample_load"):
+        with error_boundary("Loading the sample questions"):
+            from core.qa_io import load_sample_qa
+
+            run = load_sample_qa(corpus_id)
+            summary = run.manifest.summary
+            st.success(
+                f"QA run **{run.id}**: {summary['n_accepted']} question(s) matched to chunks"
+                + (f", {summary['n_rejected']} not found" if summary["n_rejected"] else "")
+                + "."
+            )
+            pick_later(None, run.id)
+
+
+def generation_config_ui(embedded: bool) -> GenerationConfig | None:
+    """The generation, gate and split settings; None when they are invalid."""
+    cols = st.columns(3)
+    n = cols[0].number_input("Questions per chunk", 1, 10, 2, key="qa_n")
+    max_chunks = cols[1].number_input(
+        "Max chunks (0 = all)",
+        0,
+        1_000_000,
+        4 if embedded else 0,
+        key="qa_max_chunks",
+        help="A seeded sample of chunks, for a quick try.",
+    )
+    with_answers = cols[2].checkbox("Reference answers too", not embedded, key="qa_answers")
+    cols = st.columns(2)
+    near_dup = cols[0].checkbox(
+        "Reject near-duplicates (loads the embedding model)", True, key="qa_near_dup"
+    )
+    answerable = cols[1].checkbox(
+        "Ask the LLM whether each question is answerable from its chunk", False, key="qa_answerable"
+    )
+    with st.expander("Gate and split settings"):
+        cols = st.columns(4)
+        min_words = cols[0].number_input("Min words", 1, 50, 4, key="qa_min_words")
+        max_words = cols[1].number_input("Max words", 5, 500, 60, key="qa_max_words")
+        threshold = cols[2].number_input(
+            "Near-duplicate cosine", 0.5, 1.0, 0.95, step=0.01, key="qa_dup_threshold"
+        )
+        seed = cols[3].number_input("Seed", 0, 2**31 - 1, 42, key="qa_seed")
+        cols = st.columns(3)
+        train = cols[0].number_input("Train share", 0.0, 1.0, 0.7, step=0.05, key="qa_train")
+        val = cols[1].number_input("Validation share", 0.0, 1.0, 0.15, step=0.05, key="qa_val")
+        test = cols[2].number_input("Test share", 0.0, 1.0, 0.15, step=0.05, key="qa_test")
+        st.caption("Splits are by chunk: every question of a chunk goes to that chunk's split.")
+    try:
+        return GenerationConfig(
+            n_per_chunk=int(n),
+            max_chunks=int(max_chunks),
+            with_answers=bool(with_answers),
+            seed=int(seed),
+            gate=GateConfig(
+                min_words=int(min_words),
+                max_words=int(max_words),
+                near_duplicate_threshold=float(threshold),
+                check_near_duplicates=bool(near_dup),
+                check_answerability=bool(answerable),
+            ),
+            split=SplitConfig(train=train, validation=val, test=test, seed=int(seed)),
+        )
+    except RagbenchError as exc:  # an invalid setting: say so, keep the page
+        st.error(str(exc))
+    return None
+
+
+def generate_ui(corpus_id: str) -> None:
+    label, embedded = llm_label()
+    st.markdown(f"LLM: **{label}** (change it in the sidebar)")
+    if embedded:
+        st.warning(
+            "The embedded 135M model is demo quality: expect most of its questions to be "
+            "rejected by the gate, and about 10 tokens/s. For a meaningful question set use an "
+            "OpenAI-compatible server, or the hand-written sample set."
+        )
+    config = generation_config_ui(embedded)
+    if config is None:
+        return
+    with error_boundary("Estimating the cost"):
+        from core.llm import make_llm
+
+        chunks = select_chunks(load_chunks(corpus_id), config.max_chunks, config.seed)
+        try:
+            llm = make_llm(llm_settings())
+        except Exception:  # noqa: BLE001 - the estimate works without the cache check
+            llm = None
+        estimate = estimate_generation(chunks, config, llm)
+        text = f"Estimate: {estimate.describe()}."
+        if embedded and estimate.calls:
+            minutes = estimate.completion_tokens * EMBEDDED_SECONDS_PER_TOKEN / 60
+            text += f" About {minutes:.0f} min on this CPU."
+        st.info(text)
+    if st.button("Generate questions", type="primary", key="qa_generate"):
+        progress = StreamlitProgress("Generating questions")
+        with error_boundary("Generating questions"):
+            from core.embeddings import ModelSpec
+            from core.llm import make_llm
+
+            llm = make_llm(llm_settings())
+            model = None
+            if config.gate.check_near_duplicates:
+                spec = ModelSpec()
+                model = cached_model(spec.source, spec.ref)
+            result = generate_question_run(
+                corpus_id, llm, config, model=model, on_progress=progress
+            )
+            progress.done(f"Saved {result.run.id}")
+            gate = result.gate
+            st.success(
+                f"QA run **{result.run.id}**: {gate['accepted']} accepted, "
+                f"{gate['rejected']} rejected, {len(result.failures)} chunk(s) failed · "
+                f"{result.usage.get('calls', 0)} call(s), {result.usage.get('cached', 0)} "
+                f"cached, {result.usage.get('total_tokens', 0):,} tokens."
+            )
+            pick_later(None, result.run.id)
+
+
+def import_ui(corpus_id: str | None) -> None:
+    st.caption(
+        "Pairs you already have (e.g. anchor/positive or question/context columns), with "
+        "optional reference answers and split. Chunk texts can match the picked corpus or "
+        "become a new corpus of their own."
+    )
+    upload = st.file_uploader(
+        "Question file (CSV, TSV, JSONL, JSON, Parquet)",
+        type=["csv", "tsv", "jsonl", "ndjson", "json", "parquet"],
+        key="qa_import_file",
+    )
+    if upload is None:
+        return
+    from core.qa_io import ColumnMapping, guess_mapping, import_qa, read_table
+
+    with error_boundary("Reading the file"):
+        frame = read_table(upload.name, upload.getvalue())
+        columns = list(frame.columns)
+        st.dataframe(frame.head(5), hide_index=True, key="qa_import_preview")
+        guess = guess_mapping(columns)
+
+        def index_of(name: str | None, options: list[str]) -> int:
+            return options.index(name) if name in options else 0
+
+        cols = st.columns(2)
+        question = cols[0].selectbox(
+            "Question column",
+            columns,
+            index_of(guess and guess.question, columns),
+            key="qa_map_question",
+        )
+        chunk = cols[1].selectbox(
+            "Chunk column", columns, index_of(guess and guess.chunk, columns), key="qa_map_chunk"
+        )
+        optional = [NONE, *columns]
+        cols = st.columns(3)
+        answer = cols[0].selectbox(
+            "Reference answer column",
+            optional,
+            index_of(guess and guess.answer, optional),
+            key="qa_map_answer",
+        )
+        split = cols[1].selectbox(
+            "Split column",
+            optional,
+            index_of(guess and guess.split, optional),
+            key="qa_map_split",
+        )
+        kinds = ["text", "id"]
+        kind = cols[2].radio(
+            "The chunk column holds",
+            kinds,
+            index=1 if guess and guess.chunk_kind == "id" else 0,
+            format_func=lambda k: {"text": "chunk texts", "id": "chunk ids"}[k],
+            key="qa_map_kind",
+        )
+        targets = ["new", "match"] if corpus_id else ["new"]
+        target = st.radio(
+            "Chunks",
+            targets,
+            format_func=lambda t: {
+                "new": "Make a new corpus run from the chunk texts",
+                "match": f"Match them to the picked corpus run {corpus_id}",
+            }[t],
+            index=1 if kind == "id" and corpus_id else 0,
+            key="qa_import_target",
+        )
+        gate_on = st.checkbox(
+            "Run the gate's text and duplicate rules on the imported questions",
+            True,
+            key="qa_import_gate",
+        )
+        mapping = ColumnMapping(
+            question=question,
+            chunk=chunk,
+            chunk_kind=kind,  # type: ignore[arg-type]
+            answer=None if answer == NONE else answer,
+            split=None if split == NONE else split,
+        )
+        if st.button("Import", type="primary", key="qa_import_go"):
+            result = import_qa(
+                upload.name,
+                frame,
+                mapping,
+                corpus_run_id=corpus_id if target == "match" else None,
+                gate_config=GateConfig(check_near_duplicates=False) if gate_on else None,
+            )
+            st.success(
+                f"QA run **{result.run.id}**: {result.n_accepted} of {result.n_items} "
+                "question(s) accepted"
+                + (
+                    f", {len(result.skipped_rows)} blank row(s) skipped"
+                    if result.skipped_rows
+                    else ""
+                )
+                + (f"; new corpus run {result.corpus_run_id}" if result.new_corpus else "")
+                + "."
+            )
+            pick_later(result.corpus_run_id, result.run.id)
+
+
+# --------------------------------------------------------------------------- a qa run
+
+
+def qa_run_ui(corpus_id: str) -> str | None:
+    runs = [
+        r
+        for r in list_runs("qa")
+        if r.manifest.status == "done" and r.manifest.parents.get("corpus") == corpus_id
+    ]
+    if not runs:
+        st.caption("No question sets for this corpus run yet.")
+        return None
+    names = {
+        r.id: f"{r.manifest.name} · {r.manifest.summary.get('n_accepted', '?')} accepted · "
+        f"{r.manifest.created_at[:16]}"
+        for r in runs
+    }
+    if st.session_state.get(RUN_KEY) not in names:
+        st.session_state.pop(RUN_KEY, None)
+    return st.selectbox("Question set (qa run)", list(names), format_func=names.get, key=RUN_KEY)
+
+
+def gate_ui(qa_id: str) -> None:
+    report = read_gate_report(qa_id)
+    usage = read_usage(qa_id)
+    cols = st.columns(5)
+    cols[0].metric("Accepted", report.get("accepted", 0))
+    cols[1].metric("Rejected", report.get("rejected", 0))
+    cols[2].metric("Failed chunks", report.get("failed_chunks", 0))
+    cols[3].metric("LLM calls (cached)", f"{usage.get('calls', 0)} ({usage.get('cached', 0)})")
+    cols[4].metric("Tokens", f"{usage.get('total_tokens', 0):,}")
+    for note in report.get("notes", []):
+        st.caption(note)
+    by_reason = report.get("by_reason", {})
+    if by_reason:
+        st.markdown("**Rejected, by reason**")
+        st.dataframe(
+            [
+                {"reason": code, "what it means": REASONS.get(code, code), "count": n}
+                for code, n in by_reason.items()
+            ],
+            hide_index=True,
+            key="qa_reasons_table",
+        )
+    splits = report.get("splits")
+    if splits:
+        st.dataframe(
+            [{"split": s, **v} for s, v in splits.items()], hide_index=True, key="qa_splits_table"
+        )
+    failures = report.get("failures", [])
+    if failures:
+        with st.expander(f"{len(failures)} chunk(s) whose LLM call failed"):
+            st.dataframe(
+                [
+                    {
+                        "chunk_id": f["chunk_id"],
+                        "kind": f["kind"],
+                        "message": f["message"][:300],
+                        "raw reply": (f.get("raw") or "")[:300],
+                    }
+                    for f in failures
+                ],
+                hide_index=True,
+                key="qa_failures_table",
+            )
+    rejected = [i for i in load_qa(qa_id, accepted_only=False) if i.status == "rejected"]
+    if rejected:
+        with st.expander(f"{len(rejected)} rejected question(s) and why"):
+            st.dataframe(
+                [
+                    {
+                        "question": i.question,
+                        "reason": i.reason,
+                        "detail": str(i.meta.get("reason_text", "")),
+                        "chunk_id": i.chunk_id,
+                    }
+                    for i in rejected
+                ],
+                hide_index=True,
+                key="qa_rejected_table",
+            )
+
+
+def review_ui(qa_id: str) -> None:
+    st.subheader("Review")
+    st.caption(
+        "Edit questions, set status to accepted or rejected (your decision overrules the gate), "
+        "or add rows with a question and a chunk id. Saving makes a new qa run; this one stays."
+    )
+    items = load_qa(qa_id, accepted_only=False)
+    frame = pd.DataFrame(review_rows(items), columns=list(REVIEW_COLUMNS))
+    edited = st.data_editor(
+        frame,
+        key=f"qa_editor_{qa_id}",
+        num_rows="dynamic",
+        hide_index=True,
+        column_config={
+            "id": st.column_config.TextColumn("id", disabled=True),
+            "question": st.column_config.TextColumn("question", width="large"),
+            "status": st.column_config.SelectboxColumn(
+                "status", options=["accepted", "rejected"], required=True, default="accepted"
+            ),
+            "reason": st.column_config.TextColumn("reason", disabled=True),
+            "chunk_id": st.column_config.TextColumn("chunk_id", help="a chunk id of this corpus"),
+            "split": st.column_config.TextColumn("split", disabled=True),
+            "origin": st.column_config.TextColumn("origin", disabled=True),
+        },
+    )
+    with st.expander("Find a chunk id"):
+        needle = st.text_input("Text in the chunk", key="qa_chunk_search")
+        if needle:
+            corpus_id = load_run(qa_id).manifest.parents.get("corpus", "")
+            hits = [c for c in load_chunks(corpus_id) if needle.lower() in c.text.lower()][:20]
+            st.dataframe(
+                [{"chunk_id": c.id, "page": c.page, "text": c.text[:300]} for c in hits],
+                hide_index=True,
+                key="qa_chunk_hits",
+            )
+    if st.button("Save as new qa run", key="qa_review_save"):
+        with error_boundary("Saving the review"):
+            run = save_review(qa_id, edited.to_dict(orient="records"))
+            summary = run.manifest.summary
+            st.success(
+                f"QA run **{run.id}**: {summary['n_accepted']} accepted, "
+                f"{summary['n_rejected']} rejected."
+            )
+            pick_later(None, run.id)
+
+
+def export_ui(qa_id: str) -> None:
+    from core.qa_io import export_hf_zip, export_qa
+
+    st.subheader("Export")
+    accepted_only = st.checkbox("Accepted questions only", True, key="qa_export_accepted")
+    with error_boundary("Exporting"):
+        items = load_qa(qa_id, accepted_only=accepted_only)
+        corpus_id = load_run(qa_id).manifest.parents.get("corpus", "")
+        texts = {c.id: c.text for c in load_chunks(corpus_id)}
+        cols = st.columns(4)
+        mimes = {
+            "csv": "text/csv",
+            "jsonl": "application/jsonl",
+            "parquet": "application/octet-stream",
+        }
+        for col, fmt in zip(cols, ("csv", "jsonl", "parquet"), strict=False):
+            col.download_button(
+                fmt.upper(),
+                export_qa(items, texts, fmt),
+                file_name=f"{qa_id}.{fmt}",
+                mime=mimes[fmt],
+                key=f"qa_export_{fmt}",
+            )
+        zip_key = f"qa_hf_zip_{qa_id}_{accepted_only}"
+        if cols[3].button("Prepare HF datasets folder", key="qa_export_hf_prepare"):
+            st.session_state[zip_key] = export_hf_zip(items, texts, qa_id)
+        if zip_key in st.session_state:
+            cols[3].download_button(
+                "HF datasets (.zip)",
+                st.session_state[zip_key],
+                file_name=f"{qa_id}-hf.zip",
+                mime="application/zip",
+                key="qa_export_hf",
+            )
+
+
+# --------------------------------------------------------------------------- page
 
 st.title("Questions")
-not_built_yet("Questions", "generate synthetic questions with a quality gate, review, import and export them")
+st.caption(
+    "A question set pairs each question with its gold chunk. Generated questions pass a quality "
+    "gate; every rejection is kept with its reason. Splits are by chunk, so no test chunk is "
+    "seen in training."
+)
+apply_pending_picks()
+picked_corpus = run_picker("corpus", "Corpus run", key=CORPUS_KEY)
+source = st.radio(
+    "Questions from", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="qa_source"
+)
+if source == "import":
+    import_ui(picked_corpus)
+elif picked_corpus is None:
+    st.info("Build a corpus run on the Documents page first (or import a file with contexts).")
+elif source == "sample":
+    sample_ui(picked_corpus)
+else:
+    generate_ui(picked_corpus)
+
+if picked_corpus:
+    st.divider()
+    picked_run = qa_run_ui(picked_corpus)
+    if picked_run:
+        with error_boundary("Showing the question set"):
+            gate_ui(picked_run)
+            review_ui(picked_run)
+            export_ui(picked_run)
