@@ -12,7 +12,7 @@ export RAGAS_DO_NOT_TRACK ?= true
 export ANONYMIZED_TELEMETRY ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup browser run test test-fast lint bench clean
 
 $(STAMP): requirements.txt constraints.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,19 @@ $(STAMP): requirements.txt constraints.txt requirements-nodeps.txt
 
 setup: $(STAMP)
 
+# Debian's chromium for the end-to-end browser test (Playwright drives it via executable_path;
+# Playwright's own browser download is not used). Installed when missing and apt-get is usable.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	      || echo "could not install chromium: the browser test will be skipped"; \
+	  else echo "chromium not found and apt-get unavailable: the browser test will be skipped"; fi; }
+
 run: $(STAMP)
 	$(BIN)/streamlit run streamlit_app.py
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
