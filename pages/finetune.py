@@ -1,10 +1,432 @@
-"""Fine-tune page."""
+"""Fine-tune page: pick a question set and a base model, set the recipe, train in the background,
+watch it live, stop or resume it, download the model and read its card.
+
+Everything shown is read from the run folder, so a refresh or a closed tab loses nothing; session
+state only remembers which model run is selected.
+"""
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
-from pages._ui import not_built_yet
+from core.embeddings import ModelSpec
+from core.errors import ConfigError
+from core.finetune import (
+    DEVICES,
+    LOSSES,
+    PRECISIONS,
+    SCHEDULERS,
+    FinetuneConfig,
+    check_config,
+    default_dims,
+    describe_base_model,
+    last_checkpoint,
+    model_zip_bytes,
+    read_metrics,
+    resume_job,
+    start_finetune,
+    stop_finetune,
+)
+from core.jobs import JobStatus, job_status, tail_log
+from core.model_card import END, START, push_to_hub, read_model_card
+from core.runs import list_runs, load_run
+from pages._ui import device_description, error_boundary, run_picker
+
+RUN_KEY = "ft_run_id"
+SOURCE_LABELS = {
+    "default": "Default: all-MiniLM-L6-v2 (offline)",
+    "local": "A local folder",
+    "hub": "A Hugging Face hub id (needs a network)",
+    "run": "An earlier fine-tuned model run",
+}
+LOSS_LABELS = {
+    "mnrl": "MNRL (in-batch negatives)",
+    "cached_mnrl": "Cached MNRL (big batches on small GPUs)",
+}
+STATUS_ICONS = {"running": "⏳", "done": "✅", "failed": "❌", "stopped": "⏹️", "pending": "…"}
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def train_count(qa_run_id: str) -> int:
+    """Accepted train-split questions of a qa run."""
+    from core.dataset import load_qa
+
+    return len(load_qa(qa_run_id, split="train"))
+
+
+def parse_numbers(text: str, kind: type = int) -> list:
+    """'384, 256 128' -> [384, 256, 128]; a ConfigError names the bad entry."""
+    values = []
+    for part in text.replace(",", " ").split():
+        try:
+            values.append(kind(part))
+        except ValueError as exc:
+            raise ConfigError(
+                f"{part!r} is not a number.", fix="separate numbers by commas"
+            ) from exc
+    return values
+
+
+def base_model_ui() -> ModelSpec | None:
+    """Where the base model comes from; None until the choice is complete."""
+    source = st.radio(
+        "Base model",
+        list(SOURCE_LABELS),
+        format_func=SOURCE_LABELS.get,
+        key="ft_model_source",
+        horizontal=True,
+    )
+    if source == "local":
+        ref = st.text_input(
+            "Model folder", key="ft_model_local", placeholder="/models/bge-base-en-v1.5"
+        )
+        return ModelSpec("local", ref.strip()) if ref.strip() else None
+    if source == "hub":
+        ref = st.text_input("Hub id", key="ft_model_hub", placeholder="BAAI/bge-base-en-v1.5")
+        return ModelSpec("hub", ref.strip()) if ref.strip() else None
+    if source == "run":
+        run_id = run_picker("model", "Model run", key="ft_model_run", statuses=("done", "stopped"))
+        return ModelSpec("run", run_id) if run_id else None
+    return ModelSpec()
+
+
+def config_ui(qa_run_id: str, spec: ModelSpec, native: int | None) -> FinetuneConfig | None:
+    """The recipe form; returns a validated config, or None (with the error shown)."""
+    dims_default = ", ".join(str(d) for d in default_dims(native)) if native else ""
+    with st.expander("Recipe", expanded=True):
+        c1, c2 = st.columns(2)
+        dims_text = c1.text_input(
+            "Matryoshka dims (largest first)",
+            dims_default,
+            key=f"ft_dims_{native}",
+            help="The model's native dimension first, then smaller ones. Empty: the default.",
+        )
+        weights_text = c2.text_input("Dim weights (empty = all 1)", "", key=f"ft_weights_{native}")
+        c1, c2, c3 = st.columns(3)
+        loss = c1.selectbox("Loss", LOSSES, format_func=LOSS_LABELS.get, key="ft_loss")
+        mini_batch = c2.number_input(
+            "Mini-batch (cached MNRL)",
+            1,
+            4096,
+            32,
+            key="ft_mini_batch",
+            disabled=loss != "cached_mnrl",
+        )
+        hard_negatives = c3.checkbox(
+            "Mine hard negatives",
+            False,
+            key="ft_hard_negatives",
+            help="sentence-transformers' mine_hard_negatives over the corpus, without held-out chunks",
+        )
+        if hard_negatives:
+            c1, c2, c3 = st.columns(3)
+            num_negatives = c1.number_input(
+                "Negatives per question", 1, 20, 1, key="ft_num_negatives"
+            )
+            range_min = c2.number_input("Skip the nearest", 0, 500, 2, key="ft_neg_range_min")
+            range_max = c3.number_input("Search depth", 2, 2000, 30, key="ft_neg_range_max")
+        else:
+            num_negatives, range_min, range_max = 1, 2, 30
+        c1, c2, c3, c4 = st.columns(4)
+        epochs = c1.number_input("Epochs", 1, 100, 3, key="ft_epochs")
+        batch_size = c2.number_input("Batch size", 2, 8192, 32, key="ft_batch_size")
+        learning_rate = c3.number_input(
+            "Learning rate", 1e-7, 1e-2, 2e-5, format="%.1e", step=1e-6, key="ft_lr"
+        )
+        warmup = c4.number_input("Warmup ratio", 0.0, 0.99, 0.1, step=0.05, key="ft_warmup")
+        c1, c2, c3, c4 = st.columns(4)
+        scheduler = c1.selectbox("Scheduler", SCHEDULERS, key="ft_scheduler")
+        weight_decay = c2.number_input(
+            "Weight decay", 0.0, 0.99, 0.01, step=0.01, key="ft_weight_decay"
+        )
+        max_len = c3.number_input(
+            "Max sequence length (0 = model's)", 0, 8192, 0, step=32, key="ft_max_seq_length"
+        )
+        seed = c4.number_input("Seed", 0, 2**31 - 1, 42, key="ft_seed")
+        c1, c2, c3 = st.columns(3)
+        precision = c1.selectbox(
+            "Precision",
+            PRECISIONS,
+            key="ft_precision",
+            help="auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU; tf32 on Ampere+",
+        )
+        device = c2.selectbox("Device", DEVICES, key="ft_device")
+        eval_each_epoch = c3.checkbox("Validate every epoch", True, key="ft_eval_each_epoch")
+    try:
+        return FinetuneConfig(
+            qa_run_id=qa_run_id,
+            base_model=spec,
+            matryoshka_dims=tuple(parse_numbers(dims_text)),
+            dim_weights=tuple(parse_numbers(weights_text, float)),
+            loss=loss,
+            mini_batch_size=int(mini_batch),
+            hard_negatives=bool(hard_negatives),
+            num_negatives=int(num_negatives),
+            negatives_range_min=int(range_min),
+            negatives_range_max=int(range_max),
+            epochs=int(epochs),
+            batch_size=int(batch_size),
+            learning_rate=float(learning_rate),
+            warmup_ratio=float(warmup),
+            scheduler=scheduler,
+            weight_decay=float(weight_decay),
+            max_seq_length=int(max_len) or None,
+            seed=int(seed),
+            precision=precision,
+            device=device,
+            eval_each_epoch=bool(eval_each_epoch),
+        )
+    except ConfigError as exc:
+        st.error(str(exc))
+        return None
+
+
+def new_finetune_ui() -> None:
+    """Choose data, model and recipe; show the guard-rails; start the job."""
+    st.subheader("New fine-tune")
+    qa_run_id = run_picker("qa", "Question set", key="ft_qa")
+    if not qa_run_id:
+        st.info("Create a question set on the Questions page first.")
+        return
+    spec = base_model_ui()
+    if spec is None:
+        st.caption("Finish choosing the base model.")
+        return
+    info = describe_base_model(spec)
+    known = (
+        f"native dimension {info.native_dim}"
+        if info.native_dim
+        else "native dimension unknown until loaded"
+    )
+    st.caption(f"{spec.label}: {known}; query prompt {info.query_prompt!r}.")
+    cfg = config_ui(qa_run_id, spec, info.native_dim)
+    if cfg is None:
+        return
+    n_train = train_count(qa_run_id)
+    for warning in check_config(
+        cfg, native_dim=info.native_dim, query_prompt=info.query_prompt, n_train=n_train
+    ):
+        st.warning(warning)
+    st.caption(
+        f"{n_train} training pairs (anchor = question, positive = its chunk), NO_DUPLICATES batches, "
+        f"validated against the whole corpus at every dim. Trains on **{device_description()}**."
+    )
+    busy = [r.id for r in list_runs("model") if r.manifest.status == "running"]
+    if busy:
+        st.warning(
+            f"Fine-tune {busy[0]} is still running: a second job would share the device "
+            "(and its memory)."
+        )
+    name = st.text_input("Run name (optional)", key="ft_name")
+    if st.button("Start fine-tune", type="primary", key="ft_start"):
+        with error_boundary("Start fine-tune"):
+            run = start_finetune(cfg, name=name.strip())
+            st.session_state[RUN_KEY] = run.id
+            st.rerun()
+
+
+def loss_figure(status: JobStatus):  # noqa: ANN201 - a plotly Figure
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    if status.losses:
+        steps, losses = zip(*status.losses, strict=True)
+        fig.add_trace(go.Scatter(x=list(steps), y=list(losses), mode="lines", name="train loss"))
+    fig.update_layout(
+        title="Training loss (MatryoshkaLoss, summed over dims)",
+        xaxis_title="step",
+        yaxis_title="loss",
+        height=300,
+        margin={"t": 40, "b": 30},
+    )
+    return fig
+
+
+def ndcg_figure(status: JobStatus):  # noqa: ANN201 - a plotly Figure
+    import plotly.graph_objects as go
+
+    points: dict[str, list[tuple[float, float]]] = {}
+    for ev in status.evals:
+        for dim, value in (ev.get("ndcg@10") or {}).items():
+            points.setdefault(dim, []).append((float(ev.get("epoch", 0)), float(value)))
+    fig = go.Figure()
+    for dim in sorted(points, key=int, reverse=True):
+        xs, ys = zip(*points[dim], strict=True)
+        fig.add_trace(go.Scatter(x=list(xs), y=list(ys), mode="lines+markers", name=f"dim {dim}"))
+    fig.update_layout(
+        title="Validation ndcg@10 per dim (epoch 0 = base model)",
+        xaxis_title="epoch",
+        yaxis_title="ndcg@10",
+        height=300,
+        margin={"t": 40, "b": 30},
+    )
+    return fig
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+def progress_ui(status: JobStatus) -> None:
+    """Figures and charts of a job, running or finished."""
+    if status.total_steps:
+        st.progress(
+            status.fraction or 0.0, text=f"step {status.step}/{status.total_steps} · {status.phase}"
+        )
+    elif status.phase:
+        st.caption(status.phase)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Epoch", f"{status.epoch:.2f}" if status.epoch is not None else "–")
+    c2.metric("Steps/s", f"{status.steps_per_s:.2f}" if status.steps_per_s else "–")
+    c3.metric("ETA", _duration(status.eta_s) if status.status == "running" else "–")
+    c4.metric("GPU memory", f"{status.gpu_mem_gib:.1f} GiB" if status.gpu_mem_gib else "–")
+    left, right = st.columns(2)
+    left.plotly_chart(loss_figure(status), key="ft_fig_loss")
+    right.plotly_chart(ndcg_figure(status), key="ft_fig_ndcg")
+    for warning in status.warnings:
+        st.warning(warning)
+
+
+@st.fragment(run_every=2)
+def live_ui(run_id: str) -> None:
+    """Polls the run folder every 2 s while the job runs."""
+    status = job_status(run_id)
+    if status.finished:
+        st.rerun()  # the whole page, to show the finished view
+    st.markdown(f"{STATUS_ICONS['running']} **Training** (pid {status.pid})")
+    progress_ui(status)
+    if st.button(
+        "Stop", key="ft_stop", help="Saves a checkpoint and the model at the current step"
+    ):
+        stop_finetune(run_id)
+        st.toast("Stop requested: the job saves the model after this step.")
+
+
+def metrics_table(metrics: dict) -> list[dict[str, object]]:
+    """Rows of base vs tuned validation ndcg@10 per dim."""
+    rows = []
+    for dim in metrics.get("dims", []):
+        base = metrics.get("base", {}).get(str(dim))
+        final = metrics.get("final", {}).get(str(dim))
+        rows.append(
+            {
+                "dim": dim,
+                "base ndcg@10": base,
+                "tuned ndcg@10": final,
+                "Δ": None if base is None or final is None else final - base,
+            }
+        )
+    return rows
+
+
+def protocol_part(card: str) -> str:
+    """Our protocol section of a model card (between the markers)."""
+    if START in card and END in card:
+        return card[card.index(START) + len(START) : card.index(END)]
+    return ""
+
+
+def finished_ui(run_id: str, status: JobStatus) -> None:
+    """The outcome of a finished job: result, errors with hints, download, card, hub push."""
+    if status.status == "failed":
+        st.error(f"**Fine-tune failed.** {status.error}")
+        if status.hint:
+            st.info(f"Hint: {status.hint}")
+        with st.expander("Last lines of job.log"):
+            st.code(tail_log(run_id) or "(empty)", language="text")
+    elif status.status == "stopped":
+        st.warning(f"**Stopped.** {status.error}")
+    else:
+        st.success("**Done.** The tuned model is saved in the run folder.")
+    run = load_run(run_id)
+    if status.status in ("failed", "stopped") and last_checkpoint(run):
+        if st.button("Resume from the last checkpoint", key="ft_resume"):
+            with error_boundary("Resume"):
+                resume_job(run_id)
+                st.rerun()
+    metrics = read_metrics(run)
+    if metrics and metrics.get("final"):
+        data = metrics.get("data", {})
+        st.caption(
+            f"Validation: {data.get('n_validation')} questions against all {data.get('corpus_size')} "
+            f"chunks. The test split is for the Retrieval eval page."
+        )
+        st.dataframe(metrics_table(metrics), hide_index=True, key="ft_metrics_table")
+    if status.events:
+        progress_ui(status)
+    if (run.path / "model").is_dir():
+        st.download_button(
+            "Download the model (.zip)",
+            data=functools.partial(model_zip_bytes, run_id),
+            file_name=f"{run_id}.zip",
+            mime="application/zip",
+            key="ft_download",
+        )
+        card = read_model_card(run)
+        if card:
+            st.markdown("#### Model card: evaluation protocol")
+            st.markdown(protocol_part(card) or "(no protocol section)")
+            with st.expander("Full model card (sentence-transformers' README.md + protocol)"):
+                # As text: the card quotes training examples (document text) and carries HTML.
+                st.code(card, language="markdown")
+        hub_ui(run_id)
+
+
+def hub_ui(run_id: str) -> None:
+    """Optional push of the model folder to the Hugging Face Hub."""
+    with st.expander("Push to the Hugging Face Hub (optional, needs a network)"):
+        repo = st.text_input("Repo id", key="ft_hub_repo", placeholder="your-name/ragbench-minilm")
+        token = st.text_input(
+            "Write token (kept in memory only)", type="password", key="ft_hub_token"
+        )
+        private = st.checkbox("Private", True, key="ft_hub_private")
+        if st.button("Push", key="ft_hub_push", disabled=not (repo and token)):
+            with error_boundary("Push to the Hub"):
+                url = push_to_hub(run_id, repo.strip(), token, private=private)
+                st.success(f"Pushed: {url}")
+
+
+def runs_ui() -> None:
+    """Pick a model run (newest first) and show it: live while running, results when finished."""
+    st.subheader("Model runs")
+    runs = list_runs("model")
+    if not runs:
+        st.caption("No fine-tune runs yet.")
+        return
+    options = [r.id for r in runs]
+    if st.session_state.get(RUN_KEY) not in options:
+        st.session_state[RUN_KEY] = options[0]
+    labels = {
+        r.id: f"{STATUS_ICONS.get(r.manifest.status, '')} {r.manifest.name} · {r.manifest.status} · "
+        f"{r.manifest.created_at[:16]}"
+        for r in runs
+    }
+    run_id = st.selectbox(
+        "Model run", options, format_func=lambda rid: labels.get(rid, rid), key=RUN_KEY
+    )
+    status = job_status(run_id)  # also marks a job whose process died as failed
+    if status.status in ("running", "pending"):
+        live_ui(run_id)
+    else:
+        finished_ui(run_id, status)
+
 
 st.title("Fine-tune")
-not_built_yet("Fine-tune", "train MatryoshkaLoss over MNRL with live progress")
+st.caption(
+    "MatryoshkaLoss over MultipleNegativesRankingLoss with sentence-transformers' trainer. "
+    "Training runs as a background job: refresh or close the tab freely."
+)
+with error_boundary("Fine-tune setup"):
+    new_finetune_ui()
+st.divider()
+with error_boundary("Model runs"):
+    runs_ui()

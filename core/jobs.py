@@ -1,0 +1,293 @@
+"""Background jobs: a long stage runs as a detached subprocess that writes to its run folder.
+
+How it works:
+1. `start_job(run)` launches `python -m <module> <run_id>` in a new session (so closing the browser
+   tab, or restarting Streamlit, does not kill it), with stdout and stderr appended to
+   `run.path / "job.log"`, and records the pid (and the process's start time, so a recycled pid is
+   never mistaken for the job) in the manifest summary.
+2. The job appends one JSON object a line to `progress.jsonl` and sets the manifest status itself
+   (`done`, `failed` or `stopped`).
+3. `request_stop(run)` writes a `STOP` file; the job checks it every step and stops cleanly.
+4. `job_status(run)` reads the manifest and `progress.jsonl`. A manifest that still says `running`
+   while its process is gone (killed, out of memory) is marked failed: the job process died.
+
+Everything is on disk, so any page (or a second browser) can read a job's state at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import REPO_ROOT
+from core.errors import RunError
+from core.runs import Run, load_run
+
+JOB_LOG = "job.log"
+STOP_FILE = "STOP"
+PROGRESS_FILE = "progress.jsonl"
+DIED_MESSAGE = (
+    "The job process died without reporting an end (it was killed, ran out of memory, "
+    "or the machine restarted)."
+)
+DIED_HINT = "see job.log in the run folder for its last lines; resume from the last checkpoint"
+
+
+def _run_of(run: Run | str) -> Run:
+    return load_run(run) if isinstance(run, str) else run
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    """Wait for the child in a daemon thread so a finished job never lingers as a zombie."""
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
+
+
+def process_start_time(pid: int) -> float | None:
+    """The start time of process `pid` (seconds since the epoch), or None when it is gone."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:  # noqa: BLE001 - psutil missing, no such process or access denied
+        return None
+
+
+def is_process_alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether `pid` runs (and is not a zombie); with `started`, whether it is still that process."""
+    if not pid:
+        return False
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with accelerate
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if started is not None and abs(proc.create_time() - started) > 1.0:
+            return False  # the pid was recycled by another process
+        return True
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def job_command(
+    run_id: str, module: str = "core.finetune_job", args: tuple[str, ...] = ()
+) -> list[str]:
+    """The command line that runs a job module for one run."""
+    return [sys.executable, "-m", module, run_id, *args]
+
+
+def start_job(
+    run: Run | str,
+    module: str = "core.finetune_job",
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> int:
+    """Launch `python -m <module> <run_id> [args]` detached; record the pid; return it.
+
+    The job inherits the environment plus `RAGBENCH_DATA_DIR` pointing at this run's data folder,
+    so it finds the same runs whatever its working directory.
+    """
+    run = _run_of(run)
+    if run.manifest.status == "running" and is_process_alive(
+        run.manifest.summary.get("pid"), run.manifest.summary.get("pid_started")
+    ):
+        raise RunError(
+            f"Run {run.id} already has a running job (pid {run.manifest.summary.get('pid')}).",
+            fix="stop it first or wait for it to finish",
+        )
+    run.artifact(STOP_FILE).unlink(missing_ok=True)
+    child_env = {**os.environ, **(env or {})}
+    child_env["RAGBENCH_DATA_DIR"] = str(run.path.parent.parent)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    # The repo root on the path, so `-m core.<module>` resolves from any working directory.
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
+    )
+    # Running before the launch (pid unknown yet), so a job that fails at once cannot have its
+    # `failed` overwritten by a late `running` from here.
+    run.set_status(
+        "running", error="", hint="", pid=None, job_module=module, job_started_at=time.time()
+    )
+    log_path = run.artifact(JOB_LOG)
+    with log_path.open("ab") as log:
+        log.write(f"\n=== job started {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
+        log.flush()
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            job_command(run.id, module, args),
+            cwd=REPO_ROOT,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _reap(proc)
+    fresh = load_run(run.id, root=run.path.parent.parent)
+    if fresh.manifest.status == "running":
+        fresh.set_status("running", pid=proc.pid, pid_started=process_start_time(proc.pid))
+    return proc.pid
+
+
+def request_stop(run: Run | str) -> None:
+    """Ask a running job to stop: it finishes the current step, saves the model and ends `stopped`."""
+    run = _run_of(run)
+    run.artifact(STOP_FILE).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"), encoding="utf-8")
+
+
+def stop_requested(run_path: Path) -> bool:
+    """Whether a stop file exists in a run folder."""
+    return (run_path / STOP_FILE).exists()
+
+
+def append_event(run_path: Path, event: dict[str, Any]) -> None:
+    """Append one event (one JSON line, with a timestamp) to the run's progress.jsonl."""
+    record = {"time": round(time.time(), 3), **event}
+    line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    # One write call per line in append mode: readers see whole lines, or a partial last line
+    # that read_progress skips.
+    with (run_path / PROGRESS_FILE).open("a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+
+
+def read_progress(run: Run | str) -> list[dict[str, Any]]:
+    """All events of a run, oldest first. A half-written last line is skipped."""
+    run = _run_of(run)
+    path = run.artifact(PROGRESS_FILE)
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+def tail_log(run: Run | str, lines: int = 30) -> str:
+    """The last lines of a run's job.log (empty when there is none)."""
+    run = _run_of(run)
+    path = run.artifact(JOB_LOG)
+    if not path.exists():
+        return ""
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 64_000))
+        text = handle.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's state as read from disk: status, process, and the latest progress figures."""
+
+    run_id: str
+    status: str
+    pid: int | None
+    alive: bool
+    error: str = ""
+    hint: str = ""
+    step: int = 0
+    total_steps: int | None = None
+    epoch: float | None = None
+    steps_per_s: float | None = None
+    eta_s: float | None = None
+    gpu_mem_gib: float | None = None
+    phase: str = ""
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
+    evals: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # {"epoch", "step", "ndcg@10": {dim: v}}
+    warnings: list[str] = field(default_factory=list)
+    events: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "failed", "stopped")
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total_steps:
+            return None
+        return min(1.0, self.step / self.total_steps)
+
+
+def _mark_dead(run: Run) -> Run:
+    """Re-read the manifest (the job may have just finished) and mark it failed if still running."""
+    fresh = load_run(run.id, root=run.path.parent.parent)
+    if fresh.manifest.status == "running":
+        fresh.set_status("failed", error=DIED_MESSAGE, hint=DIED_HINT)
+        append_event(fresh.path, {"event": "end", "status": "failed", "error": DIED_MESSAGE})
+    return fresh
+
+
+def job_status(run: Run | str) -> JobStatus:
+    """Read a job's status and progress from its run folder; detect a job whose process died."""
+    run = _run_of(run)
+    # Re-read, so a Run object held by a page is never stale.
+    run = load_run(run.id, root=run.path.parent.parent)
+    summary = run.manifest.summary
+    pid = summary.get("pid")
+    alive = is_process_alive(pid, summary.get("pid_started"))
+    if run.manifest.status == "running" and not alive and pid:
+        run = _mark_dead(run)
+        summary = run.manifest.summary
+    events = read_progress(run)
+    step, total, epoch, rate, eta, mem, phase = 0, None, None, None, None, None, ""
+    losses: list[tuple[int, float]] = []
+    evals: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for ev in events:
+        kind = ev.get("event")
+        if kind == "start":
+            total = ev.get("total_steps", total)
+            warnings = list(ev.get("warnings", warnings))
+        elif kind == "phase":
+            phase = ev.get("message", "")
+        elif kind == "log":
+            step = int(ev.get("step", step))
+            total = ev.get("total_steps", total)
+            epoch = ev.get("epoch", epoch)
+            rate = ev.get("steps_per_s", rate)
+            eta = ev.get("eta_s", eta)
+            mem = ev.get("gpu_mem_gib", mem)
+            if ev.get("loss") is not None:
+                losses.append((step, float(ev["loss"])))
+        elif kind == "eval":
+            evals.append(ev)
+    return JobStatus(
+        run_id=run.id,
+        status=run.manifest.status,
+        pid=pid,
+        alive=alive,
+        error=run.manifest.error or "",
+        hint=str(summary.get("hint") or ""),
+        step=step,
+        total_steps=total,
+        epoch=epoch,
+        steps_per_s=rate,
+        eta_s=eta,
+        gpu_mem_gib=mem,
+        phase=phase,
+        losses=losses,
+        evals=evals,
+        warnings=warnings,
+        events=len(events),
+    )

@@ -1,0 +1,205 @@
+"""The Fine-tune page renders from disk: with no runs, with a question set (form and guard-rails),
+while a job runs (live view, Stop), and with finished, failed and stopped model runs."""
+
+from __future__ import annotations
+
+import os
+
+from core.finetune import METRICS_FILE, FinetuneConfig
+from core.jobs import STOP_FILE, append_event, process_start_time
+from core.model_card import START, write_model_card
+from core.runs import create_run, load_run
+from tests.app.conftest import page_path
+from tests.support.finetune_data import make_qa_run
+
+PAGE = page_path("finetune.py")
+
+
+def open_page(app):
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def finished_model_run(qa_id: str, status: str = "done", error: str = "", hint: str = ""):
+    """A model run as a finished job leaves it on disk: manifest, progress, metrics, model card."""
+    cfg = FinetuneConfig(qa_run_id=qa_id, matryoshka_dims=(384, 64))
+    run = create_run("model", name="tuned", config=cfg.to_dict(), parents={"qa": qa_id})
+    append_event(
+        run.path,
+        {
+            "event": "eval",
+            "phase": "base",
+            "epoch": 0,
+            "step": 0,
+            "ndcg@10": {"384": 0.70, "64": 0.55},
+        },
+    )
+    append_event(
+        run.path, {"event": "start", "total_steps": 6, "warnings": ["Only 84 training questions."]}
+    )
+    for step, loss in enumerate([3.0, 2.4, 1.9, 1.5, 1.2, 1.0], start=1):
+        append_event(
+            run.path,
+            {
+                "event": "log",
+                "step": step,
+                "total_steps": 6,
+                "epoch": step / 3,
+                "loss": loss,
+                "steps_per_s": 1.5,
+                "eta_s": 0,
+            },
+        )
+    for epoch, values in ((1.0, {"384": 0.85, "64": 0.72}), (2.0, {"384": 0.91, "64": 0.80})):
+        append_event(
+            run.path,
+            {
+                "event": "eval",
+                "phase": "epoch",
+                "epoch": epoch,
+                "step": int(epoch * 3),
+                "ndcg@10": values,
+            },
+        )
+    metrics = {
+        "metric": "ndcg@10",
+        "dims": [384, 64],
+        "weights": [1.0, 1.0],
+        "query_prompt": None,
+        "data": {
+            "corpus_size": 40,
+            "n_train": 84,
+            "n_validation": 18,
+            "n_test": 18,
+            "split_method": "by chunk",
+        },
+        "base": {"384": 0.70, "64": 0.55},
+        "final": {"384": 0.91, "64": 0.80},
+        "epochs": [],
+        "steps": 6,
+        "stopped_early": status == "stopped",
+    }
+    run.write_json(METRICS_FILE, metrics)
+    (run.path / "model").mkdir()
+    (run.path / "model" / "README.md").write_text(
+        "---\ntags: [x]\n---\n# Card from sentence-transformers\n"
+    )
+    (run.path / "model" / "config.json").write_text("{}")
+    write_model_card(run, metrics=metrics, warnings=["Only 84 training questions."])
+    run.set_status(status, error=error, hint=hint, pid=None)
+    return run
+
+
+def test_renders_with_no_runs(app):
+    open_page(app)
+    assert app.title[0].value == "Fine-tune"
+    assert any("Create a question set" in i.value for i in app.info)
+    assert any("No fine-tune runs yet" in c.value for c in app.caption)
+
+
+def test_form_shows_defaults_and_guard_rails(app):
+    _, qa = make_qa_run(n_chunks=40)
+    open_page(app)
+    assert app.text_input(key="ft_dims_384").value == "384, 256, 128, 64"
+    assert app.number_input(key="ft_epochs").value == 3
+    assert app.number_input(key="ft_lr").value == 2e-5
+    warnings = [w.value for w in app.warning]
+    assert any("Only 84 training questions" in w for w in warnings)
+    assert not any("Batch size" in w for w in warnings)
+
+    app.number_input(key="ft_batch_size").set_value(8).run()
+    app.text_input(key="ft_dims_384").set_value("256, 128").run()
+    warnings = [w.value for w in app.warning]
+    assert any(
+        w.startswith("Batch size 8 gives each question only 7 in-batch negatives") for w in warnings
+    )
+    assert any(
+        "native dimension 384 is not in the Matryoshka dims [256, 128]" in w for w in warnings
+    )
+
+    app.text_input(key="ft_dims_384").set_value("384, abc").run()
+    assert any("'abc' is not a number" in e.value for e in app.error)
+
+
+def test_start_launches_a_job_and_the_live_view_can_stop_it(app, monkeypatch):
+    _, qa = make_qa_run(n_chunks=40)
+    launched = []
+
+    def fake_start_job(run, module="core.finetune_job", args=(), env=None):
+        # Stand-in for the subprocess: this test process plays the live job.
+        launched.append(run.id)
+        run.set_status("running", pid=os.getpid(), pid_started=process_start_time(os.getpid()))
+        append_event(
+            run.path,
+            {
+                "event": "log",
+                "step": 2,
+                "total_steps": 10,
+                "epoch": 0.2,
+                "loss": 2.0,
+                "steps_per_s": 0.5,
+                "eta_s": 16,
+                "gpu_mem_gib": 3.25,
+            },
+        )
+        return os.getpid()
+
+    monkeypatch.setattr("core.finetune.start_job", fake_start_job)
+    open_page(app)
+    app.button(key="ft_start").click().run()
+    assert not app.exception, app.exception
+    assert len(launched) == 1
+    run = load_run(launched[0])
+    assert run.manifest.config["qa_run_id"] == qa.id
+    assert run.manifest.config["matryoshka_dims"] == [384, 256, 128, 64]
+    assert app.session_state["ft_run_id"] == run.id
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Steps/s"] == "0.50"
+    assert metrics["GPU memory"] == "3.2 GiB"
+
+    app.button(key="ft_stop").click().run()
+    assert (run.path / STOP_FILE).exists()
+
+
+def test_finished_run_shows_metrics_download_and_card(app):
+    _, qa = make_qa_run(n_chunks=40)
+    run = finished_model_run(qa.id)
+    open_page(app)
+    assert app.session_state["ft_run_id"] == run.id
+    assert any("Done" in s.value for s in app.success)
+    table = app.dataframe[0].value
+    assert list(table["dim"]) == [384, 64]
+    assert round(float(table["Δ"].iloc[0]), 2) == 0.21
+    assert any(w.value == "Only 84 training questions." for w in app.warning)
+    assert any("Validation ndcg@10 per dimension" in m.value for m in app.markdown)
+    assert START not in "".join(m.value for m in app.markdown)  # the marker is not shown
+    assert app.get("download_button")  # the model zip
+
+
+def test_failed_run_shows_message_and_hint(app):
+    _, qa = make_qa_run(n_chunks=40)
+    finished_model_run(
+        qa.id,
+        status="failed",
+        error="Out of GPU memory: CUDA out of memory.",
+        hint="lower the batch size or use cached_mnrl",
+    )
+    open_page(app)
+    assert any(
+        "Fine-tune failed." in e.value and "CUDA out of memory" in e.value for e in app.error
+    )
+    assert any(i.value == "Hint: lower the batch size or use cached_mnrl" for i in app.info)
+
+
+def test_stopped_run_with_a_checkpoint_offers_resume(app, monkeypatch):
+    _, qa = make_qa_run(n_chunks=40)
+    run = finished_model_run(qa.id, status="stopped", error="Stopped by the user.")
+    (run.path / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    resumed = []
+    monkeypatch.setattr("core.finetune.resume_job", lambda run_id: resumed.append(run_id) or 1)
+    open_page(app)
+    assert any("Stopped." in w.value for w in app.warning)
+    app.button(key="ft_resume").click().run()
+    assert resumed == [run.id]
