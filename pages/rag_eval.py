@@ -1,10 +1,431 @@
-"""RAG eval page."""
+"""RAG eval page: answers of the base and tuned retrievers side by side, scored with RAGAS."""
 
 from __future__ import annotations
 
+import math
+
+import pandas as pd
 import streamlit as st
 
-from pages._ui import not_built_yet
+from core.charts import ragas_bars_figure
+from core.config import LLMSettings
+from core.embeddings import ModelSpec
+from core.rag import RagConfig, base_spec_of, tuned_model_runs
+from core.ragas_eval import (
+    DEFAULT_METRICS,
+    LLM_METRICS,
+    METRICS,
+    NON_LLM_METRICS,
+    RagasConfig,
+    RagasEvalResult,
+    estimate_judge_calls,
+    export_json,
+    load_ragas_eval,
+    per_question_table,
+    retrieval_flips,
+    sample_reasons,
+    summary_table,
+)
+from core.runs import list_runs, load_run
+from pages._ui import (
+    StreamlitProgress,
+    cached_model,
+    chroma_settings,
+    error_boundary,
+    llm_settings,
+    run_picker,
+)
+
+RESULT_KEY = "rag_result_run"
+DIM_CHOICES = [None, 768, 512, 384, 256, 128, 64]
+LOW_CONFIDENCE = (
+    "**The judge is the embedded 135M model: low-confidence scores; point the app at a stronger "
+    "model in the sidebar** (LLM → OpenAI-compatible server: Ollama, vLLM, llama.cpp or OpenAI). "
+    "The judge-free metrics (chunk-id and string-match context precision/recall, semantic "
+    "similarity) do not depend on it."
+)
+
+
+@st.cache_data(show_spinner=False)
+def cached_result(run_id: str, updated_at: str) -> RagasEvalResult:
+    """A saved RAGAS evaluation, read once per run version."""
+    return load_ragas_eval(run_id)
+
+
+def judge_note(settings: LLMSettings) -> None:
+    if settings.backend == "embedded":
+        st.warning(LOW_CONFIDENCE, icon="⚠️")
+    else:
+        st.caption(f"Generator and judge: **{settings.model}** at `{settings.base_url}`.")
+
+
+def setup_ui() -> dict | None:
+    """The form; returns the chosen settings when the user pressed Run."""
+    qa_id = run_picker("qa", "Question set (qa run)", key="rag_qa")
+    if qa_id is None:
+        st.info(
+            "Generate questions on the **Questions** page first; answers are scored on their test split."
+        )
+        return None
+    model_runs, hidden = tuned_model_runs(qa_id)
+    names = {r.id: f"{r.manifest.name} · {r.manifest.created_at[:16]}" for r in model_runs}
+    settings = llm_settings()
+    left, right = st.columns(2)
+    with left:
+        tuned_id = st.selectbox(
+            "Tuned retriever (model run)",
+            [None, *names],
+            index=1 if names else 0,
+            format_func=lambda rid: "none: base only" if rid is None else names.get(rid, rid),
+            key="rag_tuned",
+        )
+        tuned_run = load_run(tuned_id) if tuned_id else None
+        base = base_spec_of(tuned_run)
+        st.caption(
+            f"Base retriever: **{base.label}**" + (" (the tuned model's base)" if tuned_run else "")
+        )
+        if hidden:
+            st.caption(f"{hidden} model run(s) trained on another question set are hidden.")
+        k = st.slider("Top-k passages", 1, 10, 5, key="rag_k")
+        dim = st.selectbox(
+            "Dimension",
+            DIM_CHOICES,
+            format_func=lambda d: "native" if d is None else str(d),
+            key="rag_dim",
+            help="Matryoshka truncation of the query and chunk vectors (each dim has its own collection).",
+        )
+        default_limit = 5 if settings.backend == "embedded" else 0
+        limit = st.number_input(
+            "Questions (0 = the whole test split)",
+            0,
+            10000,
+            default_limit,
+            key="rag_limit",
+            help="The embedded model needs several seconds per call: keep it to a few questions.",
+        )
+    with right:
+        embedded = settings.backend == "embedded"
+        metrics = st.multiselect(
+            "Metrics",
+            list(DEFAULT_METRICS),
+            # The 135M model rarely replies with valid JSON and needs ~10-30 s per judge call.
+            default=list(NON_LLM_METRICS if embedded else DEFAULT_METRICS),
+            format_func=lambda m: METRICS[m].label,
+            key="rag_metrics",
+            help="Judged: "
+            + ", ".join(LLM_METRICS)
+            + ". Judge-free: "
+            + ", ".join(NON_LLM_METRICS)
+            + ".",
+        )
+        repeats = st.number_input(
+            "Judge repeats",
+            1,
+            10,
+            1,
+            key="rag_repeats",
+            help="Judge every judged metric this many times (separate cached draws) and show the spread.",
+        )
+        strictness = st.number_input(
+            "Answer-relevancy questions per answer",
+            1,
+            5,
+            3,
+            key="rag_strictness",
+            help="Sent as separate single-completion requests, so servers that allow only n=1 work.",
+        )
+        temperature = st.number_input("Judge temperature", 0.0, 1.0, 0.0, 0.1, key="rag_temp")
+    judge_note(settings)
+    if embedded:
+        st.caption(
+            "With the embedded model the judge-free metrics are preselected: its judged scores mostly "
+            "fail to parse (each failure is counted) and every judge call takes 10-30 s on a CPU."
+        )
+    if not metrics:
+        st.caption("Pick at least one metric.")
+        return None
+    n_questions = int(limit) or None
+    ragas_config = RagasConfig(
+        metrics=tuple(metrics),
+        repeats=int(repeats),
+        strictness=int(strictness),
+        temperature=float(temperature),
+    )
+    estimate = estimate_judge_calls(n_questions or 1, ragas_config, int(k))
+    per_retriever = sum(estimate.values())
+    retrievers = 2 if tuned_id else 1
+    st.caption(
+        f"Judge requests before caching: about {per_retriever * retrievers:,}"
+        + ("" if n_questions else " per question")
+        + f" ({', '.join(f'{m} {n}' for m, n in estimate.items())} per retriever)."
+    )
+    if not st.button("Generate answers and score", type="primary", key="rag_run"):
+        return None
+    return {
+        "qa_id": qa_id,
+        "base": base,
+        "tuned": ModelSpec("run", tuned_id) if tuned_id else None,
+        "rag_config": RagConfig(k=int(k), dim=dim, limit=n_questions),
+        "ragas_config": ragas_config,
+        "settings": settings,
+    }
+
+
+def run_ui(choice: dict) -> None:
+    """Generate both retrievers' answers and score them, with progress."""
+    from core.llm import make_llm
+    from core.ragas_adapters import SentenceTransformerEmbeddings
+    from core.ragas_eval import RetrieverChoice, compare_retrievers
+
+    with error_boundary("RAG evaluation"):
+        llm = make_llm(choice["settings"])
+        base_model = cached_model(choice["base"].source, choice["base"].ref)
+        retrievers = [RetrieverChoice("base", base_model, choice["base"])]
+        if choice["tuned"] is not None:
+            tuned = choice["tuned"]
+            retrievers.append(
+                RetrieverChoice("tuned", cached_model(tuned.source, tuned.ref), tuned)
+            )
+        embeddings = SentenceTransformerEmbeddings(
+            base_model, label=f"{choice['base'].label} (base model)"
+        )
+        progress = StreamlitProgress("RAG eval")
+        run = compare_retrievers(
+            choice["qa_id"],
+            retrievers,
+            llm=llm,
+            judge=llm,
+            embeddings=embeddings,
+            rag_config=choice["rag_config"],
+            ragas_config=choice["ragas_config"],
+            chroma=chroma_settings(),
+            on_progress=progress,
+        )
+        progress.done(f"Done: {run.manifest.summary.get('n_failed', 0)} failed judgement(s)")
+        st.session_state[RESULT_KEY] = run.id
+
+
+def pick_result() -> str | None:
+    runs = [r for r in list_runs("ragas_eval") if r.manifest.status == "done"]
+    if not runs:
+        st.caption("No RAGAS evaluation yet.")
+        return None
+    ids = [r.id for r in runs]
+    names = {r.id: f"{r.manifest.name} · {r.manifest.created_at[:16]}" for r in runs}
+    wanted = st.session_state.get(RESULT_KEY)
+    index = ids.index(wanted) if wanted in ids else 0
+    return st.selectbox(
+        "Evaluation", ids, index=index, format_func=lambda rid: names[rid], key="rag_result"
+    )
+
+
+def fmt(value: float | None) -> str:
+    return (
+        "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+    )
+
+
+def summary_ui(result: RagasEvalResult, table: pd.DataFrame) -> None:
+    summary = result.summary
+    if summary.get("low_confidence_judge"):
+        st.warning(LOW_CONFIDENCE, icon="⚠️")
+    judge = (summary.get("judge") or {}).get("label", "none (judge-free metrics only)")
+    st.caption(
+        f"Judge: **{judge}** · embeddings: {summary.get('embeddings') or '—'} · "
+        f"string match: {summary.get('string_similarity', '')}"
+    )
+    order = summary.get("retrievers_order") or list(dict.fromkeys(table["retriever"]))
+    st.plotly_chart(ragas_bars_figure(table, order), key="rag_bars")
+    failed = table[table["n_failed"] > 0]
+    if failed.empty:
+        st.success("Every judgement succeeded.")
+    else:
+        st.error(
+            f"{int(failed['n_failed'].sum())} sample score(s) failed and are left out of their means "
+            "(shown below by reason). Retry them alone, or read the reasons in the table."
+        )
+    shown = table.copy()
+    shown["95% CI"] = shown.apply(lambda r: f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", axis=1)
+    st.dataframe(
+        shown[
+            [
+                "retriever",
+                "metric",
+                "mean",
+                "95% CI",
+                "n_ok",
+                "n_failed",
+                "n_skipped",
+                "failures",
+                "repeat_std",
+                "repeat_min",
+                "repeat_max",
+            ]
+        ],
+        hide_index=True,
+        key="rag_summary_table",
+    )
+    comparisons = summary.get("comparisons", {})
+    for other, metrics in comparisons.items():
+        rows = [{"metric": m, **e} for m, e in metrics.items()]
+        if rows:
+            st.caption(
+                f"**{other} − base**, paired over questions both scored (bootstrap CI, sign-flip p):"
+            )
+            st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"rag_cmp_{other}")
+    usage = result.usage.get("scoring", {})
+    judge_usage = usage.get("judge", {})
+    gen = result.usage.get("generation", {})
+    gen_text = " · ".join(
+        f"{label}: {u.get('calls', 0)} calls, {u.get('prompt_tokens', 0):,}+{u.get('completion_tokens', 0):,} tokens"
+        for label, u in gen.items()
+    )
+    st.caption(
+        f"Tokens — answering: {gen_text or '—'} · judging: {judge_usage.get('calls', 0)} calls, "
+        f"{judge_usage.get('cached', 0)} cached, {judge_usage.get('prompt_tokens', 0):,} prompt + "
+        f"{judge_usage.get('completion_tokens', 0):,} completion tokens."
+    )
+
+
+def retry_ui(result: RagasEvalResult) -> None:
+    n_failed = int((result.scores["status"] == "failed").sum())
+    if not n_failed or not st.button(f"Retry the {n_failed} failed judgement(s)", key="rag_retry"):
+        return
+    from core.llm import make_llm
+    from core.ragas_adapters import SentenceTransformerEmbeddings
+    from core.ragas_eval import retry_failed
+
+    with error_boundary("Retry"):
+        llm = make_llm(llm_settings())
+        base_rag = load_run(result.summary["rag_runs"][result.summary["retrievers_order"][0]])
+        base = ModelSpec.from_dict(base_rag.manifest.config.get("model") or {})
+        embeddings = SentenceTransformerEmbeddings(
+            cached_model(base.source, base.ref), label=f"{base.label} (base model)"
+        )
+        run = retry_failed(
+            result.run_id,
+            judge=llm,
+            embeddings=embeddings,
+            on_progress=StreamlitProgress("Retrying"),
+        )
+        st.session_state[RESULT_KEY] = run.id
+        st.rerun()
+
+
+def questions_ui(result: RagasEvalResult) -> pd.DataFrame:
+    st.subheader("Per question")
+    labels = result.summary.get("retrievers_order") or list(result.samples)
+    metrics = result.summary.get("metrics") or []
+    flips = retrieval_flips(result.summary.get("qa_run_id") or "")
+    c1, c2 = st.columns(2)
+    worse_metric = c1.selectbox(
+        "Compare on",
+        [None, *metrics],
+        format_func=lambda m: m or "any metric",
+        key="rag_worse_metric",
+    )
+    table = per_question_table(
+        result, worse_metric=worse_metric, flips=flips.by_question if flips else None
+    )
+    only_worse = c2.checkbox(
+        "Only questions where tuned is worse", key="rag_only_worse", disabled="tuned" not in labels
+    )
+    if flips is not None:
+        st.caption(
+            f"Retrieval flips (hit@{flips.k}, {flips.model}) from retrieval eval run `{flips.run_id}`: "
+            "gained = base miss → tuned hit, lost = the reverse. Did better ranks give better answers?"
+        )
+    else:
+        st.caption(
+            "No retrieval eval of this question set yet: run one to see which questions flipped."
+        )
+    shown = table[table["tuned_worse"]] if only_worse and "tuned_worse" in table else table
+    cols = ["sample_id", "question"] + [f"{label}_answer" for label in labels]
+    cols += [f"{label}_{m}" for m in metrics for label in labels]
+    cols += [c for c in ("tuned_worse", "retrieval_flip") if c in shown]
+    st.dataframe(shown[[c for c in cols if c in shown]], hide_index=True, key="rag_questions")
+    if shown.empty:
+        return table
+    sid = st.selectbox(
+        "Question details",
+        list(shown["sample_id"]),
+        format_func=lambda s: f"{s}: {shown.set_index('sample_id').loc[s, 'question'][:90]}",
+        key="rag_detail",
+    )
+    details_ui(result, sid, labels, metrics)
+    return table
+
+
+def details_ui(result: RagasEvalResult, sid: str, labels: list[str], metrics: list[str]) -> None:
+    reasons = sample_reasons(result.scores, sid)
+    scores = result.scores[(result.scores["sample_id"] == sid) & (result.scores["status"] == "ok")]
+    columns = st.columns(len(labels))
+    for col, label in zip(columns, labels, strict=True):
+        sample = next((s for s in result.samples.get(label, []) if s.id == sid), None)
+        with col:
+            st.markdown(f"#### {label}")
+            if sample is None:
+                st.caption("No answer for this question.")
+                continue
+            st.markdown(
+                f"**Answer:** {sample.response or '_(none: ' + (sample.error_kind or 'empty') + ')_'}"
+            )
+            if sample.reference:
+                st.caption(f"Reference: {sample.reference}")
+            for rank, (cid, text) in enumerate(
+                zip(sample.retrieved_ids, sample.retrieved_contexts, strict=True), 1
+            ):
+                mark = "★ " if cid == sample.gold_chunk_id else ""
+                st.caption(f"[{rank}] {mark}{text[:400]}")
+            mine = scores[scores["retriever"] == label].groupby("metric")["value"].mean()
+            for metric in metrics:
+                value = fmt(float(mine[metric])) if metric in mine.index else "—"
+                why = reasons.get(label, {}).get(metric, "")
+                st.markdown(f"- **{metric}**: {value}" + (f" — _{why[:300]}_" if why else ""))
+
+
+def downloads_ui(result: RagasEvalResult, table: pd.DataFrame, questions: pd.DataFrame) -> None:
+    a, b, c, d = st.columns(4)
+    a.download_button(
+        "Scores (CSV)",
+        result.scores.to_csv(index=False),
+        f"{result.run_id}-scores.csv",
+        key="rag_dl_scores",
+    )
+    b.download_button(
+        "Summary (CSV)",
+        table.to_csv(index=False),
+        f"{result.run_id}-summary.csv",
+        key="rag_dl_summary",
+    )
+    c.download_button(
+        "Per question (CSV)",
+        questions.to_csv(index=False),
+        f"{result.run_id}-questions.csv",
+        key="rag_dl_questions",
+    )
+    d.download_button(
+        "Everything (JSON)", export_json(result), f"{result.run_id}.json", key="rag_dl_json"
+    )
+
 
 st.title("RAG eval")
-not_built_yet("RAG eval", "score answers of base and tuned retrievers with RAGAS")
+st.caption(
+    "Answers from the base and the tuned retriever, side by side, scored with RAGAS. Failed "
+    "judgements are counted and shown, never dropped from a mean in silence."
+)
+choice = setup_ui()
+if choice is not None:
+    run_ui(choice)
+st.divider()
+st.subheader("Results")
+result_id = pick_result()
+if result_id is not None:
+    with error_boundary("Loading the evaluation"):
+        run = load_run(result_id)
+        result = cached_result(result_id, run.manifest.updated_at)
+        table = summary_table(result.summary)
+        summary_ui(result, table)
+        retry_ui(result)
+        questions = questions_ui(result)
+        downloads_ui(result, table, questions)

@@ -1,10 +1,400 @@
-"""Retrieval eval page."""
+"""Retrieval eval page: base vs tuned per Matryoshka dimension, with intervals, tests and flips."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from pages._ui import not_built_yet
+from core.charts import (
+    context_caption,
+    delta_bars_figure,
+    metric_vs_dim_figure,
+    similarity_figure,
+    tradeoff_figure,
+)
+from core.embeddings import DEFAULT_MODEL_LABEL, ModelSpec
+from core.errors import LineageError, RunError
+from core.retrieval_eval import (
+    BM25_LABEL,
+    DELTAS_FILE,
+    METRICS_FILE,
+    PER_QUERY_FILE,
+    SAMPLE_STS_CSV,
+    TRADEOFF_FILE,
+    RetrievalEvalConfig,
+    RetrievalEvalResult,
+    compare_similarity,
+    compute_flips,
+    evaluate_retrieval,
+    load_retrieval_eval,
+    load_similarity_pairs,
+)
+from core.retrieval_metrics import metric_names
+from core.runs import Run, check_same_lineage, list_runs, load_run
+from core.statistics import format_p
+from pages._ui import StreamlitProgress, cached_model, chroma_settings, error_boundary, run_picker
+
+RESULT_KEY = "reval_result_run"
+DIM_CHOICES = [1024, 768, 512, 384, 256, 128, 64, 32]
+SPLIT_LABELS = {"test": "test", "validation": "validation", "train": "train", None: "all accepted"}
+MAX_FLIPS_SHOWN = 25
+
+
+def load_spec(spec: ModelSpec):  # noqa: ANN201 - SentenceTransformer
+    """Models come from the server-wide cache."""
+    return cached_model(spec.source, spec.ref)
+
+
+@st.cache_data(show_spinner=False)
+def cached_result(run_id: str, updated_at: str) -> RetrievalEvalResult:
+    """A saved evaluation, read once per run version."""
+    return load_retrieval_eval(run_id)
+
+
+def matching_model_runs(qa_run: Run) -> tuple[list[Run], int]:
+    """Finished model runs trained on this qa run's lineage, and how many others were hidden."""
+    ok, hidden = [], 0
+    for run in list_runs("model"):
+        if run.manifest.status not in ("done", "stopped"):
+            continue
+        try:
+            check_same_lineage(run, qa_run, kind="qa")
+        except (LineageError, RunError):
+            hidden += 1
+            continue
+        ok.append(run)
+    return ok, hidden
+
+
+def base_spec_of(model_runs: list[Run]) -> ModelSpec:
+    """The base model the tuned runs started from (the offline default when unknown)."""
+    for run in model_runs:
+        data = run.manifest.config.get("base_model")
+        if isinstance(data, dict) and data.get("source"):
+            return ModelSpec.from_dict(data)
+    return ModelSpec()
+
+
+def setup_ui() -> RetrievalEvalConfig | None:
+    """The evaluation form; returns a config when the user pressed Run."""
+    qa_id = run_picker("qa", "Question set (qa run)", key="reval_qa")
+    if qa_id is None:
+        st.info(
+            "Generate questions on the **Questions** page first; evaluation uses their test split."
+        )
+        return None
+    qa_run = load_run(qa_id)
+    model_runs, hidden = matching_model_runs(qa_run)
+    base = base_spec_of(model_runs)
+    left, right = st.columns(2)
+    with left:
+        split = st.selectbox(
+            "Split",
+            ["test", "validation", "train", None],
+            format_func=lambda s: SPLIT_LABELS[s],
+            key="reval_split",
+        )
+        if split != "test":
+            st.caption(
+                "Only the test split is unseen by fine-tuning; other splits flatter tuned models."
+            )
+        st.caption(
+            f"Base model: **{DEFAULT_MODEL_LABEL if base.source == 'default' else base.label}**"
+        )
+        names = {r.id: f"{r.manifest.name} · {r.manifest.created_at[:16]}" for r in model_runs}
+        tuned = st.multiselect(
+            "Fine-tuned models",
+            list(names),
+            default=list(names)[:1],
+            format_func=lambda rid: names.get(rid, rid),
+            key="reval_models",
+        )
+        if hidden:
+            st.caption(
+                f"{hidden} model run(s) trained on another question set are hidden: comparing them here would leak."
+            )
+        if not model_runs:
+            st.caption(
+                "No finished fine-tune for this question set yet: the base model is evaluated alone."
+            )
+    with right:
+        dims = st.multiselect(
+            "Dimensions",
+            DIM_CHOICES,
+            default=[],
+            key="reval_dims",
+            help="Empty: the model's native dimension and 512/256/128/64 below it.",
+        )
+        bm25 = st.checkbox("Add BM25 as a lexical baseline", value=True, key="reval_bm25")
+        chroma = st.checkbox(
+            "Check against the Chroma collections where they exist", value=True, key="reval_chroma"
+        )
+        with st.expander("Statistics", expanded=False):
+            resamples = st.number_input(
+                "Bootstrap resamples", 200, 20000, 2000, step=500, key="reval_boot"
+            )
+            seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="reval_seed")
+            flip_k = st.slider("Flip k (hit@k)", 1, 10, 5, key="reval_flip_k_cfg")
+    if not st.button("Run evaluation", type="primary", key="reval_run"):
+        return None
+    return RetrievalEvalConfig(
+        qa_run_id=qa_id,
+        models=(base, *(ModelSpec("run", rid) for rid in tuned)),
+        dims=tuple(int(d) for d in dims),
+        split=split,
+        include_bm25=bm25,
+        flip_k=int(flip_k),
+        n_resamples=int(resamples),
+        seed=int(seed),
+        chroma_check=None if chroma else False,
+    )
+
+
+def verdict(row: pd.Series) -> str:
+    word = "significant" if bool(row["significant"]) else "not significant"
+    return f"{word} (p={format_p(float(row['p_value']))})"
+
+
+def deltas_table(result: RetrievalEvalResult, metric: str) -> pd.DataFrame:
+    rows = result.deltas[result.deltas["metric"] == metric].copy()
+    if rows.empty:
+        return rows
+    rows["verdict"] = rows.apply(verdict, axis=1)
+    rows["95% CI"] = rows.apply(lambda r: f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", axis=1)
+    return rows[
+        [
+            "model",
+            "dim",
+            "base_value",
+            "value",
+            "delta",
+            "95% CI",
+            "verdict",
+            "test",
+            "p_holm",
+            "warning",
+        ]
+    ]
+
+
+def header_ui(result: RetrievalEvalResult, metric: str) -> None:
+    base_row = result.metrics[result.metrics["metric"] == metric]
+    random_score = float(base_row["random_baseline"].iloc[0]) if not base_row.empty else 0.0
+    a, b, c, d = st.columns(4)
+    a.metric("Corpus (chunks)", f"{result.corpus_size:,}")
+    b.metric(
+        "Queries",
+        f"{result.n_queries:,}",
+        help=f"split: {SPLIT_LABELS.get(result.split, result.split)}",
+    )
+    c.metric(f"Random ranker {metric}", f"{random_score:.3f}")
+    d.metric("Models", len(result.models))
+    for warning in result.warnings:
+        st.warning(warning)
+    for report in result.chroma:
+        if report.get("checked"):
+            st.caption(
+                f"Chroma check, {report['model']} at {report['dim']}d: top-{report['k']} overlap "
+                f"{report['overlap']:.3f}, identical top-{report['k']} in {report['identical_rate']:.0%} of queries."
+            )
+
+
+def flips_ui(result: RetrievalEvalResult) -> None:
+    st.subheader("Flipped questions")
+    others = [m["label"] for m in result.models if m["kind"] == "tuned"]
+    if not others:
+        st.caption("Flips need a tuned model evaluated together with the base.")
+        return
+    c1, c2, c3 = st.columns(3)
+    model = c1.selectbox("Model", others, key="reval_flip_model")
+    dims = sorted(
+        {int(d) for d in result.per_query.loc[result.per_query["model"] == model, "dim"].dropna()},
+        reverse=True,
+    )
+    dim = c2.selectbox("Dimension", dims, key="reval_flip_dim")
+    k = c3.slider("k (hit@k)", 1, 10, int(result.flips.get("k", 5)), key="reval_flip_k")
+    flips = compute_flips(result.per_query, result.base_label, model, dim, k)
+    texts = result.flips.get("texts", {})
+    missing = {
+        cid
+        for side in ("gained", "lost")
+        for row in flips[side]
+        for cid in row["base_top"] + row["model_top"]
+    } - set(texts)
+    if missing:
+        texts = {**texts, **chunk_texts(result.corpus_run_id, frozenset(missing))}
+    st.caption(
+        f"{len(flips['gained'])} questions the base missed and {model} found in its top {k}; "
+        f"{len(flips['lost'])} the other way round. ★ marks the gold chunk."
+    )
+    gained_tab, lost_tab = st.tabs(
+        [
+            f"Base miss → tuned hit ({len(flips['gained'])})",
+            f"Base hit → tuned miss ({len(flips['lost'])})",
+        ]
+    )
+    for tab, side in ((gained_tab, "gained"), (lost_tab, "lost")):
+        with tab:
+            rows = flips[side]
+            if not rows:
+                st.caption("None.")
+            for row in rows[:MAX_FLIPS_SHOWN]:
+                with st.expander(
+                    f"{row['question']}  (gold rank {row['base_rank'] or '>100'} → {row['model_rank'] or '>100'})"
+                ):
+                    left, right = st.columns(2)
+                    for col, title, ids in (
+                        (left, f"{result.base_label} (base)", row["base_top"]),
+                        (right, model, row["model_top"]),
+                    ):
+                        with col:
+                            st.markdown(f"**{title}**")
+                            for rank, cid in enumerate(ids, start=1):
+                                text = texts.get(cid, "")[:400]
+                                if cid in row["gold_ids"]:
+                                    st.success(f"{rank}. ★ gold `{cid}`\n\n{text}")
+                                else:
+                                    st.markdown(f"{rank}. `{cid}` {text}")
+            if len(rows) > MAX_FLIPS_SHOWN:
+                st.caption(f"{len(rows) - MAX_FLIPS_SHOWN} more in flips.json / per_query.jsonl.")
+
+
+@st.cache_data(show_spinner=False)
+def chunk_texts(corpus_run_id: str, ids: frozenset[str]) -> dict[str, str]:
+    from core.corpus import load_chunks
+
+    try:
+        return {c.id: c.text for c in load_chunks(corpus_run_id) if c.id in ids}
+    except RunError:
+        return {}
+
+
+def downloads_ui(run_id: str) -> None:
+    run = load_run(run_id)
+    cols = st.columns(4)
+    for col, name, mime in (
+        (cols[0], METRICS_FILE, "text/csv"),
+        (cols[1], DELTAS_FILE, "text/csv"),
+        (cols[2], TRADEOFF_FILE, "text/csv"),
+        (cols[3], PER_QUERY_FILE, "application/jsonl"),
+    ):
+        path = run.artifact(name)
+        if path.exists():
+            col.download_button(
+                name,
+                path.read_bytes(),
+                file_name=f"{run_id}_{name}",
+                mime=mime,
+                key=f"reval_dl_{name}",
+            )
+
+
+def results_ui(run_id: str) -> None:
+    run = load_run(run_id)
+    if run.manifest.status != "done":
+        st.warning(f"Run {run_id} is {run.manifest.status}. {run.manifest.error or ''}")
+        return
+    result = cached_result(run_id, run.manifest.updated_at)
+    metric = st.selectbox(
+        "Metric", metric_names(), index=metric_names().index("ndcg@10"), key="reval_metric"
+    )
+    header_ui(result, metric)
+    st.plotly_chart(metric_vs_dim_figure(result.metrics, metric), key="reval_fig_dims")
+    if not result.deltas.empty:
+        st.subheader(f"Tuned vs base: {metric}")
+        st.plotly_chart(delta_bars_figure(result.deltas, metric), key="reval_fig_deltas")
+        table = deltas_table(result, metric)
+        st.dataframe(table, hide_index=True, key="reval_deltas_table")
+        for _, row in table.iterrows():
+            st.markdown(
+                f"- **{row['model']}** at {row['dim']}d: Δ {row['delta']:+.3f} {row['95% CI']}: {row['verdict']}."
+            )
+        st.caption(
+            "Significant means the paired test (McNemar for hit rate, sign-flip permutation otherwise) "
+            "gives p < 0.05 and the 95% bootstrap interval of the difference excludes zero. "
+            "p_holm corrects for testing several dimensions."
+        )
+    st.subheader("Matryoshka trade-off")
+    st.plotly_chart(
+        tradeoff_figure(result.metrics, result.tradeoff, metric), key="reval_fig_tradeoff"
+    )
+    flips_ui(result)
+    st.subheader("All metrics")
+    caption = context_caption(result.corpus_size, result.n_queries)
+    st.caption(caption + " · random_baseline = expected score of a random ranking")
+    st.dataframe(result.metrics, hide_index=True, key="reval_metrics_table")
+    downloads_ui(run_id)
+    if result.similarity is not None and not result.similarity.empty:
+        st.subheader("General similarity (saved with this run)")
+        st.plotly_chart(similarity_figure(result.similarity), key="reval_fig_sim_saved")
+        st.dataframe(result.similarity, hide_index=True, key="reval_sim_saved")
+
+
+def similarity_ui(result_run_id: str | None) -> None:
+    st.subheader("General-similarity regression check")
+    st.caption(
+        "Does a domain gain break general similarity? Upload scored pairs (sentence1, sentence2, score) "
+        "for Spearman like sentence-transformers' EmbeddingSimilarityEvaluator, or labelled pairs "
+        "(sentence1, sentence2, label 0/1) for average precision like its BinaryClassificationEvaluator. "
+        "Without an upload, the 42 hand-written pairs shipped with the app are used."
+    )
+    upload = st.file_uploader("Pairs CSV", type=["csv"], key="reval_pairs")
+    if not st.button("Check general similarity", key="reval_sim_run"):
+        return
+    with error_boundary("General-similarity check"):
+        pairs = (
+            load_similarity_pairs(upload.getvalue(), name=upload.name)
+            if upload
+            else load_similarity_pairs(SAMPLE_STS_CSV, name="sample sts_pairs.csv")
+        )
+        specs = [ModelSpec()]
+        if result_run_id:
+            info = load_run(result_run_id).read_json("result.json")
+            specs = [ModelSpec.from_dict(m) for m in info["models"] if m["kind"] != "bm25"]
+        models = {spec.label: load_spec(spec) for spec in specs}
+        table = compare_similarity(models, pairs, base_label=specs[0].label)
+        st.plotly_chart(similarity_figure(table), key="reval_fig_sim")
+        st.dataframe(table, hide_index=True, key="reval_sim_table")
+        for _, row in table.iloc[1:].iterrows():
+            if row["delta_ci_high"] < 0:
+                st.warning(
+                    f"{row['model']} is worse than the base on general similarity: Δ {row['delta']:+.3f}."
+                )
+
 
 st.title("Retrieval eval")
-not_built_yet("Retrieval eval", "compare base and tuned retrieval per Matryoshka dimension with confidence intervals")
+st.caption(
+    "Every question is searched against the full corpus. Numbers come with the corpus size, the query "
+    "count, the random ranker's score and 95% intervals; tuned-vs-base differences with a paired test."
+)
+
+with st.container(border=True):
+    st.subheader("New evaluation")
+    config = None
+    with error_boundary("Preparing the evaluation"):
+        config = setup_ui()
+    if config is not None:
+        with error_boundary("Retrieval evaluation"):
+            progress = StreamlitProgress("Evaluating")
+            result = evaluate_retrieval(
+                config,
+                model_loader=load_spec,
+                chroma_settings=chroma_settings(),
+                on_progress=progress,
+            )
+            progress.done(f"Saved run {result.run_id}")
+            st.session_state[RESULT_KEY] = result.run_id
+            st.session_state["reval_pick"] = result.run_id
+
+st.subheader("Results")
+picked = run_picker(
+    "retrieval_eval", "Evaluation run", key="reval_pick", statuses=("done", "failed", "stopped")
+)
+if picked is None:
+    st.caption(
+        f"Run an evaluation above; results appear here. Base model default: {DEFAULT_MODEL_LABEL}. {BM25_LABEL} is optional."
+    )
+else:
+    with error_boundary("Showing the evaluation"):
+        results_ui(picked)
+similarity_ui(picked)

@@ -1,0 +1,644 @@
+"""RAG answers: a LangChain chain per retriever, run over a qa run's test questions.
+
+How it works:
+1. A retriever (a LangChain `BaseRetriever`) embeds the question with the model's query prompt,
+   truncated to the chosen Matryoshka dimension, and asks a search function for the top k chunk
+   ids: Chroma through `core.store` in the app, an exact numpy search in tests. Search is injected,
+   so the chain never depends on where the vectors live.
+2. The chat model is our `core.llm.LLM` wrapped as a LangChain `BaseChatModel`, so every answer
+   goes through our disk cache, retries, concurrency limit and token counts.
+3. The chain: question -> top-k chunks -> a prompt with numbered passages -> the answer.
+   All questions are retrieved in one batch first (one encode, one search), then answered
+   concurrently with `LLM.map` (progress, stop, per-question errors kept, never dropped).
+4. The result is a `rag` run (parents: the qa run, and the model run when the retriever is a
+   fine-tuned model) whose `samples.jsonl` uses ragas' field names: user_input,
+   retrieved_contexts, response, reference, reference_contexts (the gold chunk's text).
+
+LangChain is imported inside functions so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from core.config import ChromaSettings
+from core.corpus import Chunk, load_chunks
+from core.dataset import QAItem, load_qa
+from core.errors import ConfigError, InputError, LLMError, RunError, StoppedError
+from core.progress import ProgressCallback, ProgressTracker, StopCheck
+from core.runs import Run, check_same_lineage, create_run, load_run, write_text_atomic
+
+if TYPE_CHECKING:
+    from core.embeddings import ModelSpec
+    from core.llm import LLM
+
+logger = logging.getLogger(__name__)
+
+SAMPLES_FILE = "samples.jsonl"
+USAGE_FILE = "usage.json"
+PROMPT_VERSION = "rag-v1"
+SYSTEM_PROMPT = (
+    "You answer questions about a document collection. Use only the numbered context passages. "
+    "If they do not contain the answer, say that the passages do not say. "
+    "Answer in one to three plain sentences."
+)
+USER_TEMPLATE = "Context passages:\n\n{context}\n\nQuestion: {question}"
+
+# (n_queries, dim) L2-normalised query embeddings for a list of questions.
+QueryEncoder = Callable[[list[str]], np.ndarray]
+# Top-k (chunk id, similarity) per query embedding.
+SearchFn = Callable[[np.ndarray, int], list[list[tuple[str, float]]]]
+
+
+class RagSample(BaseModel):
+    """One answered question, with ragas' field names plus what we need to trace it back."""
+
+    id: str  # the QAItem id
+    user_input: str
+    retrieved_contexts: list[str] = Field(default_factory=list)
+    retrieved_ids: list[str] = Field(default_factory=list)
+    retrieved_scores: list[float] = Field(default_factory=list)
+    response: str = ""
+    reference: str | None = None  # the reference answer, when the qa item has one
+    reference_contexts: list[str] = Field(default_factory=list)  # the gold chunk's text
+    gold_chunk_id: str = ""
+    gold_rank: int | None = None  # 1-based rank of the gold chunk among the retrieved, if there
+    error: str | None = None  # why no answer was generated
+    error_kind: str | None = None
+    cached: bool = False  # the answer came from the LLM cache
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RagConfig:
+    """How answers are generated. `dim` None means the model's native dimension."""
+
+    k: int = 5
+    dim: int | None = None
+    temperature: float = 0.0
+    max_tokens: int = 256
+    max_context_chars: int = 2000  # per passage in the prompt (the full text is kept in the sample)
+    split: str | None = "test"
+    limit: int | None = None  # answer only the first N questions (a quick demo)
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"Top-k must be at least 1, got {self.k}.")
+        if self.dim is not None and self.dim < 1:
+            raise ConfigError(f"Dimension must be positive, got {self.dim}.")
+        if self.max_tokens < 1:
+            raise ConfigError(f"Max tokens must be at least 1, got {self.max_tokens}.")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"Limit must be at least 1 question, got {self.limit}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "prompt_version": PROMPT_VERSION}
+
+
+# --------------------------------------------------------------------------- search functions
+
+
+def model_query_encoder(model: Any, dim: int | None = None, batch_size: int = 32) -> QueryEncoder:
+    """Questions -> (n, dim) embeddings with the model's own query prompt (as retrieval eval does)."""
+    from core.embeddings import encode_texts, query_prompt
+
+    prompt = query_prompt(model)
+    lock = threading.Lock()  # one encode at a time on a shared model
+
+    def encode(questions: list[str]) -> np.ndarray:
+        with lock:
+            return encode_texts(
+                model, list(questions), dim=dim, prompt=prompt, batch_size=batch_size
+            )
+
+    return encode
+
+
+def exact_search(chunk_ids: Sequence[str], embeddings: np.ndarray) -> SearchFn:
+    """Exact cosine search over in-memory L2-normalised chunk embeddings (n_chunks, dim);
+    ties go to the smaller chunk id, as in retrieval eval."""
+    ids = list(chunk_ids)
+    corpus = np.asarray(embeddings, dtype=np.float32)
+    if corpus.ndim != 2 or corpus.shape[0] != len(ids):
+        raise ConfigError(f"Expected ({len(ids)}, dim) chunk embeddings, got {corpus.shape}.")
+    tie = np.argsort(np.argsort(np.array(ids, dtype=object)))  # rank of each id in sorted order
+
+    def search(queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        scores = q @ corpus.T  # (n_queries, n_chunks)
+        out = []
+        for row in scores:
+            order = np.lexsort((tie, -row))[:k]
+            out.append([(ids[i], float(row[i])) for i in order])
+        return out
+
+    return search
+
+
+def chroma_search(settings: ChromaSettings, collection: str) -> SearchFn:
+    """Search one Chroma collection through core.store."""
+    from core.store import search
+
+    def run(queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        return search(settings, collection, queries, k)
+
+    return run
+
+
+# --------------------------------------------------------------------------- LangChain parts
+
+
+@functools.cache
+def _langchain_classes() -> tuple[type, type]:
+    """The retriever and chat-model classes, defined on first use (LangChain is heavy)."""
+    from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.messages import AIMessage, BaseMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from langchain_core.retrievers import BaseRetriever
+    from pydantic import ConfigDict, PrivateAttr
+
+    class ChunkRetriever(BaseRetriever):
+        """Top-k chunks of our corpus for a question: encode, then search (both injected)."""
+
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+
+        encode: Any
+        search: Any
+        chunks: dict[str, Any]
+        k: int = 5
+        _prefetched: dict[str, list[tuple[str, float]]] = PrivateAttr(default_factory=dict)
+        _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+        def prefetch(self, questions: list[str]) -> None:
+            """Retrieve for many questions at once (one encode, one search call)."""
+            todo = [q for q in dict.fromkeys(questions) if q not in self._prefetched]
+            if not todo:
+                return
+            hits = self.search(self.encode(todo), self.k)
+            if len(hits) != len(todo):
+                raise RunError(
+                    f"Search returned {len(hits)} result lists for {len(todo)} questions."
+                )
+            with self._lock:
+                self._prefetched.update(zip(todo, hits, strict=True))
+
+        def _hits(self, query: str) -> list[tuple[str, float]]:
+            with self._lock:
+                hit = self._prefetched.get(query)
+            if hit is None:
+                hit = self.search(self.encode([query]), self.k)[0]
+            return hit
+
+        def _get_relevant_documents(
+            self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        ) -> list[Document]:
+            docs = []
+            for rank, (chunk_id, score) in enumerate(self._hits(query)[: self.k], start=1):
+                chunk = self.chunks.get(chunk_id)
+                if chunk is None:
+                    raise RunError(
+                        f"The vector store returned chunk {chunk_id}, which is not in the corpus run.",
+                        fix="re-index the corpus run (the collection holds chunks of another corpus)",
+                    )
+                docs.append(
+                    Document(
+                        page_content=chunk.text,
+                        metadata={
+                            "chunk_id": chunk_id,
+                            "score": float(score),
+                            "rank": rank,
+                            "source": chunk.source,
+                            "page": chunk.page,
+                        },
+                    )
+                )
+            return docs
+
+    class LLMChatModel(BaseChatModel):
+        """Our LLM client as a LangChain chat model (cache, retries, token counts are ours)."""
+
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+
+        llm: Any
+        temperature: float = 0.0
+        max_tokens: int = 256
+
+        @property
+        def _llm_type(self) -> str:
+            return "ragbench-llm"
+
+        @property
+        def _identifying_params(self) -> dict[str, Any]:
+            return {"backend": self.llm.backend.identity, "temperature": self.temperature}
+
+        def _generate(
+            self,
+            messages: list[BaseMessage],
+            stop: list[str] | None = None,
+            run_manager: CallbackManagerForLLMRun | None = None,
+            **kwargs: Any,
+        ) -> ChatResult:
+            payload = [{"role": _role_of(m), "content": _text_of(m)} for m in messages]
+            completion = self.llm.complete(
+                payload, temperature=self.temperature, max_tokens=self.max_tokens
+            )
+            text = completion.text
+            if stop:
+                for token in stop:
+                    text = text.split(token)[0]
+            message = AIMessage(
+                content=text,
+                usage_metadata={
+                    "input_tokens": completion.prompt_tokens,
+                    "output_tokens": completion.completion_tokens,
+                    "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+                },
+                response_metadata={
+                    "model": completion.model,
+                    "cached": completion.cached,
+                    "latency_s": completion.latency_s,
+                },
+            )
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    return ChunkRetriever, LLMChatModel
+
+
+def _role_of(message: Any) -> str:
+    return {"human": "user", "ai": "assistant", "system": "system"}.get(message.type, "user")
+
+
+def _text_of(message: Any) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+
+
+def make_retriever(
+    encode: QueryEncoder, search: SearchFn, chunks: Sequence[Chunk], k: int = 5
+) -> Any:
+    """A LangChain retriever over our chunks (returns Documents with chunk_id, score, rank)."""
+    retriever_cls, _ = _langchain_classes()
+    return retriever_cls(encode=encode, search=search, chunks={c.id: c for c in chunks}, k=k)
+
+
+def make_chat_model(llm: LLM, temperature: float = 0.0, max_tokens: int = 256) -> Any:
+    """Our LLM as a LangChain chat model."""
+    _, chat_cls = _langchain_classes()
+    return chat_cls(llm=llm, temperature=temperature, max_tokens=max_tokens)
+
+
+def format_contexts(docs: Sequence[Any], max_chars: int = 2000) -> str:
+    """Numbered passages for the prompt: '[1] text', each cut to `max_chars`."""
+    parts = []
+    for i, doc in enumerate(docs, start=1):
+        text = doc.page_content.strip()
+        if len(text) > max_chars:
+            text = text[:max_chars].rstrip() + " …"
+        parts.append(f"[{i}] {text}")
+    return "\n\n".join(parts) if parts else "(no passages were retrieved)"
+
+
+def build_rag_chain(retriever: Any, chat_model: Any, max_context_chars: int = 2000) -> Any:
+    """question -> {"question", "documents", "context", "message", "answer"}: retrieve top-k,
+    prompt with numbered passages, answer with the chat model (`message` keeps its metadata)."""
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnableParallel, RunnablePassthrough
+
+    prompt = ChatPromptTemplate.from_messages([("system", SYSTEM_PROMPT), ("human", USER_TEMPLATE)])
+    return (
+        RunnableParallel(question=RunnablePassthrough(), documents=retriever)
+        | RunnablePassthrough.assign(
+            context=lambda x: format_contexts(x["documents"], max_context_chars)
+        )
+        | RunnablePassthrough.assign(message=prompt | chat_model)
+        | RunnablePassthrough.assign(answer=lambda x: _text_of(x["message"]))
+    )
+
+
+# --------------------------------------------------------------------------- answering
+
+
+def answer_questions(
+    items: Sequence[QAItem],
+    chunks: Sequence[Chunk],
+    *,
+    encode: QueryEncoder,
+    search: SearchFn,
+    llm: LLM,
+    config: RagConfig,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> list[RagSample]:
+    """Answer every question with the RAG chain; a question whose LLM call failed keeps its
+    retrieved contexts, an empty response and the error (it is never dropped)."""
+    by_id = {c.id: c for c in chunks}
+    retriever = make_retriever(encode, search, chunks, k=config.k)
+    chain = build_rag_chain(
+        retriever,
+        make_chat_model(llm, config.temperature, config.max_tokens),
+        config.max_context_chars,
+    )
+    tracker = ProgressTracker("retrieving", len(items), on_progress, should_stop)
+    tracker.report(f"retrieving the top {config.k} chunks for {len(items)} questions")
+    retriever.prefetch([item.question for item in items])
+    tracker.advance(len(items), "retrieved")
+
+    def answer(item: QAItem) -> RagSample:
+        started = time.monotonic()
+        gold = by_id.get(item.chunk_id)
+        base = {
+            "id": item.id,
+            "user_input": item.question,
+            "reference": item.reference_answer or None,
+            "reference_contexts": [gold.text] if gold else [],
+            "gold_chunk_id": item.chunk_id,
+        }
+        try:
+            out = chain.invoke(item.question)
+        except LLMError as exc:
+            docs = retriever.invoke(item.question)  # prefetched: no second search
+            return RagSample(
+                **base, **_retrieved(docs, item.chunk_id), error=str(exc), error_kind=exc.kind
+            )
+        return RagSample(
+            **base,
+            **_retrieved(out["documents"], item.chunk_id),
+            response=out["answer"].strip(),
+            cached=bool(out["message"].response_metadata.get("cached")),
+            latency_s=time.monotonic() - started,
+        )
+
+    results = llm.map(
+        answer, items, stage="answering", on_progress=on_progress, should_stop=should_stop
+    )
+    samples = []
+    for item, result in zip(items, results, strict=True):
+        if isinstance(result, StoppedError):
+            raise result
+        if isinstance(result, Exception):
+            if not isinstance(result, RunError | LLMError | ConfigError):
+                raise result  # a bug, not an LLM failure: do not hide it in a sample
+            gold = by_id.get(item.chunk_id)
+            result = RagSample(
+                id=item.id,
+                user_input=item.question,
+                reference=item.reference_answer or None,
+                reference_contexts=[gold.text] if gold else [],
+                gold_chunk_id=item.chunk_id,
+                error=str(result),
+                error_kind=getattr(result, "kind", type(result).__name__),
+            )
+        samples.append(result)
+    return samples
+
+
+def _retrieved(docs: Sequence[Any], gold_id: str) -> dict[str, Any]:
+    ids = [d.metadata["chunk_id"] for d in docs]
+    return {
+        "retrieved_contexts": [d.page_content for d in docs],
+        "retrieved_ids": ids,
+        "retrieved_scores": [round(float(d.metadata["score"]), 6) for d in docs],
+        "gold_rank": ids.index(gold_id) + 1 if gold_id in ids else None,
+    }
+
+
+def save_samples(run: Run, samples: Sequence[RagSample]) -> None:
+    """Write a rag run's samples atomically."""
+    write_text_atomic(
+        run.artifact(SAMPLES_FILE), "".join(s.model_dump_json() + "\n" for s in samples)
+    )
+
+
+def load_samples(run: Run | str) -> list[RagSample]:
+    """Read a rag run's samples (a run object or id)."""
+    if isinstance(run, str):
+        run = load_run(run)
+    if run.kind != "rag":
+        raise RunError(f"Run {run.id} is a {run.kind} run, not a rag run.")
+    path = run.artifact(SAMPLES_FILE)
+    if not path.exists():
+        raise RunError(f"RAG run {run.id} has no {SAMPLES_FILE}.", fix="re-run answer generation")
+    with path.open(encoding="utf-8") as handle:
+        return [RagSample.model_validate_json(line) for line in handle if line.strip()]
+
+
+def load_questions(qa_run_id: str, config: RagConfig) -> tuple[Run, str, list[QAItem], list[Chunk]]:
+    """The qa run, its corpus run id, the questions of the split (limited) and every chunk."""
+    qa_run = load_run(qa_run_id)
+    if qa_run.kind != "qa":
+        raise ConfigError(f"Run {qa_run.id} is a {qa_run.kind} run, not a qa run.")
+    corpus_run_id = qa_run.manifest.parents.get("corpus")
+    if not corpus_run_id:
+        raise RunError(f"QA run {qa_run.id} names no corpus run.", fix="regenerate the questions")
+    items = load_qa(qa_run, split=config.split)  # type: ignore[arg-type]
+    if not items:
+        raise InputError(
+            f"QA run {qa_run.id} has no accepted questions in the {config.split or 'any'} split.",
+            fix="pick another split or accept more questions on the Questions page",
+        )
+    if config.limit:
+        items = items[: config.limit]
+    chunks = load_chunks(corpus_run_id)
+    if not chunks:
+        raise InputError(
+            f"Corpus run {corpus_run_id} has no chunks.", fix="re-run the Documents stage"
+        )
+    return qa_run, corpus_run_id, items, chunks
+
+
+def generate_answers(
+    qa_run_id: str,
+    *,
+    llm: LLM,
+    encode: QueryEncoder,
+    search: SearchFn,
+    config: RagConfig,
+    retriever_label: str = "base",
+    model_spec: ModelSpec | None = None,
+    retriever_info: dict[str, Any] | None = None,
+    name: str = "",
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> Run:
+    """Answer a qa run's questions with one retriever and save a `rag` run.
+
+    Parents: the qa run, and the model run when `model_spec` is a fine-tune run (which must come
+    from the same corpus). Summary: questions, answered, failed, gold-in-top-k rate."""
+    qa_run, corpus_run_id, items, chunks = load_questions(qa_run_id, config)
+    parents = {"qa": qa_run.id}
+    if model_spec is not None and model_spec.source == "run":
+        model_run = load_run(model_spec.ref)
+        if model_run.kind != "model":
+            raise ConfigError(f"Run {model_run.id} is a {model_run.kind} run, not a model run.")
+        check_same_lineage(model_run, qa_run, kind="corpus")
+        parents["model"] = model_run.id
+    run = create_run(
+        "rag",
+        name=name
+        or f"{retriever_label}: {model_spec.label if model_spec else 'retriever'} · "
+        f"k={config.k} · {qa_run.manifest.name}",
+        config={
+            **config.to_dict(),
+            "retriever": retriever_label,
+            "model": model_spec.to_dict() if model_spec else None,
+            "model_label": model_spec.label if model_spec else "",
+            "corpus_run_id": corpus_run_id,
+            "llm": {"label": llm.label, "identity": llm.backend.identity},
+            **(retriever_info or {}),
+        },
+        parents=parents,
+    )
+    run.set_status("running")
+    usage_before = llm.usage.to_dict()
+    started = time.monotonic()
+    try:
+        samples = answer_questions(
+            items,
+            chunks,
+            encode=encode,
+            search=search,
+            llm=llm,
+            config=config,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+    except StoppedError as exc:
+        run.set_status("stopped", error=str(exc))
+        raise
+    except BaseException as exc:
+        run.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    save_samples(run, samples)
+    usage = _usage_delta(usage_before, llm.usage.to_dict())
+    usage["seconds"] = round(time.monotonic() - started, 3)
+    run.write_json(USAGE_FILE, {"generation": usage})
+    failed = [s for s in samples if s.error]
+    in_top = sum(s.gold_rank is not None for s in samples)
+    run.set_status(
+        "done",
+        retriever=retriever_label,
+        n_questions=len(samples),
+        n_answered=len(samples) - len(failed),
+        n_failed=len(failed),
+        gold_in_top_k=round(in_top / len(samples), 4) if samples else None,
+        k=config.k,
+        dim=config.dim,
+    )
+    return run
+
+
+def _usage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What one stage cost: the difference of two LLM usage snapshots."""
+    out: dict[str, Any] = {}
+    for key, value in after.items():
+        if isinstance(value, dict):
+            prev = before.get(key) or {}
+            out[key] = {k: v - prev.get(k, 0) for k, v in value.items() if v - prev.get(k, 0)}
+        else:
+            out[key] = value - before.get(key, 0)
+    return out
+
+
+def run_rag(
+    qa_run_id: str,
+    *,
+    model: Any,
+    model_spec: ModelSpec,
+    llm: LLM,
+    config: RagConfig,
+    chroma: ChromaSettings | None = None,
+    retriever_label: str = "base",
+    ensure_index: bool = True,
+    name: str = "",
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> Run:
+    """Answer with a model's Chroma collection for the qa run's corpus at `config.dim`
+    (indexing the missing chunks first when `ensure_index`)."""
+    from core.embeddings import native_dim
+    from core.store import collection_name, index_corpus
+
+    settings = chroma or ChromaSettings()
+    qa_run = load_run(qa_run_id)
+    corpus_run_id = qa_run.manifest.parents.get("corpus")
+    if not corpus_run_id:
+        raise RunError(f"QA run {qa_run.id} names no corpus run.", fix="regenerate the questions")
+    dim = int(config.dim or native_dim(model))
+    if ensure_index:
+        index_corpus(
+            corpus_run_id,
+            model,
+            model_spec,
+            dim,
+            settings,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+    collection = collection_name(corpus_run_id, model_spec, dim)
+    return generate_answers(
+        qa_run_id,
+        llm=llm,
+        encode=model_query_encoder(model, dim),
+        search=chroma_search(settings, collection),
+        config=config,
+        retriever_label=retriever_label,
+        model_spec=model_spec,
+        retriever_info={
+            "collection": collection,
+            "store": "chroma-server" if settings.is_server else "chroma",
+        },
+        name=name,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
+
+
+def samples_json(samples: Sequence[RagSample]) -> str:
+    """Samples as a JSON array (for downloads)."""
+    return json.dumps([s.model_dump() for s in samples], ensure_ascii=False, indent=1)
+
+
+def tuned_model_runs(qa_run_id: str) -> tuple[list[Run], int]:
+    """Finished model runs fine-tuned on this qa run's lineage, newest first, and how many other
+    model runs were left out (trained on another question set: comparing them would leak)."""
+    from core.errors import LineageError
+    from core.runs import list_runs
+
+    qa_run = load_run(qa_run_id)
+    ok, hidden = [], 0
+    for run in list_runs("model"):
+        if run.manifest.status not in ("done", "stopped"):
+            continue
+        try:
+            check_same_lineage(run, qa_run, kind="qa")
+        except (LineageError, RunError):
+            hidden += 1
+            continue
+        ok.append(run)
+    return ok, hidden
+
+
+def base_spec_of(model_run: Run | None) -> ModelSpec:
+    """The base model a fine-tune run started from (the offline default when unknown)."""
+    from core.embeddings import ModelSpec
+
+    data = model_run.manifest.config.get("base_model") if model_run is not None else None
+    if isinstance(data, dict) and data.get("source"):
+        return ModelSpec.from_dict(data)
+    return ModelSpec()

@@ -1,0 +1,129 @@
+"""The Retrieval eval page renders with no runs and with a finished evaluation run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.config import SAMPLE_DIR
+from core.corpus import Chunk, chunk_id_for, save_chunks
+from core.dataset import QAItem, save_qa
+from core.embeddings import ModelSpec
+from core.retrieval_eval import RetrievalEvalConfig, evaluate_retrieval
+from core.runs import create_run
+from tests.app.conftest import page_path
+
+PAGE = page_path("retrieval_eval.py")
+
+
+class JitteredModel:
+    """The same model with tiny fixed noise: a 'tuned' model that is not really different."""
+
+    prompts: dict[str, str] = {}
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def get_embedding_dimension(self) -> int:
+        return self.model.get_embedding_dimension()
+
+    def encode(self, texts, **kwargs):
+        emb = np.asarray(self.model.encode(texts, **kwargs), dtype=np.float32)
+        noise = np.random.default_rng(len(texts)).normal(0, 0.003, emb.shape).astype(np.float32)
+        return emb + noise
+
+
+@pytest.fixture
+def qa_run():
+    """A corpus of 30 FAQ passages and a qa run with 15 test questions."""
+    items = [
+        json.loads(x)
+        for x in (SAMPLE_DIR / "qa_sample.jsonl").read_text().splitlines()
+        if x.strip()
+    ][:30]
+    corpus = create_run("corpus", name="faq")
+    save_chunks(
+        corpus, [Chunk(chunk_id_for(i["evidence"]), i["evidence"], "faq.pdf") for i in items]
+    )
+    corpus.set_status("done")
+    qa = create_run("qa", name="faq qa", parents={"corpus": corpus.id})
+    save_qa(
+        qa,
+        [
+            QAItem(
+                id=i["id"],
+                question=i["question"],
+                chunk_id=chunk_id_for(i["evidence"]),
+                split="test",
+            )
+            for i in items[::2]
+        ],
+    )
+    qa.set_status("done")
+    return qa
+
+
+@pytest.fixture
+def finished_eval(minilm, qa_run):
+    qa = qa_run
+    twin = ModelSpec("local", "minilm-twin")
+    models = {ModelSpec(): minilm, twin: JitteredModel(minilm)}
+    config = RetrievalEvalConfig(
+        qa_run_id=qa.id,
+        models=(ModelSpec(), twin),
+        dims=(384, 128),
+        include_bm25=True,
+        chroma_check=False,
+        n_resamples=300,
+        n_permutations=1000,
+    )
+    return evaluate_retrieval(config, model_loader=models.__getitem__)
+
+
+def test_page_renders_without_runs(app):
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    assert app.title[0].value == "Retrieval eval"
+    assert any("Questions" in i.value for i in app.info)
+
+
+def test_page_shows_a_finished_run_and_says_not_significant(app, finished_eval):
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="reval_pick").value == finished_eval.run_id
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Corpus (chunks)"] == "30"
+    assert metrics["Queries"] == "15"
+    assert metrics["Random ranker ndcg@10"] == f"{finished_eval.random_baseline['ndcg@10']:.3f}"
+    charts = app.get("plotly_chart")
+    assert len(charts) >= 3  # metric vs dim, delta bars, trade-off
+    text = " ".join(m.value for m in app.markdown)
+    assert "not significant (p=" in text
+    assert "significant (p=" not in text.replace("not significant (p=", "")
+    # fewer than 30 queries: the page warns that the models cannot be told apart
+    assert any("Only 15 questions" in w.value for w in app.warning)
+    app.selectbox(key="reval_metric").set_value("hit_rate@5").run()
+    assert not app.exception, app.exception
+
+
+def test_run_button_evaluates_the_base_model(app, qa_run, minilm):
+    app.run()
+    app.switch_page(PAGE).run()
+    assert app.selectbox(key="reval_qa").value == qa_run.id
+    app.multiselect(key="reval_dims").set_value([384, 64])
+    app.checkbox(key="reval_bm25").set_value(False)
+    app.number_input(key="reval_boot").set_value(300)
+    app.button(key="reval_run").click().run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    picked = app.selectbox(key="reval_pick").value
+    assert picked is not None and picked.startswith("retrieval_eval-")
+    from core.retrieval_eval import load_retrieval_eval
+
+    result = load_retrieval_eval(picked)
+    assert sorted(result.metrics["dim"].dropna().unique().tolist()) == [64, 384]
+    assert result.n_queries == 15

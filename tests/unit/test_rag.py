@@ -1,0 +1,299 @@
+"""The RAG chain: retriever over our chunks, our LLM as a LangChain chat model, rag runs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pytest
+
+from core.corpus import Chunk, chunk_id_for, save_chunks
+from core.dataset import QAItem, save_qa
+from core.errors import ConfigError, LLMError, RunError
+from core.llm import LLM, ScriptedBackend
+from core.rag import (
+    RagConfig,
+    build_rag_chain,
+    exact_search,
+    format_contexts,
+    generate_answers,
+    load_samples,
+    make_chat_model,
+    make_retriever,
+    model_query_encoder,
+)
+from core.runs import create_run, load_run
+
+TEXTS = [
+    "The Debian archives are updated twice every day by the archive software.",
+    "Ian Murdock created the Debian Project in 1993 with help from the GNU project.",
+    "The Hurd is a set of servers running on top of the GNU Mach microkernel.",
+    "Packages are installed with apt, which resolves dependencies automatically.",
+]
+QUESTIONS = [
+    ("q1", "How often are the Debian archives updated?", 0, "Twice every day."),
+    ("q2", "Who created the Debian Project?", 1, "Ian Murdock, in 1993."),
+    ("q3", "On which microkernel do the Hurd servers run?", 2, None),
+]
+
+
+class FakeEncoder:
+    """A deterministic bag-of-words 'sentence-transformer': hashed word counts, 64 dims."""
+
+    prompts: dict[str, str] = {}
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+        self.encoded: list[str] = []
+
+    def get_embedding_dimension(self) -> int:
+        return self.dim
+
+    def encode(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201 - mimics SentenceTransformer.encode
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            self.encoded.append(text)
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        return out
+
+
+def make_runs(questions=QUESTIONS, texts=TEXTS) -> tuple[str, list[Chunk]]:  # noqa: ANN001
+    """A corpus run with `texts` and a qa run whose test split holds `questions`."""
+    corpus = create_run("corpus", name="tiny corpus")
+    chunks = [
+        Chunk(id=chunk_id_for(t), text=t, source="faq.pdf", page=i + 1, doc_id="d1", chunk_index=i)
+        for i, t in enumerate(texts)
+    ]
+    save_chunks(corpus, chunks)
+    corpus.set_status("done")
+    qa = create_run("qa", name="tiny qa", parents={"corpus": corpus.id})
+    items = [
+        QAItem(id=qid, question=q, chunk_id=chunks[c].id, split="test", reference_answer=ref)
+        for qid, q, c, ref in questions
+    ]
+    items.append(
+        QAItem(id="t1", question="A training question?", chunk_id=chunks[3].id, split="train")
+    )
+    save_qa(qa, items)
+    qa.set_status("done")
+    return qa.id, chunks
+
+
+def fake_search(chunks: list[Chunk], encoder: FakeEncoder):  # noqa: ANN201
+    from core.embeddings import encode_texts
+
+    return exact_search([c.id for c in chunks], encode_texts(encoder, [c.text for c in chunks]))
+
+
+def answer_from_context(messages) -> str:  # noqa: ANN001
+    """A scripted generator: repeats the first numbered passage of the prompt."""
+    match = re.search(r"\[1\] (.+)", messages[-1]["content"])
+    return match.group(1) if match else "The passages do not say."
+
+
+def test_exact_search_ranks_by_cosine_and_breaks_ties_by_id():
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    search = exact_search(["c", "b", "a"], emb)
+    hits = search(np.array([[1.0, 0.0]]), 3)[0]
+    assert [h[0] for h in hits] == ["a", "c", "b"]  # a and c tie at 1.0: smaller id first
+    assert hits[0][1] == pytest.approx(1.0) and hits[2][1] == pytest.approx(0.0)
+
+
+def test_retriever_returns_documents_with_chunk_ids_scores_and_ranks():
+    _, chunks = make_runs()
+    encoder = FakeEncoder()
+    retriever = make_retriever(
+        model_query_encoder(encoder), fake_search(chunks, encoder), chunks, k=2
+    )
+    docs = retriever.invoke("Who created the Debian Project?")
+    assert len(docs) == 2
+    assert docs[0].metadata["chunk_id"] == chunks[1].id
+    assert docs[0].metadata["rank"] == 1 and docs[1].metadata["rank"] == 2
+    assert docs[0].metadata["score"] >= docs[1].metadata["score"]
+    assert docs[0].page_content == TEXTS[1]
+
+
+def test_retriever_prefetch_embeds_all_questions_in_one_call():
+    _, chunks = make_runs()
+    encoder = FakeEncoder()
+    calls = []
+    search = fake_search(chunks, encoder)
+
+    def counting_search(q, k):  # noqa: ANN001, ANN202
+        calls.append(len(q))
+        return search(q, k)
+
+    retriever = make_retriever(model_query_encoder(encoder), counting_search, chunks, k=1)
+    retriever.prefetch([q for _, q, _, _ in QUESTIONS])
+    for _, question, gold, _ in QUESTIONS:
+        assert retriever.invoke(question)[0].page_content == TEXTS[gold]
+    assert calls == [3]  # one batched search, no per-question search afterwards
+
+
+def test_retriever_refuses_a_chunk_the_corpus_does_not_have():
+    _, chunks = make_runs()
+    retriever = make_retriever(
+        lambda qs: np.ones((len(qs), 2)), lambda q, k: [[("c_unknown", 0.9)]], chunks, k=1
+    )
+    with pytest.raises(RunError, match="not in the corpus run"):
+        retriever.invoke("anything")
+
+
+def test_chat_model_goes_through_our_llm_with_roles_cache_and_token_counts(tmp_path):
+    backend = ScriptedBackend("An answer.")
+    llm = LLM(backend, cache_dir=tmp_path / "cache")
+    chat = make_chat_model(llm, temperature=0.0, max_tokens=50)
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    first = chat.invoke([SystemMessage("be brief"), HumanMessage("hello there")])
+    second = chat.invoke([SystemMessage("be brief"), HumanMessage("hello there")])
+    assert first.content == second.content == "An answer."
+    assert backend.calls == [
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+    ]
+    assert first.usage_metadata["input_tokens"] == 4 and first.usage_metadata["output_tokens"] == 2
+    assert second.response_metadata["cached"] is True
+    assert llm.usage.calls == 1 and llm.usage.cached == 1
+
+
+def test_chain_prompts_with_numbered_contexts_and_returns_answer_and_documents(tmp_path):
+    _, chunks = make_runs()
+    encoder = FakeEncoder()
+    backend = ScriptedBackend(answer_from_context)
+    llm = LLM(backend, use_cache=False)
+    retriever = make_retriever(
+        model_query_encoder(encoder), fake_search(chunks, encoder), chunks, k=2
+    )
+    chain = build_rag_chain(retriever, make_chat_model(llm))
+    out = chain.invoke("On which microkernel do the Hurd servers run?")
+    assert out["answer"] == TEXTS[2]
+    assert [d.page_content for d in out["documents"]][0] == TEXTS[2]
+    prompt = backend.calls[0][-1]["content"]
+    assert prompt.startswith("Context passages:\n\n[1] The Hurd") and "\n\n[2] " in prompt
+    assert prompt.endswith("Question: On which microkernel do the Hurd servers run?")
+    assert backend.calls[0][0]["role"] == "system"
+
+
+def test_format_contexts_numbers_and_truncates():
+    from langchain_core.documents import Document
+
+    text = format_contexts(
+        [Document(page_content="a" * 10), Document(page_content=" b ")], max_chars=4
+    )
+    assert text == "[1] aaaa …\n\n[2] b"
+    assert format_contexts([]) == "(no passages were retrieved)"
+
+
+def test_generate_answers_saves_a_rag_run_with_ragas_fields(tmp_path):
+    qa_id, chunks = make_runs()
+    encoder = FakeEncoder()
+    llm = LLM(ScriptedBackend(answer_from_context), cache_dir=tmp_path / "cache")
+    run = generate_answers(
+        qa_id,
+        llm=llm,
+        encode=model_query_encoder(encoder),
+        search=fake_search(chunks, encoder),
+        config=RagConfig(k=2),
+        retriever_label="base",
+    )
+    samples = load_samples(run.id)
+    assert [s.id for s in samples] == ["q1", "q2", "q3"]  # the test split only, in order
+    first = samples[0]
+    assert first.user_input == QUESTIONS[0][1]
+    assert first.retrieved_contexts[0] == TEXTS[0] and len(first.retrieved_ids) == 2
+    assert first.response == TEXTS[0]
+    assert first.reference == "Twice every day."
+    assert first.reference_contexts == [TEXTS[0]] and first.gold_chunk_id == chunks[0].id
+    assert first.gold_rank == 1
+    assert samples[2].reference is None
+    manifest = load_run(run.id).manifest
+    assert manifest.kind == "rag" and manifest.status == "done"
+    assert manifest.parents == {"qa": qa_id}
+    assert manifest.config["k"] == 2 and manifest.config["retriever"] == "base"
+    assert manifest.summary["n_answered"] == 3 and manifest.summary["n_failed"] == 0
+    assert manifest.summary["gold_in_top_k"] == 1.0
+    usage = run.read_json("usage.json")["generation"]
+    assert usage["calls"] == 3 and usage["prompt_tokens"] > 0
+
+
+def test_generate_answers_keeps_failed_questions_with_their_error(tmp_path):
+    qa_id, chunks = make_runs()
+    encoder = FakeEncoder()
+
+    def flaky(messages):  # noqa: ANN001, ANN202
+        if "microkernel" in messages[-1]["content"]:
+            return LLMError(
+                "The LLM server is rate-limiting (HTTP 429).", kind="rate_limit", retryable=True
+            )
+        return "An answer."
+
+    llm = LLM(ScriptedBackend(flaky), use_cache=False, max_retries=1, retry_base_delay_s=0)
+    run = generate_answers(
+        qa_id,
+        llm=llm,
+        encode=model_query_encoder(encoder),
+        search=fake_search(chunks, encoder),
+        config=RagConfig(k=1),
+    )
+    samples = {s.id: s for s in load_samples(run.id)}
+    assert len(samples) == 3
+    assert samples["q3"].response == "" and samples["q3"].error_kind == "rate_limit"
+    assert samples["q3"].retrieved_contexts == [TEXTS[2]]  # retrieval kept even without an answer
+    assert samples["q1"].response == "An answer." and samples["q1"].error is None
+    assert run.manifest.summary["n_failed"] == 1 and llm.usage.retries == 1
+
+
+def test_generate_answers_second_run_is_served_from_the_cache(tmp_path):
+    qa_id, chunks = make_runs()
+    encoder = FakeEncoder()
+    backend = ScriptedBackend(answer_from_context)
+    llm = LLM(backend, cache_dir=tmp_path / "cache")
+    kwargs = {
+        "llm": llm,
+        "encode": model_query_encoder(encoder),
+        "search": fake_search(chunks, encoder),
+    }
+    generate_answers(qa_id, config=RagConfig(k=2), **kwargs)
+    again = generate_answers(qa_id, config=RagConfig(k=2), **kwargs)
+    assert len(backend.calls) == 3
+    assert all(s.cached for s in load_samples(again.id))
+    assert again.read_json("usage.json")["generation"]["cached"] == 3
+
+
+def test_generate_answers_limit_and_progress(tmp_path):
+    qa_id, chunks = make_runs()
+    encoder = FakeEncoder()
+    events = []
+    run = generate_answers(
+        qa_id,
+        llm=LLM(ScriptedBackend("ok"), use_cache=False),
+        encode=model_query_encoder(encoder),
+        search=fake_search(chunks, encoder),
+        config=RagConfig(k=1, limit=2),
+        on_progress=events.append,
+    )
+    assert len(load_samples(run.id)) == 2
+    answering = [e for e in events if e.stage == "answering"]
+    assert answering[-1].done == 2 and answering[-1].total == 2
+
+
+def test_rag_config_validates():
+    with pytest.raises(ConfigError, match="Top-k must be at least 1"):
+        RagConfig(k=0)
+    with pytest.raises(ConfigError, match="Limit must be at least 1"):
+        RagConfig(limit=0)
+    assert RagConfig(k=3, dim=64).to_dict()["prompt_version"] == "rag-v1"
+
+
+def test_generate_answers_refuses_a_run_that_is_not_qa(tmp_path):
+    corpus = create_run("corpus")
+    with pytest.raises(ConfigError, match="is a corpus run, not a qa run"):
+        generate_answers(
+            corpus.id,
+            llm=LLM(ScriptedBackend("x"), use_cache=False),
+            encode=lambda q: q,
+            search=lambda q, k: [],
+            config=RagConfig(),
+        )
