@@ -61,5 +61,17 @@ def load_chunks(run: Run | str) -> list[Chunk]:
     path = run.artifact(CHUNKS_FILE)
     if not path.exists():
         raise RunError(f"Corpus run {run.id} has no {CHUNKS_FILE}.", fix="re-run the Documents stage")
+    chunks: list[Chunk] = []
     with path.open(encoding="utf-8") as handle:
-        return [Chunk.from_dict(json.loads(line)) for line in handle if line.strip()]
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                chunks.append(Chunk.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RunError(
+                    f"Corpus run {run.id} has a damaged {CHUNKS_FILE} (line {number}).",
+                    found=str(exc)[:200],
+                    fix="re-run the Documents stage to rebuild the corpus",
+                ) from exc
+    return chunks

@@ -45,8 +45,19 @@ def load_qa(run: Run | str, *, accepted_only: bool = True, split: Split | None =
     path = run.artifact(QA_FILE)
     if not path.exists():
         raise RunError(f"QA run {run.id} has no {QA_FILE}.", fix="re-run the Questions stage")
+    items: list[QAItem] = []
     with path.open(encoding="utf-8") as handle:
-        items = [QAItem.model_validate_json(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(QAItem.model_validate_json(line))
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                raise RunError(
+                    f"QA run {run.id} has a damaged {QA_FILE} (line {number}).",
+                    found=str(exc).splitlines()[0][:200],
+                    fix="re-run or re-import the question set",
+                ) from exc
     from core.splits import check_no_leak  # here: core.splits imports this module
 
     check_no_leak([i for i in items if i.status == "accepted"])  # refuse a leaking dataset loudly

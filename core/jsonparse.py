@@ -10,23 +10,53 @@ from typing import Any
 from core.errors import LLMError
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
-_TRAILING_COMMA = re.compile(r",\s*([\]}])")
 
 
 def _candidates(text: str) -> list[str]:
-    """Strings worth trying to parse, best first."""
-    out = [m.group(1).strip() for m in _FENCE.finditer(text)]
-    # An unclosed fence (a truncated reply): take everything after it.
-    if "```" in text and not out:
-        out.append(text.split("```", 1)[1].removeprefix("json").strip())
+    """Strings worth trying to parse, best first: the whole reply, fenced blocks, then the
+    span from the earliest '{' or '[' (so a list is not mistaken for its first object)."""
     stripped = text.strip()
-    out.append(stripped)
-    for opener, closer in (("{", "}"), ("[", "]")):
-        start = stripped.find(opener)
+    out = [stripped]
+    out += [m.group(1).strip() for m in _FENCE.finditer(text)]
+    # An unclosed fence (a truncated reply): take everything after it.
+    if "```" in text and not _FENCE.search(text):
+        out.append(text.split("```", 1)[1].removeprefix("json").strip())
+    openers = sorted(
+        (index, opener, closer)
+        for opener, closer in (("{", "}"), ("[", "]"))
+        if (index := stripped.find(opener)) != -1
+    )
+    for start, _, closer in openers:
         end = stripped.rfind(closer)
-        if start != -1:
-            out.append(stripped[start : end + 1] if end > start else stripped[start:])
+        out.append(stripped[start : end + 1] if end > start else stripped[start:])
     return out
+
+
+def _drop_trailing_commas(text: str) -> str:
+    """Remove commas right before a closing bracket, outside strings only."""
+    out: list[str] = []
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            out.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "]}":
+            j = len(out) - 1
+            while j >= 0 and out[j].isspace():
+                j -= 1
+            if j >= 0 and out[j] == ",":
+                del out[j]
+        out.append(ch)
+    return "".join(out)
 
 
 def _close_truncated(text: str) -> str:
@@ -90,12 +120,12 @@ def extract_json(text: str) -> Any:
     if not text or not text.strip():
         raise LLMError("The LLM returned an empty reply.", kind="parse", raw=text, retryable=True)
     for candidate in _candidates(text):
-        for attempt in (candidate, _TRAILING_COMMA.sub(r"\1", candidate)):
+        for attempt in (candidate, _drop_trailing_commas(candidate)):
             try:
                 return json.loads(attempt)
             except json.JSONDecodeError:
                 pass
-        repaired = _TRAILING_COMMA.sub(r"\1", _close_truncated(candidate))
+        repaired = _drop_trailing_commas(_close_truncated(candidate))
         try:
             return json.loads(repaired)
         except json.JSONDecodeError:
