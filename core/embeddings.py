@@ -176,6 +176,15 @@ def query_prompt(model: SentenceTransformer) -> str | None:
     return prompts.get("query") or None
 
 
+def document_prompt(model: SentenceTransformer) -> str | None:
+    """The model's document prompt, looked up as sentence-transformers' encode_document does."""
+    prompts = getattr(model, "prompts", None) or {}
+    for name in ("document", "passage", "corpus"):
+        if prompts.get(name):
+            return prompts[name]
+    return None
+
+
 def truncate_normalize(embeddings: np.ndarray, dim: int | None) -> np.ndarray:
     """Matryoshka truncation to the first `dim` values, then L2-renormalisation. (n, d) -> (n, dim)."""
     if embeddings.ndim != 2:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.corpus import load_chunks
 from core.dataset import load_qa
-from core.embeddings import ModelSpec, resolve_model_path
+from core.embeddings import ModelSpec, document_prompt, resolve_model_path
 from core.errors import ConfigError, InputError, RagbenchError, RunError
 from core.jobs import append_event, process_start_time, request_stop, start_job, stop_requested
 from core.runs import Run, create_run, load_run
@@ -357,15 +357,6 @@ def describe_base_model(spec: ModelSpec) -> BaseModelInfo:
         query_prompt=prompts.get("query") or None,
         path=str(folder),
     )
-
-
-def document_prompt(model: SentenceTransformer) -> str | None:
-    """The prompt `encode_document` uses: the first of document/passage/corpus in model.prompts."""
-    prompts = getattr(model, "prompts", None) or {}
-    for name in ("document", "passage", "corpus"):
-        if prompts.get(name):
-            return prompts[name]
-    return None
 
 
 def choose_precision(requested: str, device: str, *, bf16_supported: bool = False) -> str:

@@ -38,7 +38,14 @@ import pandas as pd
 from core.config import SAMPLE_DIR, ChromaSettings
 from core.corpus import Chunk, load_chunks
 from core.dataset import QAItem, load_qa
-from core.embeddings import ModelSpec, encode_texts, native_dim, query_prompt, truncate_normalize
+from core.embeddings import (
+    ModelSpec,
+    document_prompt,
+    encode_texts,
+    native_dim,
+    query_prompt,
+    truncate_normalize,
+)
 from core.errors import ConfigError, InputError, RunError, StoppedError, StoreError
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
 from core.retrieval_metrics import (
@@ -259,15 +266,6 @@ def search_bm25(
 
 
 # ------------------------------------------------------------------ prompts and dims
-
-
-def document_prompt(model: SentenceTransformer) -> str | None:
-    """The model's document prompt, looked up as sentence-transformers' encode_document does."""
-    prompts = getattr(model, "prompts", None) or {}
-    for name in ("document", "passage", "corpus"):
-        if prompts.get(name):
-            return prompts[name]
-    return None
 
 
 def dims_for(native: int, requested: Sequence[int] = ()) -> list[int]:

@@ -197,7 +197,7 @@ def index_corpus(
     Chunks are added batch by batch, so a stop or a crash leaves whole batches only and the
     next call resumes where this one ended.
     """
-    from core.embeddings import encode_texts, native_dim
+    from core.embeddings import document_prompt, encode_texts, native_dim
 
     started = time.monotonic()
     chunks = load_chunks(corpus_run_id)
@@ -230,8 +230,11 @@ def index_corpus(
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         texts = [c.text for c in batch]
-        # Documents carry no prompt, like sentence-transformers' IR evaluator's corpus default.
-        embeddings = encode_texts(model, texts, dim=dim, batch_size=min(batch_size, 32))
+        # The model's document prompt (none for MiniLM), exactly as evaluation and training use it,
+        # so Chroma search and exact search agree.
+        embeddings = encode_texts(
+            model, texts, dim=dim, prompt=document_prompt(model), batch_size=min(batch_size, 32)
+        )
         with _guard(settings, f"adding to collection {name}"):
             collection.add(
                 ids=[c.id for c in batch],
