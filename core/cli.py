@@ -123,11 +123,12 @@ def stage_questions(corpus_run: str, *, source: str, options: dict[str, Any], pr
 
 def stage_finetune(qa_run: str, *, options: dict[str, Any], base: str, progress: _Printer) -> str:
     """Train in the foreground (same code as the background job); returns the model run id."""
-    from core.finetune import FinetuneConfig, read_metrics, run_finetune
-    from core.runs import create_run, load_run
+    from core.finetune import FinetuneConfig, create_finetune_run, read_metrics, run_finetune
+    from core.runs import load_run
 
+    name = options.pop("name", "")
     cfg = FinetuneConfig(qa_run_id=qa_run, base_model=parse_model(base), **options)
-    run = create_run("model", name=options.get("name", ""), config=cfg.to_dict(), parents={"qa": qa_run})
+    run = create_finetune_run(cfg, name=name)
     print(f"[finetune] model run {run.id}", file=sys.stderr, flush=True)
     status = run_finetune(run.id)
     run = load_run(run.id)

@@ -1,0 +1,84 @@
+"""The headless CLI: exit codes a CI job can rely on, and the whole loop from one config file
+giving the same figures the UI shows (the UI reads the very runs the CLI writes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, data: Path, timeout: int = 1200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAGBENCH_DATA_DIR": str(data)}
+    return subprocess.run(
+        [sys.executable, "-m", "core", "--quiet", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run_cli("bogus", data=tmp_path).returncode == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[documents\n")
+    result = run_cli("loop", str(bad), data=tmp_path)
+    assert result.returncode == 2
+    assert "Cannot read the loop config" in result.stderr
+
+
+def test_failed_stage_exits_1_with_message(tmp_path):
+    result = run_cli("questions", "corpus-does-not-exist", "--sample", data=tmp_path)
+    assert result.returncode == 1
+    assert "error: Run corpus-does-not-exist does not exist" in result.stderr
+
+
+def test_ingest_reports_skipped_files_and_keeps_going(tmp_path):
+    good = tmp_path / "notes.txt"
+    good.write_text("Coolant pumps are flushed every 400 hours. " * 20)
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    result = run_cli("ingest", str(good), str(empty), "--no-index", data=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["files_ok"] == 1 and out["files_skipped"] == 1 and out["chunks"] >= 1
+    assert "skipped empty.pdf" in result.stderr
+
+
+@pytest.mark.slow
+def test_loop_from_config_matches_what_the_ui_reads(tmp_path):
+    from core.retrieval_eval import load_retrieval_eval
+
+    config = tmp_path / "loop.toml"
+    config.write_text(
+        (ROOT / "data/sample/loop.toml").read_text()
+        .replace("epochs = 3", "epochs = 1")
+        .replace("max_seq_length = 256", "max_seq_length = 128")
+    )
+    data = tmp_path / "data"
+    result = run_cli("loop", str(config), data=data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    runs = lines[-1]["runs"]
+    assert set(runs) == {"corpus", "qa", "model", "retrieval_eval"}
+    printed = next(line for line in lines if line["stage"] == "eval-retrieval")
+    assert printed["corpus_size"] == 203 and printed["n_queries"] == 22
+
+    # The Retrieval eval page shows load_retrieval_eval(run).metrics: the same numbers.
+    os.environ["RAGBENCH_DATA_DIR"] = str(data)
+    result_ui = load_retrieval_eval(runs["retrieval_eval"])
+    shown = {
+        (r["model"], r["dim"], r["metric"]): r["value"]
+        for r in result_ui.metrics.to_dict("records")
+        if r["metric"] in ("ndcg@10", "hit_rate@5")
+    }
+    for fig in printed["figures"]:
+        key = (fig["model"], fig["dim"], fig["metric"])
+        if key in shown:
+            assert fig["value"] == pytest.approx(shown[key], abs=1e-12)
+    assert len(printed["figures"]) >= 8  # 2 models x 4 dims x 2 metrics (+ BM25)
+    assert result_ui.corpus_size == 203
