@@ -1,5 +1,5 @@
-"""Runs page: every run with its lineage, status, config and headline figures; delete with
-confirmation. Comparison and report export arrive with the end-to-end issue."""
+"""Runs page: every run with its lineage, status, config and headline figures; evaluation runs
+compared side by side with a self-contained report to download; delete with confirmation."""
 
 from __future__ import annotations
 
@@ -8,8 +8,149 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.runs import RUN_KINDS, delete_run, descendants_of, list_runs, load_run
-from pages._ui import error_boundary
+from core.report import (
+    EVAL_KINDS,
+    HEADLINE_METRICS,
+    Comparison,
+    build_report,
+    compare_runs,
+    comparison_figure,
+    deltas_table,
+    headline_table,
+    lineage_chain,
+    ragas_comparison_figure,
+    ragas_deltas_table,
+    ragas_display_table,
+    redact,
+    report_zip,
+)
+from core.runs import RUN_KINDS, Run, delete_run, descendants_of, list_runs, load_run
+from pages._ui import chroma_settings, error_boundary, llm_settings
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_comparison(versions: tuple[tuple[str, str], ...]) -> Comparison:
+    """A comparison, read once per set of run versions (run id, updated_at)."""
+    return compare_runs([run_id for run_id, _ in versions])
+
+
+def report_downloads(run_ids: list[str]) -> None:
+    """HTML and zip download buttons; the report is built only when one is clicked."""
+    secrets = [llm_settings().api_key, chroma_settings().token]
+    stem = "ragbench-report-" + "-".join(r.rsplit("-", 1)[-1] for r in run_ids[:4])
+
+    def html_bytes() -> bytes:
+        return build_report(run_ids, secrets=secrets).html.encode("utf-8")
+
+    def zip_bytes() -> bytes:
+        return report_zip(build_report(run_ids, secrets=secrets))
+
+    left, right = st.columns(2)
+    left.download_button(
+        "Download report (HTML)",
+        html_bytes,
+        file_name=f"{stem}.html",
+        mime="text/html",
+        on_click="ignore",
+        icon=":material/description:",
+        key="runs_report_html",
+    )
+    right.download_button(
+        "Download report + CSV/JSON (zip)",
+        zip_bytes,
+        file_name=f"{stem}.zip",
+        mime="application/zip",
+        on_click="ignore",
+        icon=":material/folder_zip:",
+        key="runs_report_zip",
+    )
+    st.caption(
+        "The HTML opens offline (plotly is embedded). The zip adds every CSV/JSON artifact and "
+        "a manifest of each run in the lineage; API keys and tokens are never exported."
+    )
+
+
+def retrieval_comparison_ui(comparison: Comparison) -> None:
+    st.markdown("**Retrieval: headline metrics, mean [95% CI]**")
+    metric = st.selectbox("Chart metric", HEADLINE_METRICS, key="runs_compare_metric")
+    st.dataframe(headline_table(comparison.retrieval), hide_index=True, key="runs_compare_table")
+    context = comparison.retrieval.drop_duplicates("run_id")
+    for _, row in context.iterrows():
+        result = comparison.retrieval_results[row["run_id"]]
+        baseline = ", ".join(
+            f"{m} {result.random_baseline.get(m, 0):.3f}" for m in HEADLINE_METRICS
+        )
+        st.caption(
+            f"{row['run_label']}: corpus {int(row['corpus_size']):,} chunks · "
+            f"{int(row['n_queries']):,} queries ({result.split or 'all accepted'}) · "
+            f"random ranker {baseline}"
+        )
+    st.plotly_chart(comparison_figure(comparison.retrieval, metric), key="runs_compare_fig")
+    for run_id, result in comparison.retrieval_results.items():
+        if result.deltas.empty:
+            continue
+        st.markdown(f"**Tuned vs base in {run_id}**")
+        st.dataframe(deltas_table(result), hide_index=True, key=f"runs_compare_deltas_{run_id}")
+
+
+def ragas_comparison_ui(comparison: Comparison) -> None:
+    st.markdown("**RAG answers (RAGAS): mean [95% CI] over scored samples, with failures**")
+    st.dataframe(ragas_display_table(comparison.ragas), hide_index=True, key="runs_compare_ragas")
+    for run_id, ctx in comparison.ragas_context.items():
+        random = ", ".join(f"{m} {v:.3f}" for m, v in ctx["random"].items())
+        st.caption(
+            f"{run_id}: corpus {ctx['corpus_size'] if ctx['corpus_size'] is not None else '—'} "
+            f"chunks · {ctx['n_samples']} questions · top-k {ctx['k'] or '—'} · judge "
+            f"{ctx['judge']}" + (f" · random retriever {random}" if random else "")
+        )
+    st.plotly_chart(ragas_comparison_figure(comparison.ragas), key="runs_compare_ragas_fig")
+    for run_id, result in comparison.ragas_results.items():
+        table = ragas_deltas_table(result)
+        if not table.empty:
+            st.markdown(f"**Each retriever minus base in {run_id}**")
+            st.dataframe(table, hide_index=True, key=f"runs_compare_ragas_deltas_{run_id}")
+
+
+def default_eval(evals: list[Run]) -> str:
+    """The newest base-vs-tuned retrieval evaluation, else the newest evaluation run."""
+    retrieval = [r for r in evals if r.kind == "retrieval_eval"]
+    tuned = [r for r in retrieval if len(r.manifest.config.get("models", [])) > 1]
+    return (tuned or retrieval or evals)[0].id
+
+
+def compare_ui() -> None:
+    """Pick evaluation runs, see them side by side, download the report."""
+    st.subheader("Compare evaluation runs")
+    evals = [r for r in list_runs(EVAL_KINDS) if r.manifest.status == "done"]
+    if not evals:
+        st.caption(
+            "No finished evaluation runs yet: evaluate on the Retrieval eval or RAG eval page."
+        )
+        return
+    labels = {r.id: f"{r.kind} · {r.manifest.name} · {r.manifest.created_at[:16]}" for r in evals}
+    chosen = st.multiselect(
+        "Evaluation runs",
+        list(labels),
+        default=[default_eval(evals)],
+        format_func=lambda rid: labels.get(rid, rid),
+        key="runs_compare",
+        help="A base-vs-tuned retrieval evaluation, its RAGAS run, or several runs to compare.",
+    )
+    chosen = [rid for rid in chosen if rid in labels]
+    if not chosen:
+        st.caption("Pick one or more evaluation runs.")
+        return
+    with error_boundary("Comparing the runs"):
+        versions = tuple((rid, load_run(rid).manifest.updated_at) for rid in chosen)
+        comparison = cached_comparison(versions)
+        for warning in comparison.warnings:
+            st.warning(warning)
+        if not comparison.retrieval.empty:
+            retrieval_comparison_ui(comparison)
+        if not comparison.ragas.empty:
+            ragas_comparison_ui(comparison)
+        report_downloads(chosen)
+
 
 st.title("Runs")
 st.caption(
@@ -39,22 +180,19 @@ table = pd.DataFrame(
 )
 st.dataframe(table, hide_index=True, width="stretch", key="runs_table")
 
+with st.container(border=True):
+    compare_ui()
+
 selected = st.selectbox("Inspect a run", [r.id for r in runs], key="runs_selected")
 if selected:
     with error_boundary("Loading the run"):
         run = load_run(selected)
-        lineage = []
-        current = run
-        while current is not None:
-            lineage.append(f"{current.kind}:{current.id}")
-            parent_ids = list(current.manifest.parents.values())
-            current = load_run(parent_ids[0]) if parent_ids else None
-        st.markdown("**Lineage:** " + " ← ".join(lineage))
+        st.markdown("**Lineage:** " + lineage_chain(run.id))
         if run.manifest.error:
             st.error(run.manifest.error)
         left, right = st.columns(2)
         left.markdown("**Config**")
-        left.json(run.manifest.config, expanded=False)
+        left.json(redact(run.manifest.config), expanded=False)
         right.markdown("**Summary**")
         right.json(run.manifest.summary, expanded=False)
         st.markdown("**Library versions**")
