@@ -1,0 +1,99 @@
+"""A real browser against a real `streamlit run`: Debian's chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SHOTS = os.environ.get("RAGBENCH_SCREENSHOTS")  # a folder: keep a screenshot of each page
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory) -> Iterator[str]:
+    """Start the app exactly as `make run` does (streamlit run streamlit_app.py)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it where it can)")
+    data = tmp_path_factory.mktemp("e2e_data")
+    port = _free_port()
+    env = {**os.environ, "RAGBENCH_DATA_DIR": str(data)}
+    log = open(data / "streamlit.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        pytest.fail("the app did not start within 90 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    """One browser page for the whole walk (state lives in the app's session and on disk)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(120_000)
+        try:
+            yield tab
+        finally:
+            # Leave a picture of where the walk ended, for a failing run.
+            tab.screenshot(path=str(Path(os.environ.get("RAGBENCH_E2E_LAST", "/tmp/ragbench-e2e-last.png"))), full_page=True)
+            browser.close()
+
+
+def wait_idle(tab, timeout_s: float = 600) -> None:
+    """Wait until Streamlit finished the current script run (no 'Running…' widget)."""
+    tab.wait_for_timeout(500)
+    tab.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_s * 1000
+    )
+    tab.wait_for_timeout(300)
+
+
+def no_exception(tab) -> None:
+    """Fail on any Streamlit exception box on the page."""
+    boxes = tab.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, boxes.first.inner_text()
+
+
+def shoot(tab, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
