@@ -9,6 +9,8 @@ Three strategies:
 
 A document's pages are joined with blank lines; each chunk's start offset in that text maps
 back to the page it starts on, so `Chunk.page` is exact even when a chunk spans two pages.
+Offsets are found by `locate_chunks`, not by langchain's `add_start_index` (which subtracts a
+token overlap as characters, and can pick an earlier copy of a short chunk).
 Chunk ids are content hashes (`chunk_id_for`); exact duplicates are dropped and counted.
 """
 
@@ -18,6 +20,7 @@ import bisect
 import functools
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,6 +43,7 @@ DEFAULT_SIZES: dict[str, tuple[int, int]] = {
     "markdown": (1000, 150),
 }
 MARKDOWN_HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
+_SPACE_RUN = re.compile(r"\s+")  # \s is str.isspace: what str.strip removes
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ def _spec_of(config: ChunkingConfig) -> ModelSpec:
 
 
 def make_splitter(config: ChunkingConfig, tokenizer: Any = None):  # noqa: ANN201
-    """The langchain splitter for the body text (start offsets recorded)."""
+    """The langchain splitter for the body text (offsets come from `locate_chunks`)."""
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     if config.strategy == "token":
@@ -149,13 +153,152 @@ def make_splitter(config: ChunkingConfig, tokenizer: Any = None):  # noqa: ANN20
             tokenizer,
             chunk_size=config.chunk_size,
             chunk_overlap=config.chunk_overlap,
-            add_start_index=True,
         )
     return RecursiveCharacterTextSplitter(
         chunk_size=config.chunk_size,
         chunk_overlap=config.chunk_overlap,
-        add_start_index=True,
     )
+
+
+def locate_chunks(text: str, pieces: list[str], max_overlap: int | None = None) -> list[int]:
+    """The start offset in `text` of each piece, the pieces being a splitter's chunks of it.
+
+    langchain's `add_start_index` is not used: it searches from `previous_start +
+    previous_len - chunk_overlap`, which overshoots when the overlap is counted in tokens (it
+    then finds nothing) and can return an earlier copy of a short chunk inside the previous one.
+
+    The rule: a splitter's chunks advance through the text and cover it. Each chunk starts no
+    earlier than the previous one, ends no earlier than the previous one's end, starts no later
+    than the first non-whitespace character after that end (only whitespace is dropped between
+    chunks) and, when the overlap is counted in characters (`max_overlap`; None for tokens),
+    no earlier than that end minus `max_overlap`; the last chunk reaches the last
+    non-whitespace character. Where a chunk's text occurs once in its window that fixes it.
+    Where text repeats (runs like "-----", or a short chunk that also ends the previous one),
+    every placement of every chunk that fits these rules is found (a forward and a backward
+    pass over the occurrences), and each chunk takes the first placement that brings new text
+    (ends after the previous chunk's end) and still lets the chunks after it fit.
+
+    Should no placement fit (not seen: it would mean the splitter dropped or changed text), a
+    greedy search is used instead (`_locate_greedy`) and a warning is logged.
+    """
+    if not pieces:
+        return []
+    gaps = _Gaps(text)
+    layers: list[list[int]] = []  # the placements reachable from the start, per piece
+    previous, previous_len = [0], 0  # a virtual empty chunk at 0
+    for piece in pieces:
+        size = len(piece)
+        lo = max(previous[0], previous[0] + previous_len - size)
+        if max_overlap is not None:
+            lo = max(lo, previous[0] + previous_len - max_overlap)
+        hi = gaps.next_text(previous[-1] + previous_len)
+        found: list[int] = []
+        at = text.find(piece, lo, hi + size)
+        while at != -1 and len(found) < _MAX_PLACEMENTS:
+            # A previous placement p' fits when text_end_before(at) - len' <= p' <= top.
+            top = min(at, at + size - previous_len)
+            if max_overlap is not None:
+                top = min(top, at - previous_len + max_overlap)
+            j = bisect.bisect_right(previous, top) - 1
+            if j >= 0 and previous[j] + previous_len >= gaps.text_end_before(at):
+                found.append(at)
+            at = text.find(piece, at + 1, hi + size)
+        if not found:
+            return _locate_greedy(text, pieces, max_overlap, f"piece {len(layers)} fits nowhere")
+        layers.append(found)
+        previous, previous_len = found, size
+    # Backward: keep the placements from which the remaining pieces can still fit.
+    end = len(text)
+    good = [p for p in layers[-1] if gaps.next_text(p + len(pieces[-1])) >= end]
+    usable: list[list[int]] = [good]  # built from the last piece back, reversed below
+    for index in range(len(pieces) - 2, -1, -1):
+        size, after, after_len = len(pieces[index]), usable[-1], len(pieces[index + 1])
+        keep = []
+        for p in layers[index]:
+            lo, hi = _window(p, size, after_len, max_overlap, gaps)
+            k = bisect.bisect_left(after, lo)
+            if k < len(after) and after[k] <= hi:
+                keep.append(p)
+        usable.append(keep)
+    usable.reverse()
+    if not all(usable):
+        return _locate_greedy(text, pieces, max_overlap, "the chunks do not cover the text")
+    # Forward: the first usable placement that brings new text, else the first usable one.
+    starts: list[int] = []
+    prev_start, prev_len = 0, 0
+    for index, piece in enumerate(pieces):
+        options = usable[index]
+        if index == 0:
+            lo, hi = 0, gaps.next_text(0)
+        else:
+            lo, hi = _window(prev_start, prev_len, len(piece), max_overlap, gaps)
+        first = bisect.bisect_left(options, lo)
+        fresh = bisect.bisect_left(options, max(lo, prev_start + prev_len - len(piece) + 1))
+        k = fresh if fresh < len(options) and options[fresh] <= hi else first
+        starts.append(options[k])
+        prev_start, prev_len = options[k], len(piece)
+    return starts
+
+
+_MAX_PLACEMENTS = 1000  # per piece: a bound on the work in long runs of repeated text
+
+
+class _Gaps:
+    """Where the whitespace runs of a text are, for the tiling rules of `locate_chunks`."""
+
+    def __init__(self, text: str) -> None:
+        self.runs = [(m.start(), m.end()) for m in _SPACE_RUN.finditer(text)]
+        self.starts = [s for s, _ in self.runs]
+        self.ends = [e for _, e in self.runs]
+
+    def next_text(self, offset: int) -> int:
+        """The first non-whitespace offset at or after `offset` (the text's length if none)."""
+        k = bisect.bisect_right(self.starts, offset) - 1
+        return self.runs[k][1] if k >= 0 and self.runs[k][1] > offset else offset
+
+    def text_end_before(self, offset: int) -> int:
+        """Where the whitespace run ending at `offset` starts (`offset` if none ends there)."""
+        k = bisect.bisect_left(self.ends, offset)
+        return self.runs[k][0] if k < len(self.runs) and self.ends[k] == offset else offset
+
+
+def _window(
+    start: int, size: int, next_size: int, max_overlap: int | None, gaps: _Gaps
+) -> tuple[int, int]:
+    """The offsets where the chunk after one at `start` (of `size` chars) may start."""
+    end = start + size
+    lo = max(start, end - next_size)
+    if max_overlap is not None:
+        lo = max(lo, end - max_overlap)
+    return lo, gaps.next_text(end)
+
+
+def _locate_greedy(text: str, pieces: list[str], max_overlap: int | None, why: str) -> list[int]:
+    """The fallback of `locate_chunks`: each piece at its first occurrence that ends after the
+    previous piece's end (else ending at it), searched from the previous piece's start (and
+    its end minus `max_overlap`), else from the start of the text; a piece not in the text at
+    all gets that lower bound. Logs a warning with `why`.
+    """
+    logger.warning("Chunk offsets are approximate (%s): pages of repeated text may be off.", why)
+    starts: list[int] = []
+    prev_start = prev_end = 0
+    for piece in pieces:
+        lower = prev_start
+        if max_overlap is not None:
+            lower = max(lower, prev_end - max_overlap)
+        at = text.find(piece, max(lower, prev_end - len(piece)))
+        if at != -1 and at + len(piece) == prev_end:
+            later = text.find(piece, at + 1)
+            at = later if later != -1 else at
+        if at == -1:
+            at = text.find(piece, prev_start)
+        if at == -1:
+            at = text.find(piece)
+        if at == -1:  # not in the text at all (never seen): it stays after the previous one
+            at = min(lower, len(text))
+        starts.append(at)
+        prev_start, prev_end = at, at + len(piece)
+    return starts
 
 
 def document_text(doc: ParsedDocument) -> tuple[str, list[int]]:
@@ -206,11 +349,12 @@ def chunk_document(
     for section_start, section_text, headers in _sections(text, config):
         if not section_text.strip():
             continue
-        for piece in splitter.create_documents([section_text]):
-            body = piece.page_content
+        bodies = splitter.split_text(section_text)
+        overlap = None if config.strategy == "token" else config.chunk_overlap
+        for body, offset in zip(bodies, locate_chunks(section_text, bodies, overlap), strict=True):
             if not body.strip():
                 continue
-            start = section_start + max(0, int(piece.metadata.get("start_index", 0)))
+            start = section_start + offset
             end = start + len(body)
             first = bisect.bisect_right(page_starts, start) - 1
             last = bisect.bisect_right(page_starts, max(start, end - 1)) - 1

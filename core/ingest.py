@@ -9,6 +9,7 @@ message asking for a PDF export instead.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
@@ -31,6 +32,16 @@ PAGE_SEPARATOR = "\n\n"
 _LINE_HYPHEN = re.compile(r"(?<=\w)-\n(?=\w)")
 _PAGE_NUMBER = re.compile(r"^\s*(?:\d{1,4}|[ivxlcdm]{1,7})\s*$", re.IGNORECASE)
 _DOT_LEADER = re.compile(r"(?:\.[ \t]?){4,}")  # ". . . . ." in tables of contents
+
+# Byte order marks of UTF-16/32 text (Windows Notepad's "Unicode"), longest first: UTF-32-LE's
+# starts with UTF-16-LE's. Such text is full of NUL bytes, so it is recognised before the binary
+# check.
+_WIDE_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 # Magic numbers of formats people upload by mistake (or under a wrong name).
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -106,12 +117,29 @@ def sanitize_filename(name: str) -> str:
     return name
 
 
+def format_size(n_bytes: int) -> str:
+    """A size for people: "512 bytes", "12.5 KB", "1.5 MB" (1 KB = 1024 bytes, as the size
+    limit is set in the Documents page)."""
+    if n_bytes < 1024:
+        return f"{n_bytes} byte{'s' if n_bytes != 1 else ''}"
+    value, unit = (n_bytes / 1024, "KB") if n_bytes < 1024**2 else (n_bytes / 1024**2, "MB")
+    return f"{value:.1f}".removesuffix(".0") + f" {unit}"
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """The encoding ("utf-16" or "utf-32") whose byte order mark starts `data`, if any."""
+    return next((enc for bom, enc in _WIDE_BOMS if data.startswith(bom)), None)
+
+
 def sniff_format(data: bytes) -> str:
-    """What the bytes are, by magic number: "pdf", "zip", another binary type, or "text"."""
+    """What the bytes are, by magic number: "pdf", "zip", another binary type, or "text"
+    (UTF-16/32 text with a byte order mark included)."""
     head = data[:1024]
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
+    if _wide_encoding(head):
+        return "text"
     if b"%PDF-" in head:  # PDFs may have junk before the header; readers accept it
         return "pdf"
     if _looks_binary(head):
@@ -123,7 +151,8 @@ def _looks_binary(head: bytes) -> bool:
     if not head:
         return False
     if b"\x00" in head:
-        # UTF-16 text also has NULs; it is rare enough in uploads to treat as binary.
+        # UTF-16 text also has NULs; with a byte order mark it is caught before this check,
+        # without one it is rare enough in uploads to treat as binary.
         return True
     controls = sum(1 for b in head if b < 9 or 13 < b < 32)
     return controls / len(head) > 0.1
@@ -135,11 +164,18 @@ def _looks_html(text: str) -> bool:
 
 
 def decode_text(data: bytes, source: str) -> tuple[str, list[str]]:
-    """Decode text bytes: UTF-8 (BOM allowed), else cp1252/latin-1 with a warning.
+    """Decode text bytes: UTF-8 (BOM allowed), UTF-16/32 with a BOM (with a warning), else
+    cp1252/latin-1 with a warning.
 
     Raises InputError for binary content.
     """
     warnings: list[str] = []
+    wide = _wide_encoding(data)
+    if wide:
+        return _decode_wide(data, source, wide), [
+            f"the text is {wide.upper()}, not UTF-8; it was decoded as {wide.upper()} (save it "
+            "as UTF-8 to avoid this warning)"
+        ]
     if _looks_binary(data[:4096]):
         raise InputError(
             f"{source}: the file is binary, not text.",
@@ -160,6 +196,29 @@ def decode_text(data: bytes, source: str) -> tuple[str, list[str]]:
         )
         return text, warnings
     raise InputError(f"{source}: the text is in an unknown encoding.", fix="save it as UTF-8")
+
+
+def _decode_wide(data: bytes, source: str, encoding: str) -> str:
+    """UTF-16/32 text (the BOM picks the byte order), refused when broken or not really text."""
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{source}: the file starts with a {encoding.upper()} byte order mark but is not "
+            f"valid {encoding.upper()}.",
+            found=f"bad bytes at offset {exc.start}",
+            fix="save it as UTF-8",
+        ) from exc
+    head = text[:4096]
+    odd = {"Cc", "Cn", "Co", "Cs"}  # controls, unassigned, private use, surrogates
+    controls = sum(1 for ch in head if unicodedata.category(ch) in odd and ch not in "\t\n\r\f")
+    if head and controls / len(head) > 0.1:
+        raise InputError(
+            f"{source}: the file starts with a {encoding.upper()} byte order mark but its "
+            "content is binary, not text.",
+            fix="save it as UTF-8, or upload PDF, TXT, MD or HTML files",
+        )
+    return text
 
 
 def _reject_kind(source: str, ext: str, kind: str) -> InputError:
@@ -196,8 +255,11 @@ def parse_file(
     if not data:
         raise InputError(f"{source}: the file is empty (0 bytes).", fix="upload the real file")
     if len(data) > max_bytes:
+        size, limit = format_size(len(data)), format_size(max_bytes)
+        if size == limit:  # both round to the same figure: give the exact counts
+            size, limit = f"{len(data):,} bytes", f"{max_bytes:,}-byte"
         raise InputError(
-            f"{source}: the file is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit.",
+            f"{source}: the file is {size}, over the {limit} limit.",
             fix="split it, or raise the size limit in the chunking settings",
         )
     ext = os.path.splitext(source)[1].lower()

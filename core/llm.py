@@ -139,7 +139,7 @@ class OpenAICompatibleBackend:
             response = self._http().post(url, json=body)
         except httpx.TimeoutException as exc:
             raise LLMError(
-                f"The LLM server at {self.base_url} did not answer within {self.timeout_s:.0f} s.",
+                f"The LLM server at {self.base_url} did not answer within {self.timeout_s:g} s.",
                 fix="raise the timeout, lower the concurrency, or check the server's load",
                 kind="timeout",
                 retryable=True,

@@ -107,8 +107,10 @@ SKIPPED: list[tuple[str, str, Callable[[], bytes], list[str]]] = [
     ("docx", "thesis.docx", docx_bytes,
      ["thesis.docx", ".docx files are not supported", "export the document as PDF"]),
     ("binary-named-txt", "data.txt", lambda: bytes(range(256)) * 8, ["data.txt", "binary"]),
-    ("utf16-named-txt", "utf16.txt", lambda: "Hello wide world".encode("utf-16"),
+    ("utf16-without-bom", "utf16.txt", lambda: "Hello wide world".encode("utf-16-le"),
      ["utf16.txt", "binary"]),
+    ("utf16-bom-truncated", "cut.txt", lambda: "Hello wide world".encode("utf-16")[:-1],
+     ["cut.txt", "UTF-16 byte order mark but is not valid UTF-16", "save it as UTF-8"]),
     ("elf-named-txt", "tool.txt", lambda: b"\x7fELF\x02\x01\x01" + bytes(200), ["tool.txt", "executable"]),
     ("unsupported-extension", "script.exe", lambda: b"plain words in an exe name",
      ["script.exe", "extension .exe is not supported", ".pdf"]),
@@ -146,12 +148,13 @@ def test_a_bad_file_is_skipped_with_a_clear_reason_and_the_good_one_kept(
 
 
 def test_a_file_over_the_size_limit_is_refused_without_reading_it(baseline):
-    big = b"%PDF-1.7\n" + b"0" * 1_500_000  # 1.5 MB against a 1 MB limit; nothing parses it
-    result = build_corpus([UploadedFile("big.pdf", big), good_file()], max_bytes=1_000_000)
+    mb = 1024 * 1024  # the Documents page sets the limit in MB of 1024 * 1024 bytes
+    big = b"%PDF-1.7\n" + b"0" * (mb * 3 // 2)  # 1.5 MB against a 1 MB limit; nothing parses it
+    result = build_corpus([UploadedFile("big.pdf", big), good_file()], max_bytes=mb)
     reason = result.skipped_files[0].reason
     assert reason.startswith("big.pdf: the file is 1.5 MB, over the 1 MB limit.")
     assert "raise the size limit" in reason
-    assert load_run(result.run.id).manifest.config["max_bytes"] == 1_000_000
+    assert load_run(result.run.id).manifest.config["max_bytes"] == mb
     baseline.intact()
 
 
@@ -176,6 +179,10 @@ WARNED: list[tuple[str, str, Callable[[], bytes], str, str]] = [
      "named .txt but it is a PDF; read as PDF", "Mirrors carry the Debian archive."),
     ("cp1252-text", "legacy.txt", lambda: "Café crème: naïve résumé – 5 €".encode("cp1252"),
      "not valid UTF-8 (first bad byte at offset 3); decoded as cp1252", "Café crème: naïve résumé – 5 €"),
+    ("utf16-le-with-bom", "notepad.txt", lambda: "Hello wide world: caf\u00e9".encode("utf-16"),
+     "decoded as UTF-16 (save it as UTF-8", "Hello wide world: caf\u00e9"),
+    ("utf16-be-with-bom", "mac.md", lambda: b"\xfe\xff" + "# Title\n\nBig end".encode("utf-16-be"),
+     "decoded as UTF-16", "Big end"),
     ("latin1-only-bytes", "old.txt", lambda: b"Stra\xdfe und M\xfcller \x81\x8d",
      "decoded as latin-1", "Straße und Müller"),
     ("html-named-txt", "page.txt",

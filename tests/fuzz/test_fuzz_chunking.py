@@ -6,7 +6,8 @@ Properties, for any text, any page layout and any legal size/overlap:
   "where it came from" are checked character by character);
 - chunks come in document order, consecutive chunks overlap by at most `chunk_overlap`, and no
   chunk is longer than `chunk_size`;
-- each chunk's page is the page its first character is on;
+- each chunk's recorded offset holds its text, its page is the page that offset is on, and the
+  recorded offsets advance through the text and tile it (repeated texts and tokens included);
 - ids are content hashes, the same on every call and in a fresh interpreter (another hash seed);
 - de-duplication only drops chunks whose content is kept elsewhere, and counts them.
 """
@@ -20,7 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -132,7 +132,9 @@ def check_chunks(doc: ParsedDocument, config: ChunkingConfig, tokenizer=None, si
     chunks = chunk_document(doc, config, tokenizer)
     text, _ = document_text(doc)
     # No text lost, in order, overlap respected; checked without trusting any recorded offset.
-    overlap = None if config.strategy == "token" else config.chunk_overlap  # tokens: see below
+    overlap = (
+        None if config.strategy == "token" else config.chunk_overlap
+    )  # tokens: no bound in characters
     assert tiles(text, [c.text for c in chunks], overlap), "text lost, reordered or over-overlapped"
     for index, chunk in enumerate(chunks):
         assert chunk.text.strip() and chunk.text in text
@@ -141,12 +143,23 @@ def check_chunks(doc: ParsedDocument, config: ChunkingConfig, tokenizer=None, si
         assert chunk.id == chunk_id_for(chunk.text)
         assert chunk.chunk_index == index
         assert (chunk.source, chunk.doc_id) == (doc.source, doc.doc_id)
-        # Where a chunk's text occurs once, its recorded offset and page must be exact. (Repeated
-        # texts and the token strategy hit a known bug: see the xfail tests below.)
-        if config.strategy != "token" and text.count(chunk.text) == 1:
-            start = chunk.metadata["start_index"]
-            assert text[start : start + len(chunk.text)] == chunk.text, (index, start)
-            assert chunk.page == page_of(doc, start)
+        # The recorded offset holds the chunk's text (so it is exact where the text occurs once)
+        # and the page is the one that offset is on.
+        start = chunk.metadata["start_index"]
+        assert text[start : start + len(chunk.text)] == chunk.text, (index, start)
+        assert chunk.page == page_of(doc, start)
+    # The recorded offsets advance through the text and tile it: only whitespace between
+    # neighbours, overlap within the limit (for repeated texts, where any copy would match).
+    covered = previous_start = 0
+    for index, chunk in enumerate(chunks):
+        start = chunk.metadata["start_index"]
+        end = start + len(chunk.text)
+        assert start >= previous_start and end >= covered, (index, start, end)
+        assert not text[covered:start].strip(), ("text lost before chunk", index)
+        if overlap is not None:
+            assert covered - start <= overlap, (index, start, covered)
+        covered, previous_start = end, start
+    assert not text[covered:].strip(), "text lost at the end"
     # Deterministic: the same input gives the same chunks, ids included.
     assert chunk_document(doc, config, tokenizer) == chunks
 
@@ -189,15 +202,6 @@ def test_the_tiling_check_catches_lost_reordered_and_over_overlapping_text():
     assert tiles("x  y", ["x", "y"], max_overlap=0)  # whitespace between chunks is not text
 
 
-_OFFSET_BUG = (
-    "bug in core.chunking.chunk_document: start offsets come from langchain's add_start_index, "
-    "which looks for each chunk with text.find(chunk, previous_start + previous_len - "
-    "chunk_overlap); it returns an earlier copy of the text inside the previous chunk, or -1 "
-    "(clamped to 0) when the overlap is in tokens, so start_index and page are wrong"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_OFFSET_BUG)
 def test_a_chunk_repeating_text_of_the_previous_one_gets_its_own_offset_and_page():
     # Page 2 holds a lone "0"; the same character ends page 1's chunk, inside the overlap window.
     doc = make_doc(["0 0 0 0000000000 ", "0 "])
@@ -207,7 +211,6 @@ def test_a_chunk_repeating_text_of_the_previous_one_gets_its_own_offset_and_page
     assert chunks[1].page == 2
 
 
-@pytest.mark.xfail(strict=True, reason=_OFFSET_BUG)
 def test_token_chunk_offsets_and_pages_are_exact():
     words = [f"w{i}" for i in range(400)]
     doc = make_doc([" ".join(words[:200]), " ".join(words[200:])])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pymupdf
 import pytest
 
@@ -11,6 +13,7 @@ from core.chunking import (
     chunk_documents,
     document_text,
     load_tokenizer,
+    locate_chunks,
 )
 from core.corpus import chunk_id_for
 from core.errors import ConfigError
@@ -190,3 +193,45 @@ def test_markdown_long_section_is_split_and_keeps_its_headers():
     for chunk in chunks:
         start = chunk.metadata["start_index"]
         assert md[start : start + len(chunk.text)] == chunk.text
+
+
+SAMPLE_PDF = Path(__file__).resolve().parents[2] / "data" / "sample" / "debian-faq.en.pdf"
+
+
+def test_token_chunks_of_the_sample_pdf_start_on_their_own_page():
+    # Regression: langchain's add_start_index subtracted the token overlap as characters, found
+    # nothing and the -1 was clamped to 0, so 75 of 246 chunks claimed to start on page 1.
+    doc = parse_file(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes())
+    chunks = chunk_document(doc, ChunkingConfig.for_strategy("token"), load_tokenizer())
+    assert len(chunks) > 100
+    assert sum(c.metadata["start_index"] == 0 for c in chunks) <= 1
+    squashed = [" ".join(p.text.split()) for p in doc.pages]
+    index_of = {p.number: i for i, p in enumerate(doc.pages)}
+    for chunk in chunks:
+        # The first 40 characters start on the chunk's page (they may run on to the next one),
+        # and the last 40 end on its last page (page_end when it spans pages).
+        first = index_of[chunk.page]
+        head = " ".join(chunk.text[:40].split())
+        following = squashed[first + 1] if first + 1 < len(squashed) else ""
+        at = (squashed[first] + " " + following).find(head)
+        assert 0 <= at < len(squashed[first]), (chunk.chunk_index, chunk.page, head)
+        last = index_of[chunk.metadata.get("page_end", chunk.page)]
+        tail = " ".join(chunk.text[-40:].split())
+        before = squashed[last - 1] + " " if last > 0 else ""
+        at = (before + squashed[last]).rfind(tail)
+        assert at >= 0 and at + len(tail) > len(before), (chunk.chunk_index, last, tail)
+
+
+def test_a_chunk_that_cannot_be_placed_gets_a_warning_not_offset_zero(caplog):
+    with caplog.at_level("WARNING", logger="core.chunking"):
+        starts = locate_chunks("alpha beta gamma", ["alpha beta", "delta"], max_overlap=0)
+    assert starts == [0, 10]  # delta is nowhere: it stays after the previous chunk
+    assert "Chunk offsets are approximate (piece 1 fits nowhere)" in caplog.text
+
+
+def test_a_repeated_run_is_placed_so_the_chunks_cover_it():
+    # Ten zeros occur everywhere in a run of thirty; only offset 20 leaves nothing uncovered.
+    assert locate_chunks("0" * 30, ["0" * 20, "0" * 10]) == [0, 20]
+    # With a character overlap of 5 the true chunks overlap by exactly 5.
+    text = "0" * 50
+    assert locate_chunks(text, ["0" * 20, "0" * 20, "0" * 20], max_overlap=5) == [0, 15, 30]

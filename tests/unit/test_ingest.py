@@ -6,7 +6,7 @@ import pymupdf
 import pytest
 
 from core.errors import InputError
-from core.ingest import decode_text, parse_file, sanitize_filename, sniff_format
+from core.ingest import decode_text, format_size, parse_file, sanitize_filename, sniff_format
 
 PAGE_SENTENCES = [
     "Aardvarks dig burrows at night in the savanna.",
@@ -169,9 +169,53 @@ def test_binary_named_txt_is_rejected():
 
 
 def test_file_over_the_size_limit_is_rejected():
-    with pytest.raises(InputError, match=r"big\.txt: the file is 0\.0 MB, over the 0 MB limit"):
+    with pytest.raises(
+        InputError, match=r"big\.txt: the file is 200 bytes, over the 100 bytes limit"
+    ):
         parse_file("big.txt", b"x" * 200, max_bytes=100)
     assert parse_file("ok.txt", b"x" * 100, max_bytes=100).n_chars == 100
+    with pytest.raises(InputError, match=r"the file is 3 KB, over the 2\.5 KB limit\."):
+        parse_file("mid.txt", b"x" * 3072, max_bytes=2560)
+    # Sizes that round alike are given in bytes, so the message never reads "1 MB over 1 MB".
+    with pytest.raises(InputError, match=r"1,048,577 bytes, over the 1,048,576-byte limit"):
+        parse_file("edge.txt", b"x" * (1024 * 1024 + 1), max_bytes=1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    ("n_bytes", "text"),
+    [(0, "0 bytes"), (1, "1 byte"), (1023, "1023 bytes"), (1024, "1 KB"), (1536, "1.5 KB"),
+     (1024 * 1024 - 1, "1024 KB"), (1024 * 1024, "1 MB"), (50 * 1024 * 1024, "50 MB"),
+     (int(2.25 * 1024 * 1024), "2.2 MB")],
+)  # fmt: skip
+def test_sizes_are_given_in_a_readable_unit(n_bytes, text):
+    assert format_size(n_bytes) == text
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be-bom", "utf-32"])
+def test_utf16_and_utf32_text_with_a_bom_is_decoded_with_a_warning(encoding):
+    text = "Caf\u00e9 \u2013 r\u00e9sum\u00e9 \u65e5\u672c \U0001f600\nsecond line"
+    if encoding == "utf-16-be-bom":
+        data = b"\xfe\xff" + text.encode("utf-16-be")
+    else:
+        data = text.encode(encoding)  # Python writes the BOM, little-endian here
+    assert sniff_format(data) == "text"
+    parsed = parse_file("wide.txt", data)
+    assert parsed.pages[0].text == text
+    label = "UTF-32" if encoding == "utf-32" else "UTF-16"
+    assert parsed.warnings == (
+        f"the text is {label}, not UTF-8; it was decoded as {label} (save it as UTF-8 to avoid "
+        "this warning)",
+    )
+
+
+def test_broken_utf16_is_refused_with_the_hint_to_save_as_utf8():
+    with pytest.raises(InputError, match="not valid UTF-16") as excinfo:
+        decode_text("odd length".encode("utf-16")[:-1], "cut.txt")
+    assert "save it as UTF-8" in str(excinfo.value)
+    binary = b"\xff\xfe" + bytes(range(32)) * 20  # a BOM, then control characters
+    with pytest.raises(InputError, match="content is binary"):
+        decode_text(binary, "junk.txt")
+    assert sniff_format("no BOM".encode("utf-16-le")) == "binary data"  # NULs without a BOM
 
 
 def test_html_becomes_text_without_tags_or_scripts():
