@@ -59,12 +59,13 @@ def _drop_trailing_commas(text: str) -> str:
     return "".join(out)
 
 
-def _close_truncated(text: str) -> str:
-    """Close strings, objects and arrays left open by a reply cut off mid-way."""
+def _scan(text: str) -> tuple[list[str], bool, int]:
+    """Walk JSON text outside strings: the closers still open, whether it ends inside a string,
+    and the index after the last complete element (a closing bracket or before a comma)."""
     stack: list[str] = []
     in_string = False
     escaped = False
-    last_complete = 0  # index after the last complete top-level-ish value separator
+    last_complete = 0
     for i, ch in enumerate(text):
         if in_string:
             if escaped:
@@ -84,32 +85,20 @@ def _close_truncated(text: str) -> str:
             last_complete = i + 1
         elif ch == ",":
             last_complete = i
+    return stack, in_string, last_complete
+
+
+def _close_truncated(text: str) -> str:
+    """Close strings, objects and arrays left open by a reply cut off mid-way."""
+    stack, in_string, last_complete = _scan(text)
     if not stack and not in_string:
         return text
     # Drop a half-written trailing element, then close what is open.
     body = text[:last_complete] if last_complete else text
     if in_string and not last_complete:
         body = text + '"'
-    stack = []
-    in_string = False
-    escaped = False
-    for ch in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]" and stack:
-            stack.pop()
-    body = body.rstrip().rstrip(",")
-    return body + "".join(reversed(stack))
+    stack, _, _ = _scan(body)
+    return body.rstrip().rstrip(",") + "".join(reversed(stack))
 
 
 def extract_json(text: str) -> Any:
