@@ -15,6 +15,7 @@ stderr; results (run ids, figures) to stdout, so a CI job can capture them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -130,7 +131,9 @@ def stage_finetune(qa_run: str, *, options: dict[str, Any], base: str, progress:
     cfg = FinetuneConfig(qa_run_id=qa_run, base_model=parse_model(base), **options)
     run = create_finetune_run(cfg, name=name)
     print(f"[finetune] model run {run.id}", file=sys.stderr, flush=True)
-    status = run_finetune(run.id)
+    # The Hugging Face trainer prints its log dicts to stdout; keep stdout for results only.
+    with contextlib.redirect_stdout(sys.stderr):
+        status = run_finetune(run.id)
     run = load_run(run.id)
     if status != "done":
         raise RagbenchError(f"Fine-tune {run.id} ended {status}.", found=run.manifest.error or "")

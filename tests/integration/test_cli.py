@@ -62,6 +62,7 @@ def test_loop_from_config_matches_what_the_ui_reads(tmp_path):
     data = tmp_path / "data"
     result = run_cli("loop", str(config), data=data)
     assert result.returncode == 0, result.stderr[-3000:]
+    # stdout carries results only, one JSON object a line (progress and logs go to stderr).
     lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
     runs = lines[-1]["runs"]
     assert set(runs) == {"corpus", "qa", "model", "retrieval_eval"}
