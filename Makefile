@@ -12,7 +12,7 @@ export RAGAS_DO_NOT_TRACK ?= true
 export ANONYMIZED_TELEMETRY ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup browser run test test-fast lint bench clean
+.PHONY: setup browser run test test-all test-fast lint bench clean
 
 $(STAMP): requirements.txt constraints.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ browser:
 run: $(STAMP)
 	$(BIN)/streamlit run streamlit_app.py
 
+# The default suite leaves out the `llm` tests (whole stages driven by the 135M embedded model,
+# minutes each on 2 cores); `make test-all` runs them too.
 test: $(STAMP) browser
+	$(BIN)/python -m pytest -m "not llm" $(PYTEST_ARGS)
+
+test-all: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -54,7 +54,6 @@ def test_hub_id_offline_fails_clearly():
 
 
 @pytest.mark.slow
-@pytest.mark.llm
 def test_embedded_llm_gives_real_completion(tmp_path):
     llm = make_llm(LLMSettings(backend="embedded"), cache_dir=tmp_path / "cache")
     messages = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
