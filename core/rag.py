@@ -614,26 +614,6 @@ def samples_json(samples: Sequence[RagSample]) -> str:
     return json.dumps([s.model_dump() for s in samples], ensure_ascii=False, indent=1)
 
 
-def tuned_model_runs(qa_run_id: str) -> tuple[list[Run], int]:
-    """Finished model runs fine-tuned on this qa run's lineage, newest first, and how many other
-    model runs were left out (trained on another question set: comparing them would leak)."""
-    from core.errors import LineageError
-    from core.runs import list_runs
-
-    qa_run = load_run(qa_run_id)
-    ok, hidden = [], 0
-    for run in list_runs("model"):
-        if run.manifest.status not in ("done", "stopped"):
-            continue
-        try:
-            check_same_lineage(run, qa_run, kind="qa")
-        except (LineageError, RunError):
-            hidden += 1
-            continue
-        ok.append(run)
-    return ok, hidden
-
-
 def base_spec_of(model_run: Run | None) -> ModelSpec:
     """The base model a fine-tune run started from (the offline default when unknown)."""
     from core.embeddings import ModelSpec

@@ -168,7 +168,7 @@ def create_run(
     """Create a new run folder with a pending manifest. Parents must exist."""
     if kind not in RUN_KINDS:
         raise RunError(f"Unknown run kind {kind!r}.", fix=f"use one of {', '.join(RUN_KINDS)}")
-    for role, parent_id in (parents or {}).items():
+    for parent_id in (parents or {}).values():
         load_run(parent_id, root=root)  # raises when missing
     run_id = _new_id(kind)
     path = runs_root(root) / run_id
@@ -302,3 +302,21 @@ def check_same_lineage(a: Run, b: Run, kind: str = "corpus", root: Path | None =
             f"{root_b.id}; they do not belong together.",
             fix=f"pick runs built on the same {kind}",
         )
+
+
+def model_runs_for_qa(qa_run_id: str, root: Path | None = None) -> tuple[list[Run], int]:
+    """Finished model runs fine-tuned on this qa run's lineage, newest first, and how many other
+    model runs were left out (trained on another question set: comparing them would leak)."""
+    qa_run = load_run(qa_run_id, root=root)
+    ok: list[Run] = []
+    hidden = 0
+    for run in list_runs("model", root=root):
+        if run.manifest.status not in ("done", "stopped"):
+            continue
+        try:
+            check_same_lineage(run, qa_run, kind="qa", root=root)
+        except RunError:  # LineageError is a RunError
+            hidden += 1
+            continue
+        ok.append(run)
+    return ok, hidden

@@ -10,7 +10,7 @@ import streamlit as st
 from core.charts import ragas_bars_figure
 from core.config import LLMSettings
 from core.embeddings import ModelSpec
-from core.rag import RagConfig, base_spec_of, tuned_model_runs
+from core.rag import RagConfig, base_spec_of
 from core.ragas_eval import (
     DEFAULT_METRICS,
     LLM_METRICS,
@@ -26,7 +26,7 @@ from core.ragas_eval import (
     sample_reasons,
     summary_table,
 )
-from core.runs import list_runs, load_run
+from core.runs import list_runs, load_run, model_runs_for_qa
 from pages._ui import (
     StreamlitProgress,
     cached_model,
@@ -67,7 +67,7 @@ def setup_ui() -> dict | None:
             "Generate questions on the **Questions** page first; answers are scored on their test split."
         )
         return None
-    model_runs, hidden = tuned_model_runs(qa_id)
+    model_runs, hidden = model_runs_for_qa(qa_id)
     names = {r.id: f"{r.manifest.name} · {r.manifest.created_at[:16]}" for r in model_runs}
     settings = llm_settings()
     left, right = st.columns(2)

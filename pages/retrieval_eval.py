@@ -13,7 +13,7 @@ from core.charts import (
     tradeoff_figure,
 )
 from core.embeddings import DEFAULT_MODEL_LABEL, ModelSpec
-from core.errors import LineageError, RunError
+from core.errors import RunError
 from core.retrieval_eval import (
     BM25_LABEL,
     DELTAS_FILE,
@@ -30,7 +30,7 @@ from core.retrieval_eval import (
     load_similarity_pairs,
 )
 from core.retrieval_metrics import metric_names
-from core.runs import Run, check_same_lineage, list_runs, load_run
+from core.runs import Run, load_run, model_runs_for_qa
 from core.statistics import format_p
 from pages._ui import StreamlitProgress, cached_model, chroma_settings, error_boundary, run_picker
 
@@ -51,21 +51,6 @@ def cached_result(run_id: str, updated_at: str) -> RetrievalEvalResult:
     return load_retrieval_eval(run_id)
 
 
-def matching_model_runs(qa_run: Run) -> tuple[list[Run], int]:
-    """Finished model runs trained on this qa run's lineage, and how many others were hidden."""
-    ok, hidden = [], 0
-    for run in list_runs("model"):
-        if run.manifest.status not in ("done", "stopped"):
-            continue
-        try:
-            check_same_lineage(run, qa_run, kind="qa")
-        except (LineageError, RunError):
-            hidden += 1
-            continue
-        ok.append(run)
-    return ok, hidden
-
-
 def base_spec_of(model_runs: list[Run]) -> ModelSpec:
     """The base model the tuned runs started from (the offline default when unknown)."""
     for run in model_runs:
@@ -84,7 +69,7 @@ def setup_ui() -> RetrievalEvalConfig | None:
         )
         return None
     qa_run = load_run(qa_id)
-    model_runs, hidden = matching_model_runs(qa_run)
+    model_runs, hidden = model_runs_for_qa(qa_run.id)
     base = base_spec_of(model_runs)
     left, right = st.columns(2)
     with left:

@@ -89,3 +89,18 @@ def test_descendants_deepest_first():
     ids = [r.id for r in descendants_of(c.id)]
     assert set(ids) == {q.id, m.id, e.id}
     assert ids.index(e.id) < ids.index(m.id) < ids.index(q.id)
+
+
+def test_model_runs_for_qa_hides_other_question_sets():
+    from core.runs import model_runs_for_qa
+
+    c = create_run("corpus")
+    q1 = create_run("qa", parents={"corpus": c.id})
+    q2 = create_run("qa", parents={"corpus": c.id})
+    mine = create_run("model", parents={"qa": q1.id})
+    mine.set_status("done")
+    other = create_run("model", parents={"qa": q2.id})
+    other.set_status("done")
+    create_run("model", parents={"qa": q1.id}).set_status("failed")  # unfinished: neither list
+    runs, hidden = model_runs_for_qa(q1.id)
+    assert [r.id for r in runs] == [mine.id] and hidden == 1
