@@ -811,6 +811,26 @@ def _deltas_frame(
     return frame
 
 
+PER_QUERY_COLUMNS = [
+    "query_id",
+    "question",
+    "model",
+    "dim",
+    "gold_ids",
+    "gold_rank",
+    "top_ids",
+    "top_scores",
+]
+
+
+def per_query_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The per-query table (built at evaluation, and read back from per_query.jsonl)."""
+    frame = pd.DataFrame(list(rows), columns=PER_QUERY_COLUMNS)
+    frame["dim"] = frame["dim"].astype("Int64")
+    frame["gold_rank"] = frame["gold_rank"].astype("Int64")
+    return frame
+
+
 def _per_query_frame(
     scored: list[DimScores], items: list[QAItem], chunks: list[Chunk]
 ) -> pd.DataFrame:
@@ -830,22 +850,7 @@ def _per_query_frame(
                     "top_scores": [round(float(x), 6) for x in s.top_scores[q, :TOP_SAVED]],
                 }
             )
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "query_id",
-            "question",
-            "model",
-            "dim",
-            "gold_ids",
-            "gold_rank",
-            "top_ids",
-            "top_scores",
-        ],
-    )
-    frame["dim"] = frame["dim"].astype("Int64")
-    frame["gold_rank"] = frame["gold_rank"].astype("Int64")
-    return frame
+    return per_query_table(rows)
 
 
 def _same_dim(series: pd.Series, dim: int | None) -> pd.Series:
@@ -1064,21 +1069,7 @@ def load_retrieval_eval(run: Run | str) -> RetrievalEvalResult:
         for line in per_query_path.read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
-    per_query = pd.DataFrame(
-        records,
-        columns=[
-            "query_id",
-            "question",
-            "model",
-            "dim",
-            "gold_ids",
-            "gold_rank",
-            "top_ids",
-            "top_scores",
-        ],
-    )
-    per_query["dim"] = per_query["dim"].astype("Int64")
-    per_query["gold_rank"] = per_query["gold_rank"].astype("Int64")
+    per_query = per_query_table(records)
     similarity_path = run.artifact(SIMILARITY_FILE)
     return RetrievalEvalResult(
         run_id=run.id,
