@@ -12,69 +12,46 @@ min(c, requests); what is lost on the way is client and server overhead on this 
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class FixedLatencyServer:
-    """`with FixedLatencyServer(0.1) as server:` answers every chat completion after 0.1 s."""
+    """`with FixedLatencyServer(0.1) as server:` answers every chat completion after 0.1 s and
+    records the most requests it held at once. The tests' loopback server does the HTTP."""
 
     def __init__(self, latency_s: float) -> None:
+        from tests.support.openai_server import ChatServer, Reply
+
         self.latency_s = latency_s
         self.requests = 0
         self.max_in_flight = 0
+        self._in_flight = 0
         lock = threading.Lock()
-        in_flight = [0]
-        outer = self
 
-        class _Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+        def answer(body: dict[str, Any]) -> Reply:
+            with lock:
+                self.requests += 1
+                self._in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            time.sleep(self.latency_s)
+            with lock:
+                self._in_flight -= 1
+            return Reply(content="ok")
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                with lock:
-                    outer.requests += 1
-                    in_flight[0] += 1
-                    outer.max_in_flight = max(outer.max_in_flight, in_flight[0])
-                time.sleep(outer.latency_s)
-                with lock:
-                    in_flight[0] -= 1
-                text = json.dumps(
-                    {
-                        "id": "bench",
-                        "object": "chat.completion",
-                        "model": body.get("model", "bench"),
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": "ok"}}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 1},
-                    }
-                ).encode()  # fmt: skip
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = ChatServer(answer)
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return self._server.base_url
 
     def __enter__(self) -> FixedLatencyServer:
-        self._thread.start()
+        self._server.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.__exit__(*exc)
 
 
 def measure(
