@@ -7,8 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.errors import RunError
-from core.runs import Run, load_run, write_text_atomic
+from core.runs import Run, read_jsonl_artifact, write_text_atomic
 
 CHUNKS_FILE = "chunks.jsonl"
 
@@ -54,24 +53,11 @@ def save_chunks(run: Run, chunks: list[Chunk]) -> None:
 
 def load_chunks(run: Run | str) -> list[Chunk]:
     """Read a corpus run's chunks (a run object or id)."""
-    if isinstance(run, str):
-        run = load_run(run)
-    if run.kind != "corpus":
-        raise RunError(f"Run {run.id} is a {run.kind} run, not a corpus run.")
-    path = run.artifact(CHUNKS_FILE)
-    if not path.exists():
-        raise RunError(f"Corpus run {run.id} has no {CHUNKS_FILE}.", fix="re-run the Documents stage")
-    chunks: list[Chunk] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                chunks.append(Chunk.from_dict(json.loads(line)))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise RunError(
-                    f"Corpus run {run.id} has a damaged {CHUNKS_FILE} (line {number}).",
-                    found=str(exc)[:200],
-                    fix="re-run the Documents stage to rebuild the corpus",
-                ) from exc
-    return chunks
+    return read_jsonl_artifact(
+        run,
+        "corpus",
+        CHUNKS_FILE,
+        lambda line: Chunk.from_dict(json.loads(line)),
+        label="Corpus run",
+        fix="re-run the Documents stage to rebuild the corpus",
+    )

@@ -10,8 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.errors import RunError
-from core.runs import Run, load_run, write_text_atomic
+from core.runs import Run, read_jsonl_artifact, write_text_atomic
 
 QA_FILE = "qa.jsonl"
 Split = Literal["train", "validation", "test"]
@@ -36,28 +35,18 @@ def save_qa(run: Run, items: list[QAItem]) -> None:
     write_text_atomic(run.artifact(QA_FILE), "".join(i.model_dump_json() + "\n" for i in items))
 
 
-def load_qa(run: Run | str, *, accepted_only: bool = True, split: Split | None = None) -> list[QAItem]:
+def load_qa(
+    run: Run | str, *, accepted_only: bool = True, split: Split | None = None
+) -> list[QAItem]:
     """Read a qa run's items; by default only accepted ones, optionally of one split."""
-    if isinstance(run, str):
-        run = load_run(run)
-    if run.kind != "qa":
-        raise RunError(f"Run {run.id} is a {run.kind} run, not a qa run.")
-    path = run.artifact(QA_FILE)
-    if not path.exists():
-        raise RunError(f"QA run {run.id} has no {QA_FILE}.", fix="re-run the Questions stage")
-    items: list[QAItem] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append(QAItem.model_validate_json(line))
-            except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                raise RunError(
-                    f"QA run {run.id} has a damaged {QA_FILE} (line {number}).",
-                    found=str(exc).splitlines()[0][:200],
-                    fix="re-run or re-import the question set",
-                ) from exc
+    items = read_jsonl_artifact(
+        run,
+        "qa",
+        QA_FILE,
+        QAItem.model_validate_json,
+        label="QA run",
+        fix="re-run the Questions stage or re-import the question set",
+    )
     from core.splits import check_no_leak  # here: core.splits imports this module
 
     check_no_leak([i for i in items if i.status == "accepted"])  # refuse a leaking dataset loudly

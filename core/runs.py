@@ -12,17 +12,18 @@ import platform
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
 from core.config import data_dir
 from core.errors import LineageError, RunError
 
+T = TypeVar("T")
 RunKind = Literal["corpus", "qa", "model", "retrieval_eval", "rag", "ragas_eval"]
 RunStatus = Literal["pending", "running", "done", "failed", "stopped"]
 RUN_KINDS: tuple[str, ...] = ("corpus", "qa", "model", "retrieval_eval", "rag", "ragas_eval")
@@ -196,7 +197,9 @@ def load_run(run_id: str, root: Path | None = None) -> Run:
     path = runs_root(root) / run_id
     manifest_path = path / "manifest.json"
     if not manifest_path.exists():
-        raise RunError(f"Run {run_id} does not exist in {runs_root(root)}.", fix="pick a listed run")
+        raise RunError(
+            f"Run {run_id} does not exist in {runs_root(root)}.", fix="pick a listed run"
+        )
     try:
         manifest = Manifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as exc:
@@ -226,6 +229,41 @@ def children_of(run_id: str, root: Path | None = None) -> list[Run]:
     return [r for r in list_runs(root=root) if run_id in r.manifest.parents.values()]
 
 
+def read_jsonl_artifact(
+    run: Run | str,
+    kind: str,
+    name: str,
+    parse: Callable[[str], T],
+    *,
+    label: str,
+    fix: str,
+    root: Path | None = None,
+) -> list[T]:
+    """Parse every line of a JSONL artifact of a `kind` run (a run object or id). A wrong kind,
+    a missing file or a damaged line is a RunError naming the run (and the line)."""
+    if isinstance(run, str):
+        run = load_run(run, root=root)
+    if run.kind != kind:
+        raise RunError(f"Run {run.id} is a {run.kind} run, not a {kind} run.")
+    path = run.artifact(name)
+    if not path.exists():
+        raise RunError(f"{label} {run.id} has no {name}.", fix=fix)
+    out: list[T] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(parse(line))
+            except (ValueError, KeyError, TypeError) as exc:  # json, pydantic, missing fields
+                raise RunError(
+                    f"{label} {run.id} has a damaged {name} (line {number}).",
+                    found=str(exc).splitlines()[0][:200],
+                    fix=fix,
+                ) from exc
+    return out
+
+
 def descendants_of(run_id: str, root: Path | None = None) -> list[Run]:
     """Every run that depends on `run_id`, directly or through others, each before its parents
     (so deleting in this order never leaves an orphan)."""
@@ -243,7 +281,8 @@ def descendants_of(run_id: str, root: Path | None = None) -> list[Run]:
     while remaining:
         # A run is ready when no remaining run names it as a parent.
         ready = [
-            r for r in remaining.values()
+            r
+            for r in remaining.values()
             if not any(r.id in o.manifest.parents.values() for o in remaining.values())
         ]
         for r in ready:

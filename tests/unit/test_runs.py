@@ -104,3 +104,17 @@ def test_model_runs_for_qa_hides_other_question_sets():
     create_run("model", parents={"qa": q1.id}).set_status("failed")  # unfinished: neither list
     runs, hidden = model_runs_for_qa(q1.id)
     assert [r.id for r in runs] == [mine.id] and hidden == 1
+
+
+def test_damaged_qa_file_names_run_and_line():
+    from core.dataset import QA_FILE, QAItem, load_qa, save_qa
+
+    c = create_run("corpus")
+    q = create_run("qa", parents={"corpus": c.id})
+    save_qa(q, [QAItem(id="a", question="What is dpkg?", chunk_id="c_1", split="train")])
+    with q.artifact(QA_FILE).open("a", encoding="utf-8") as handle:
+        handle.write('{"id": "b", "question": \n')
+    with pytest.raises(RunError, match=rf"QA run {q.id} has a damaged qa.jsonl \(line 2\)"):
+        load_qa(q.id)
+    with pytest.raises(RunError, match="is a corpus run, not a qa run"):
+        load_qa(c.id)
