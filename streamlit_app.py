@@ -34,16 +34,26 @@ def sidebar() -> None:
                 key="llm_backend",
             )
             if st.session_state.get("llm_backend") == "openai":
-                st.text_input("Base URL", env_llm.base_url or "http://localhost:11434/v1", key="llm_base_url")
+                st.text_input(
+                    "Base URL", env_llm.base_url or "http://localhost:11434/v1", key="llm_base_url"
+                )
                 st.text_input("Model", env_llm.model or "llama3.1", key="llm_model")
                 st.text_input(
-                    "API key (kept in memory only)", type="password", key="llm_api_key",
+                    "API key (kept in memory only)",
+                    type="password",
+                    key="llm_api_key",
                     help="Also read from .streamlit/secrets.toml (llm_api_key) or RAGBENCH_LLM_API_KEY.",
                 )
-                st.number_input("Concurrency", 1, 64, env_llm.max_concurrency, key="llm_concurrency")
-                st.checkbox("Server allows n>1 completions", env_llm.supports_n, key="llm_supports_n")
+                st.number_input(
+                    "Concurrency", 1, 64, env_llm.max_concurrency, key="llm_concurrency"
+                )
+                st.checkbox(
+                    "Server allows n>1 completions", env_llm.supports_n, key="llm_supports_n"
+                )
             else:
-                st.caption("A 135M-parameter model: fine for a demo, not for judging. Point the app at a real server for trustworthy results.")
+                st.caption(
+                    "A 135M-parameter model: fine for a demo, not for judging. Point the app at a real server for trustworthy results."
+                )
             if st.button("Test connection", key="llm_test"):
                 from pages._ui import error_boundary, llm_settings
 
@@ -59,7 +69,10 @@ def sidebar() -> None:
                 "Vector store",
                 ["embedded", "server"],
                 index=1 if env_chroma.is_server else 0,
-                format_func=lambda m: {"embedded": "Embedded (persistent, in the data folder)", "server": "Chroma server"}[m],
+                format_func=lambda m: {
+                    "embedded": "Embedded (persistent, in the data folder)",
+                    "server": "Chroma server",
+                }[m],
                 key="chroma_mode",
             )
             if st.session_state.get("chroma_mode") == "server":

@@ -119,8 +119,8 @@ def metric_vs_dim_figure(metrics: pd.DataFrame, metric: str) -> go.Figure:
 
 
 def delta_bars_figure(deltas: pd.DataFrame, metric: str) -> go.Figure:
-    """Bars of model-minus-base `metric` per dimension with 95% CI error bars; solid bars are
-    significant, pale bars are not."""
+    """Bars of model-minus-base `metric` per dimension with CI error bars; solid bars are
+    significant after the Holm adjustment (core.verdict), pale bars are not."""
     import plotly.graph_objects as go
 
     rows = deltas[deltas["metric"] == metric]
@@ -148,17 +148,18 @@ def delta_bars_figure(deltas: pd.DataFrame, metric: str) -> go.Figure:
                     "array": (part["ci_high"] - part["delta"]).tolist(),
                     "arrayminus": (part["delta"] - part["ci_low"]).tolist(),
                 },
-                customdata=part[["ci_low", "ci_high", "p_value"]].to_numpy(),
-                hovertemplate="dim %{x}: Δ %{y:+.3f} (95% CI %{customdata[0]:+.3f}–"
-                "%{customdata[1]:+.3f}, p=%{customdata[2]:.3g})<extra>" + model + "</extra>",
+                customdata=part[["ci_low", "ci_high", "p_holm", "verdict"]].to_numpy(),
+                hovertemplate="dim %{x}: Δ %{y:+.3f} (CI %{customdata[0]:+.3f}–"
+                "%{customdata[1]:+.3f}, Holm p=%{customdata[2]:.3g}): %{customdata[3]}"
+                "<extra>" + model + "</extra>",
             )
         )
     base = rows["base_model"].iloc[0]
     fig.add_hline(y=0, line={"color": "black", "width": 1})
     fig.update_layout(
         title={
-            "text": f"Δ {metric} vs {base} (solid = significant)<br><sup>{int(rows['n_queries'].iloc[0]):,} "
-            "paired queries, 95% bootstrap intervals</sup>"
+            "text": f"Δ {metric} vs {base} (solid = significant, Holm-adjusted)<br><sup>"
+            f"{int(rows['n_queries'].iloc[0]):,} paired queries, bootstrap intervals</sup>"
         },
         barmode="group",
         xaxis={"title": "dimension", "type": "category"},

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 import tomllib
@@ -48,11 +49,33 @@ class _Printer:
         self._stage, self._last = event.stage, now
         total = f"/{event.total}" if event.total else ""
         eta = f" ETA {event.eta_s:.0f}s" if event.eta_s is not None and not finished else ""
-        print(f"[{event.stage}] {event.done}{total}{eta} {event.message}", file=sys.stderr, flush=True)
+        print(
+            f"[{event.stage}] {event.done}{total}{eta} {event.message}", file=sys.stderr, flush=True
+        )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numpy and pandas scalars to Python, NaN and NA to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        try:
+            value = value.item()  # numpy scalars
+        except (ValueError, TypeError):
+            pass
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if str(value) in ("<NA>", "NaT"):
+        return None
+    return str(value)
 
 
 def _out(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, default=str), flush=True)
+    print(json.dumps(_plain(obj), allow_nan=False), flush=True)
 
 
 def parse_model(text: str) -> Any:
@@ -73,7 +96,9 @@ def parse_model(text: str) -> Any:
 # --------------------------------------------------------------------------- stages
 
 
-def stage_ingest(paths: list[str], *, name: str, chunking: dict[str, Any], index: bool, progress: _Printer) -> str:
+def stage_ingest(
+    paths: list[str], *, name: str, chunking: dict[str, Any], index: bool, progress: _Printer
+) -> str:
     """Parse, chunk (and by default index) files or the sample corpus; returns the corpus run id."""
     from core.chunking import ChunkingConfig
     from core.documents import UploadedFile, build_corpus, index_corpus_run, ingest_sample_corpus
@@ -96,12 +121,21 @@ def stage_ingest(paths: list[str], *, name: str, chunking: dict[str, Any], index
     run_id = result.run.id
     if index:
         index_corpus_run(run_id, settings=chroma_settings_from_env(), on_progress=progress)
-    _out({"stage": "ingest", "corpus_run": run_id, "files_ok": len(result.ok_files),
-          "files_skipped": len(result.skipped_files), "chunks": result.n_chunks})
+    _out(
+        {
+            "stage": "ingest",
+            "corpus_run": run_id,
+            "files_ok": len(result.ok_files),
+            "files_skipped": len(result.skipped_files),
+            "chunks": result.n_chunks,
+        }
+    )
     return run_id
 
 
-def stage_questions(corpus_run: str, *, source: str, options: dict[str, Any], progress: _Printer) -> str:
+def stage_questions(
+    corpus_run: str, *, source: str, options: dict[str, Any], progress: _Printer
+) -> str:
     """The hand-written sample set, or LLM generation with the gate; returns the qa run id."""
     if source == "sample":
         from core.qa_io import load_sample_qa
@@ -117,8 +151,15 @@ def stage_questions(corpus_run: str, *, source: str, options: dict[str, Any], pr
     llm = make_llm(llm_settings_from_env())
     config = GenerationConfig(**options)
     result = generate_question_run(corpus_run, llm, config, on_progress=progress)
-    _out({"stage": "questions", "qa_run": result.run.id, "source": "llm", "llm": llm.label,
-          **result.run.manifest.summary})
+    _out(
+        {
+            "stage": "questions",
+            "qa_run": result.run.id,
+            "source": "llm",
+            "llm": llm.label,
+            **result.run.manifest.summary,
+        }
+    )
     return result.run.id
 
 
@@ -141,19 +182,70 @@ def stage_finetune(qa_run: str, *, options: dict[str, Any], base: str, progress:
     return run.id
 
 
-def stage_eval_retrieval(qa_run: str, *, models: list[str], options: dict[str, Any], progress: _Printer) -> str:
-    """Base vs tuned retrieval per dim with CIs; returns the retrieval_eval run id."""
+def stage_eval_retrieval(
+    qa_run: str, *, models: list[str], options: dict[str, Any], progress: _Printer
+) -> str:
+    """Base vs tuned retrieval per dim with CIs; returns the retrieval_eval run id. The verdicts
+    (core.verdict) go to stderr as text and to stdout in the JSON result."""
     from core.retrieval_eval import RetrievalEvalConfig, evaluate_retrieval
+    from core.verdict import deltas_display
 
     specs = tuple(parse_model(m) for m in (models or ["default"]))
     config = RetrievalEvalConfig(qa_run_id=qa_run, models=specs, **options)
-    result = evaluate_retrieval(config, chroma_settings=chroma_settings_from_env(), on_progress=progress)
+    result = evaluate_retrieval(
+        config, chroma_settings=chroma_settings_from_env(), on_progress=progress
+    )
     metrics = result.metrics
-    headline = metrics[metrics["metric"].isin(["ndcg@10", "hit_rate@5"])] if len(metrics) else metrics
-    _out({"stage": "eval-retrieval", "retrieval_eval_run": result.run_id,
-          "corpus_size": result.corpus_size, "n_queries": result.n_queries,
-          "figures": headline[["model", "dim", "metric", "value", "ci_low", "ci_high"]].to_dict("records"),
-          "warnings": result.warnings})
+    headline = (
+        metrics[metrics["metric"].isin(["ndcg@10", "hit_rate@5"])] if len(metrics) else metrics
+    )
+    primary = (
+        result.deltas[result.deltas["metric"] == result.primary_metric]
+        if len(result.deltas)
+        else result.deltas
+    )
+    headlines = result.headlines()
+    if not progress.quiet:
+        print(f"[eval-retrieval] gold chunks: {result.gold_summary()}", file=sys.stderr)
+        for h in headlines:
+            print(f"[eval-retrieval] verdict: {h.text}", file=sys.stderr)
+        if len(primary):
+            table = deltas_display(primary, confidence=result.confidence)
+            print(
+                table.drop(columns=["warning"]).to_string(index=False), file=sys.stderr, flush=True
+            )
+    delta_columns = [
+        "model",
+        "dim",
+        "metric",
+        "family",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "p_holm",
+        "significant",
+        "direction",
+        "verdict",
+        "mde",
+        "n_needed",
+    ]
+    _out(
+        {
+            "stage": "eval-retrieval",
+            "retrieval_eval_run": result.run_id,
+            "corpus_size": result.corpus_size,
+            "n_queries": result.n_queries,
+            "gold_counts": result.gold_counts,
+            "primary_metric": result.primary_metric,
+            "figures": headline[["model", "dim", "metric", "value", "ci_low", "ci_high"]].to_dict(
+                "records"
+            ),
+            "verdicts": [h.to_dict() for h in headlines],
+            "deltas": primary[delta_columns].to_dict("records") if len(primary) else [],
+            "warnings": result.warnings,
+        }
+    )
     return result.run_id
 
 
@@ -162,8 +254,16 @@ def stage_list_runs(kind: str | None) -> None:
     from core.runs import list_runs
 
     for run in list_runs(kind):
-        _out({"id": run.id, "kind": run.kind, "status": run.manifest.status, "name": run.manifest.name,
-              "parents": run.manifest.parents, "summary": run.manifest.summary})
+        _out(
+            {
+                "id": run.id,
+                "kind": run.kind,
+                "status": run.manifest.status,
+                "name": run.manifest.name,
+                "parents": run.manifest.parents,
+                "summary": run.manifest.summary,
+            }
+        )
 
 
 def run_loop(config_path: Path, progress: _Printer) -> dict[str, str]:
@@ -175,22 +275,34 @@ def run_loop(config_path: Path, progress: _Printer) -> dict[str, str]:
     docs = config.get("documents", {})
     ids: dict[str, str] = {}
     ids["corpus"] = stage_ingest(
-        docs.get("paths", ["sample"]), name=docs.get("name", ""),
-        chunking=docs.get("chunking", {}), index=docs.get("index", True), progress=progress,
+        docs.get("paths", ["sample"]),
+        name=docs.get("name", ""),
+        chunking=docs.get("chunking", {}),
+        index=docs.get("index", True),
+        progress=progress,
     )
     q = config.get("questions", {})
-    ids["qa"] = stage_questions(ids["corpus"], source=q.get("source", "sample"),
-                                options=q.get("generation", {}), progress=progress)
+    ids["qa"] = stage_questions(
+        ids["corpus"],
+        source=q.get("source", "sample"),
+        options=q.get("generation", {}),
+        progress=progress,
+    )
     models = ["default"]
     ft = config.get("finetune", {})
     if ft.get("enabled", True):
-        ids["model"] = stage_finetune(ids["qa"], options=ft.get("options", {}),
-                                      base=ft.get("base", "default"), progress=progress)
+        ids["model"] = stage_finetune(
+            ids["qa"],
+            options=ft.get("options", {}),
+            base=ft.get("base", "default"),
+            progress=progress,
+        )
         models.append(f"run:{ids['model']}")
     ev = config.get("retrieval_eval", {})
     if ev.get("enabled", True):
-        ids["retrieval_eval"] = stage_eval_retrieval(ids["qa"], models=models,
-                                                     options=ev.get("options", {}), progress=progress)
+        ids["retrieval_eval"] = stage_eval_retrieval(
+            ids["qa"], models=models, options=ev.get("options", {}), progress=progress
+        )
     _out({"stage": "loop", "runs": ids})
     return ids
 
@@ -199,8 +311,11 @@ def run_loop(config_path: Path, progress: _Printer) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m core",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -231,10 +346,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval-retrieval", help="base vs tuned retrieval evaluation")
     p.add_argument("qa_run")
-    p.add_argument("--model", action="append", default=[], help="default | run:ID | hub:ID | local:PATH")
+    p.add_argument(
+        "--model", action="append", default=[], help="default | run:ID | hub:ID | local:PATH"
+    )
     p.add_argument("--dims", type=int, nargs="*")
     p.add_argument("--bm25", action="store_true")
-    p.add_argument("--split", default="test")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "validation", "train", "all"],
+        help="the questions to evaluate (all: every accepted question)",
+    )
+    p.add_argument(
+        "--primary-metric",
+        default="ndcg@10",
+        help="the metric whose Holm-adjusted tests across dims decide the verdict",
+    )
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--kind")
@@ -254,20 +381,47 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "loop":
             run_loop(args.config, progress)
         elif args.command == "ingest":
-            chunking = {k: v for k, v in {"strategy": args.strategy, "chunk_size": args.chunk_size,
-                                           "chunk_overlap": args.chunk_overlap}.items() if v is not None}
-            stage_ingest(args.paths, name=args.name, chunking=chunking, index=not args.no_index, progress=progress)
+            chunking = {
+                k: v
+                for k, v in {
+                    "strategy": args.strategy,
+                    "chunk_size": args.chunk_size,
+                    "chunk_overlap": args.chunk_overlap,
+                }.items()
+                if v is not None
+            }
+            stage_ingest(
+                args.paths,
+                name=args.name,
+                chunking=chunking,
+                index=not args.no_index,
+                progress=progress,
+            )
         elif args.command == "questions":
-            stage_questions(args.corpus_run, source="sample" if args.sample else "llm",
-                            options={"n_per_chunk": args.n_per_chunk, "max_chunks": args.max_chunks},
-                            progress=progress)
+            stage_questions(
+                args.corpus_run,
+                source="sample" if args.sample else "llm",
+                options={"n_per_chunk": args.n_per_chunk, "max_chunks": args.max_chunks},
+                progress=progress,
+            )
         elif args.command == "finetune":
-            options = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
-                                          "learning_rate": args.learning_rate,
-                                          "max_seq_length": args.max_seq_length}.items() if v is not None}
+            options = {
+                k: v
+                for k, v in {
+                    "epochs": args.epochs,
+                    "batch_size": args.batch_size,
+                    "learning_rate": args.learning_rate,
+                    "max_seq_length": args.max_seq_length,
+                }.items()
+                if v is not None
+            }
             stage_finetune(args.qa_run, options=options, base=args.base, progress=progress)
         elif args.command == "eval-retrieval":
-            options: dict[str, Any] = {"include_bm25": args.bm25, "split": args.split}
+            options: dict[str, Any] = {
+                "include_bm25": args.bm25,
+                "split": None if args.split == "all" else args.split,
+                "primary_metric": args.primary_metric,
+            }
             if args.dims:
                 options["dims"] = tuple(args.dims)
             stage_eval_retrieval(args.qa_run, models=args.model, options=options, progress=progress)

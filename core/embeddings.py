@@ -104,7 +104,9 @@ def resolve_model_path(spec: ModelSpec, runs_root: Path | None = None) -> str:
     if spec.source == "local":
         path = Path(spec.ref).expanduser()
         if not path.is_dir():
-            raise ConfigError(f"Model folder {spec.ref!r} does not exist.", fix="give a folder path")
+            raise ConfigError(
+                f"Model folder {spec.ref!r} does not exist.", fix="give a folder path"
+            )
         return str(path)
     if spec.source == "run":
         from core.runs import load_run
@@ -128,10 +130,14 @@ def resolve_model_path(spec: ModelSpec, runs_root: Path | None = None) -> str:
 
 
 def _is_plain_transformer(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").exists() and not (path / "modules.json").exists()
+    return (
+        path.is_dir() and (path / "config.json").exists() and not (path / "modules.json").exists()
+    )
 
 
-def load_model(spec: ModelSpec, device: str = "auto", max_seq_length: int | None = None) -> SentenceTransformer:
+def load_model(
+    spec: ModelSpec, device: str = "auto", max_seq_length: int | None = None
+) -> SentenceTransformer:
     """Load a sentence-transformers model; a plain transformer folder gets mean pooling.
 
     Hub ids need a network (and `RAGBENCH_ONLINE=1` so HF_HUB_OFFLINE is not set); offline, a clear
@@ -156,7 +162,9 @@ def load_model(spec: ModelSpec, device: str = "auto", max_seq_length: int | None
                 found=str(exc).splitlines()[0][:200],
                 fix="check the id and your network; offline, pick the default model or a local folder",
             ) from exc
-        raise BackendError(f"Could not load the model at {name_or_path}.", found=str(exc)[:200]) from exc
+        raise BackendError(
+            f"Could not load the model at {name_or_path}.", found=str(exc)[:200]
+        ) from exc
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model

@@ -13,7 +13,8 @@ How it works:
    model's query prompt on the anchors, per-epoch evaluation), and writes `progress.jsonl`,
    `metrics.json` (base and final ndcg@10 per dimension), the model and its card.
 4. Stop: a `STOP` file makes the trainer save a checkpoint and the model, then end `stopped`.
-   Resume: `resume_finetune(run_id)` continues from the last checkpoint.
+   Resume: `resume_finetune(run_id)` continues from the last checkpoint in a NEW model run (the
+   stopped run's weights never change under its id).
 
 Heavy libraries (torch, sentence_transformers, datasets) are imported inside functions.
 """
@@ -39,7 +40,7 @@ from core.dataset import load_qa
 from core.embeddings import ModelSpec, document_prompt, resolve_model_path
 from core.errors import ConfigError, InputError, RagbenchError, RunError
 from core.jobs import append_event, process_start_time, request_stop, start_job, stop_requested
-from core.runs import Run, create_run, load_run
+from core.runs import Run, create_run, discard_on_failure, load_run
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -404,6 +405,8 @@ class FinetuneData:
     corpus: dict[str, str]  # chunk id -> text: ALL chunks, the validation distractors
     n_test: int
     warnings: list[str] = field(default_factory=list)
+    held_out_chunk_ids: set[str] = field(default_factory=set)  # validation + test gold/linked
+    train_gold: list[set[str]] = field(default_factory=list)  # each pair's relevant chunks
 
     @property
     def n_train(self) -> int:
@@ -445,7 +448,7 @@ def prepare_data(qa_run_id: str) -> FinetuneData:
             f"{len(missing)} questions point at chunks missing from corpus {corpus_id}; they are skipped."
         )
     seen: set[tuple[str, str]] = set()
-    anchors, positives, chunk_ids = [], [], []
+    anchors, positives, chunk_ids, train_gold = [], [], [], []
     for item in train:
         if item.chunk_id not in chunks or (item.question, item.chunk_id) in seen:
             continue
@@ -453,6 +456,7 @@ def prepare_data(qa_run_id: str) -> FinetuneData:
         anchors.append(item.question)
         positives.append(chunks[item.chunk_id])
         chunk_ids.append(item.chunk_id)
+        train_gold.append(set(item.gold_ids))
     if not anchors:
         raise InputError(
             f"QA run {qa_run_id} has no accepted training questions.",
@@ -464,7 +468,7 @@ def prepare_data(qa_run_id: str) -> FinetuneData:
     val_relevant: dict[str, set[str]] = {}
     for item in val:
         if item.chunk_id in chunks:
-            val_relevant.setdefault(item.id, set()).add(item.chunk_id)
+            val_relevant.setdefault(item.id, set()).update(c for c in item.gold_ids if c in chunks)
     if not val_queries:
         raise InputError(
             f"QA run {qa_run_id} has no validation questions, so training cannot be checked.",
@@ -488,6 +492,10 @@ def prepare_data(qa_run_id: str) -> FinetuneData:
         corpus=chunks,
         n_test=sum(1 for i in items if i.split == "test"),
         warnings=warnings,
+        held_out_chunk_ids={
+            c for i in items if i.split in ("validation", "test") for c in i.split_chunk_ids
+        },
+        train_gold=train_gold,
     )
 
 
@@ -583,14 +591,52 @@ def stop_finetune(run_id: str) -> None:
     request_stop(run_id)
 
 
-def resume_job(run_id: str) -> int:
-    """Relaunch a stopped or failed fine-tune in the background, from its last checkpoint."""
-    run = load_run(run_id)
-    if last_checkpoint(run) is None:
+def create_resumed_run(run_id: str) -> Run:
+    """A new model run that continues a stopped or failed one from its last checkpoint.
+
+    The old run is never trained again, so its saved weights, and every evaluation, cache and
+    Chroma collection keyed on its id, stay true. The checkpoint moves to the new run (parents:
+    the same question set, and `resumed_from` the old run), with the metrics and progress so far.
+    """
+    from core.jobs import PROGRESS_FILE
+
+    old = load_run(run_id)
+    if old.kind != "model":
+        raise ConfigError(f"Run {run_id} is a {old.kind} run, not a model run.")
+    if old.manifest.status not in ("stopped", "failed"):
         raise RunError(
-            f"Run {run_id} has no checkpoint to resume from.", fix="start a new fine-tune"
+            f"Run {run_id} is {old.manifest.status}; only a stopped or failed fine-tune resumes.",
+            fix="start a new fine-tune",
         )
-    return start_job(run, args=("--resume",))
+    checkpoint = last_checkpoint(old)
+    if checkpoint is None:
+        raise RunError(
+            f"Run {run_id} has no checkpoint to resume from.",
+            found=f"resumed as {old.manifest.summary['resumed_as']}"
+            if old.manifest.summary.get("resumed_as")
+            else "",
+            fix="start a new fine-tune",
+        )
+    name = old.manifest.name.removesuffix(" (resumed)") + " (resumed)"
+    parents = {**old.manifest.parents, "resumed_from": old.id}
+    with discard_on_failure() as created:
+        new = create_run("model", name=name, config=old.manifest.config, parents=parents)
+        created.append(new)
+        for artifact in (METRICS_FILE, PROGRESS_FILE):
+            if old.artifact(artifact).exists():
+                shutil.copy2(old.artifact(artifact), new.artifact(artifact))
+        # Last, so a failure before it leaves the old run resumable as it was.
+        os.replace(old.path / CHECKPOINT_DIR, new.path / CHECKPOINT_DIR)
+    old.set_status(old.manifest.status, resumed_as=new.id)
+    return new
+
+
+def resume_job(run_id: str) -> Run:
+    """Resume a stopped or failed fine-tune as a new model run (create_resumed_run), in the
+    background. Returns the new run."""
+    new = create_resumed_run(run_id)
+    start_job(new, args=("--resume",))
+    return new
 
 
 def last_checkpoint(run: Run) -> str | None:
@@ -762,12 +808,16 @@ def _build_loss(model: SentenceTransformer, cfg: FinetuneConfig, dims, weights):
     )
 
 
-def _mine_negatives(model, train_ds, data: FinetuneData, cfg, qp, dp, emit):  # noqa: ANN001, ANN202
-    """Add hard negatives mined from the corpus, leaving out validation and test gold chunks
-    (using them as negatives would teach the model about the held-out split)."""
+def mine_negatives(model, train_ds, data: FinetuneData, cfg, qp, dp, emit=None):  # noqa: ANN001, ANN201
+    """Add hard negatives mined from the corpus. Candidates leave out every validation and test
+    chunk (gold and linked: using them as negatives would teach the model about the held-out
+    splits); a mined negative that is another gold chunk of its own question (chunks overlap)
+    drops that pair. Returns (dataset, note or None)."""
+    from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
-    held_out = {c for rel in data.val_relevant.values() for c in rel}
+    emit = emit or (lambda event: None)
+    held_out = data.held_out_chunk_ids
     candidates = [text for cid, text in data.corpus.items() if cid not in held_out]
     range_max = min(cfg.negatives_range_max, len(candidates) - 1)
     if range_max < cfg.negatives_range_min + cfg.num_negatives:
@@ -789,13 +839,30 @@ def _mine_negatives(model, train_ds, data: FinetuneData, cfg, qp, dp, emit):  # 
         batch_size=64,
         verbose=False,
     )
-    note = None
+    notes = []
     if len(mined) < len(train_ds):
-        note = (
+        notes.append(
             f"Hard-negative mining found too few negatives for {len(train_ds) - len(mined)} of "
             f"{len(train_ds)} pairs; they were left out."
         )
-    return mined, note
+    gold_texts = {
+        anchor: {data.corpus[c] for c in gold if c in data.corpus}
+        for anchor, gold in zip(data.anchors, data.train_gold, strict=False)
+    }
+    negative_columns = [c for c in mined.column_names if c not in ("anchor", "positive")]
+    rows = mined.to_dict()
+    keep = [
+        i
+        for i, anchor in enumerate(rows["anchor"])
+        if not any(rows[c][i] in gold_texts.get(anchor, set()) for c in negative_columns)
+    ]
+    if len(keep) < len(mined):
+        notes.append(
+            f"{len(mined) - len(keep)} mined pair(s) had another gold chunk of their own question "
+            "as a negative (chunks overlap); they were left out."
+        )
+        mined = Dataset.from_dict({c: [rows[c][i] for i in keep] for c in mined.column_names})
+    return mined, " ".join(notes) or None
 
 
 def evaluate_model(model, evaluator) -> dict[int, dict[str, float]]:  # noqa: ANN001
@@ -901,7 +968,7 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
     train_ds = Dataset.from_dict({"anchor": data.anchors, "positive": data.positives})
     if cfg.hard_negatives:
         emit({"event": "phase", "message": "mining hard negatives"})
-        train_ds, note = _mine_negatives(model, train_ds, data, cfg, qp, dp, emit)
+        train_ds, note = mine_negatives(model, train_ds, data, cfg, qp, dp, emit)
         if note:
             warnings.append(note)
     for warning in warnings:
@@ -1042,6 +1109,9 @@ def _logging_steps(n_pairs: int, cfg: FinetuneConfig) -> int:
     return max(1, _total_steps(n_pairs, cfg) // 300)
 
 
-def resume_finetune(run_id: str) -> str:
-    """Continue a stopped or failed fine-tune from its last checkpoint, in this process."""
-    return run_finetune(run_id, resume=True)
+def resume_finetune(run_id: str) -> Run:
+    """Resume a stopped or failed fine-tune as a new model run, in this process. Returns the new
+    run, reloaded (its status says how it ended)."""
+    new = create_resumed_run(run_id)
+    run_finetune(new, resume=True)
+    return load_run(new.id)

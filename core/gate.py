@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from core.prompts import (
     coerce_answerability,
     example_questions,
 )
+from core.text import normalize_question
 
 if TYPE_CHECKING:
     from core.llm import LLM
@@ -130,6 +130,7 @@ class GateConfig:
     near_duplicate_threshold: float = 0.95
     check_near_duplicates: bool = True
     check_answerability: bool = False
+    check_length: bool = True  # off for human-written imports: "What is Python?" is a question
 
     def __post_init__(self) -> None:
         if self.min_words < 1 or self.max_words < self.min_words:
@@ -175,12 +176,6 @@ class GateReport:
             "notes": list(self.notes),
             "answerability_errors": self.answerability_errors,
         }
-
-
-def normalize_question(text: str) -> str:
-    """Lower-case words and digits only, single-spaced: the key for duplicate checks."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(re.findall(r"[^\W_]+", text))
 
 
 def repair_question(text: str) -> str:
@@ -258,9 +253,9 @@ def check_question(
     if _PREAMBLE.search(question) or weak or question.endswith(":"):
         return Verdict(question, False, "preamble", f"{question[:80]!r}")
     n_words = len(question.split())
-    if n_words < config.min_words:
+    if config.check_length and n_words < config.min_words:
         return Verdict(question, False, "too_short", f"{n_words} word(s) < {config.min_words}")
-    if n_words > config.max_words:
+    if config.check_length and n_words > config.max_words:
         return Verdict(question, False, "too_long", f"{n_words} words > {config.max_words}")
     first = re.sub(r"[^\w']", "", question.split()[0].lower())
     if "?" not in question and first not in QUESTION_WORDS:

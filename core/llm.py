@@ -80,7 +80,9 @@ class ChatBackend(Protocol):
 class OpenAICompatibleBackend:
     """Any server speaking OpenAI's /v1/chat/completions: OpenAI, Ollama, vLLM, llama.cpp server."""
 
-    def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, model: str, api_key: str = "", timeout_s: float = 60.0
+    ) -> None:
         if not base_url:
             raise ConfigError(
                 "An OpenAI-compatible backend needs a base URL.",
@@ -153,11 +155,17 @@ class OpenAICompatibleBackend:
                 retryable=True,
             ) from exc
         latency = time.monotonic() - start
-        if response.status_code == 400 and "response_format" in body and _mentions_format(response.text):
+        if (
+            response.status_code == 400
+            and "response_format" in body
+            and _mentions_format(response.text)
+        ):
             # Server lacks JSON-schema output: fall back to prompt-only JSON and lenient parsing.
             logger.warning("Server %s rejected response_format; retrying without it", self.base_url)
             self._schema_supported = False
-            return self.chat(messages, temperature=temperature, max_tokens=max_tokens, json_schema=None)
+            return self.chat(
+                messages, temperature=temperature, max_tokens=max_tokens, json_schema=None
+            )
         if response.status_code == 429:
             raise LLMError(
                 f"The LLM server at {self.base_url} is rate-limiting (HTTP 429).",
@@ -355,7 +363,10 @@ class ScriptedBackend:
             raise item
         prompt_tokens = sum(len(m.get("content", "").split()) for m in messages)
         return Completion(
-            text=item, prompt_tokens=prompt_tokens, completion_tokens=len(item.split()), model="scripted"
+            text=item,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(item.split()),
+            model="scripted",
         )
 
 
@@ -444,13 +455,20 @@ class LLM:
                 self.usage.completion_tokens += completion.completion_tokens
 
     def _call_with_retries(
-        self, messages: Sequence[Message], temperature: float, max_tokens: int, json_schema: dict | None
+        self,
+        messages: Sequence[Message],
+        temperature: float,
+        max_tokens: int,
+        json_schema: dict | None,
     ) -> Completion:
         attempt = 0
         while True:
             try:
                 return self.backend.chat(
-                    messages, temperature=temperature, max_tokens=max_tokens, json_schema=json_schema
+                    messages,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    json_schema=json_schema,
                 )
             except LLMError as exc:
                 if not exc.retryable or attempt >= self.max_retries:
@@ -611,7 +629,9 @@ def make_backend(settings: LLMSettings) -> ChatBackend:
     )
 
 
-def make_llm(settings: LLMSettings, *, cache_dir: Path | None = None, use_cache: bool = True) -> LLM:
+def make_llm(
+    settings: LLMSettings, *, cache_dir: Path | None = None, use_cache: bool = True
+) -> LLM:
     """An LLM client for the settings (backend, cache, retries, concurrency)."""
     return LLM(
         make_backend(settings),
@@ -641,7 +661,12 @@ def check_connection(settings: LLMSettings) -> ConnectionReport:
     try:
         llm = make_llm(settings, use_cache=False)
         llm.max_retries = 0
-        messages = [{"role": "user", "content": 'Reply with exactly this JSON and nothing else: {"ok": true}'}]
+        messages = [
+            {
+                "role": "user",
+                "content": 'Reply with exactly this JSON and nothing else: {"ok": true}',
+            }
+        ]
         parsed, completion = llm.complete_json(messages, _Ping, max_tokens=20, parse_retries=0)
         return ConnectionReport(
             ok=True,

@@ -12,13 +12,18 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, RunError
 from core.runs import Run, load_run, write_text_atomic
 
+if TYPE_CHECKING:
+    from core.retrieval_eval import RetrievalEvalResult
+
 START = "<!-- ragbench:protocol:start -->"
 END = "<!-- ragbench:protocol:end -->"
+TEST_START = "<!-- ragbench:test:start -->"
+TEST_END = "<!-- ragbench:test:end -->"
 README = "README.md"
 
 
@@ -58,8 +63,9 @@ def protocol_section(run: Run, metrics: dict[str, Any], warnings: list[str]) -> 
         f"| Question set | qa run `{run.manifest.parents.get('qa', '')}` |",
         f"| Questions | train {data.get('n_train', '–')} · validation {data.get('n_validation', '–')}"
         f" · test {data.get('n_test', '–')} |",
-        f"| Split | {data.get('split_method', 'by chunk')}: all questions about one chunk sit in one "
-        "split, so no validation chunk was a training positive |",
+        f"| Split | {data.get('split_method', 'by chunk')}: all questions about one chunk, and the "
+        "chunks that hold one question's evidence (chunks overlap), sit in one split, so no "
+        "validation or test chunk was a training positive or a mined negative |",
         f"| Query prompt | {f'`{prompt}`' if prompt else 'none'} (the same in training and evaluation) |",
         f"| Base model | {base_model.get('source', '')}: `{base_model.get('ref', '') or 'all-MiniLM-L6-v2'}` |",
         f"| Loss | MatryoshkaLoss over {'CachedMNRL' if cfg.get('loss') == 'cached_mnrl' else 'MNRL'}, "
@@ -118,11 +124,60 @@ def _corpus_id(run: Run) -> str:
         return ""
 
 
-def extend_card(card: str, section: str) -> str:
-    """`card` with our section appended, replacing an earlier copy of it."""
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
+def extend_card(card: str, section: str, start: str = START, end: str = END) -> str:
+    """`card` with our section appended, replacing an earlier copy of it (between the markers)."""
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
     card = pattern.sub("", card).rstrip()
     return (card + "\n\n" if card else "") + section
+
+
+def eval_section(result: RetrievalEvalResult, label: str) -> str:
+    """Markdown for the test-split result of the model labelled `label` in a retrieval eval:
+    the headline verdict and the primary metric per dim, from core.verdict (as on the page)."""
+    from core.verdict import deltas_display
+
+    headline = next((h for h in result.headlines() if h.model == label), None)
+    rows = result.deltas[
+        (result.deltas["model"] == label) & (result.deltas["metric"] == result.primary_metric)
+    ]
+    table = deltas_display(rows, confidence=result.confidence).drop(
+        columns=["model", "metric", "family", "test", "warning"]
+    )
+    header = "| " + " | ".join(table.columns) + " |"
+    lines = [
+        TEST_START,
+        "",
+        "## Test-split result (ragbench retrieval eval)",
+        "",
+        f"Evaluation run `{result.run_id}` on the {result.split or 'accepted'} split "
+        f"({result.gold_summary()}) against all {result.corpus_size} chunks; base model "
+        f"{result.base_label}.",
+        "",
+        f"**Verdict:** {headline.text if headline else 'no comparison with the base'}",
+        "",
+        header,
+        "|" + "---:|" * len(table.columns),
+        *("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)),
+        "",
+        f"{result.primary_metric} is the primary metric: its paired tests across the dims are "
+        "Holm-adjusted as one family; significant means the adjusted p is below "
+        f"{1 - result.confidence:.2f} and the {result.confidence:.0%} bootstrap interval excludes "
+        "zero. The detectable Δ is the smallest difference this many questions find with 80% "
+        "power.",
+        "",
+    ]
+    lines += [f"- {w}" for w in result.warnings] + ["", TEST_END]
+    return "\n".join(lines) + "\n"
+
+
+def write_eval_result(run: Run, result: RetrievalEvalResult, label: str) -> Path | None:
+    """Add (or replace) the test-split section of a model run's card; None without a model."""
+    path = run.path / "model" / README
+    if not path.parent.is_dir():
+        return None
+    card = path.read_text(encoding="utf-8") if path.exists() else f"# {run.manifest.name}\n"
+    write_text_atomic(path, extend_card(card, eval_section(result, label), TEST_START, TEST_END))
+    return path
 
 
 def write_model_card(run: Run, *, metrics: dict[str, Any], warnings: list[str]) -> Path:

@@ -6,7 +6,10 @@ Import paths:
 2. Chunk texts matched to a corpus: each text must equal (whitespace-normalised) a chunk of it.
 3. Chunk texts without a corpus: the distinct texts become a new corpus run, as in the
    canonical recipe where the corpus is all contexts of the pairs.
-A mapped split column is kept and checked for leaks; otherwise splits are dealt by chunk.
+An optional evidence column (a verbatim quote of the answer) makes every chunk holding the quote
+relevant (core.leakage). A mapped split column is kept and checked for leaks; otherwise splits are
+dealt by chunk. `preview_import` does everything but save, so a page can show what the gate
+rejects and why before anything is written; a refused import leaves no run behind.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -26,8 +28,10 @@ from core.config import SAMPLE_DIR
 from core.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
 from core.dataset import QAItem
 from core.errors import InputError, RunError
-from core.runs import Run, create_run
-from core.splits import SplitConfig, assign_splits, check_no_leak, normalize_split
+from core.leakage import RESPLIT_FIX, SPLIT_COLUMN_FIX, EvidenceIndex, match_evidence
+from core.runs import Run, create_run, discard_on_failure
+from core.splits import SplitConfig, assign_splits, check_no_leak, normalize_split, split_counts
+from core.text import normalize_space
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,11 +73,7 @@ _CHUNK_TEXT_NAMES = (
 )
 _CHUNK_ID_NAMES = ("chunk_id", "context_id", "doc_id", "passage_id", "corpus_id")
 _ANSWER_NAMES = ("reference_answer", "answer", "reference", "ground_truth", "response")
-
-
-def normalize_space(text: str) -> str:
-    """Collapse every run of whitespace to one space."""
-    return re.sub(r"\s+", " ", text).strip()
+_EVIDENCE_NAMES = ("evidence", "quote", "supporting_text", "answer_span", "rationale")
 
 
 # --------------------------------------------------------------------------- reading
@@ -131,6 +131,7 @@ class ColumnMapping:
     chunk_kind: Literal["text", "id"] = "text"
     answer: str | None = None
     split: str | None = None
+    evidence: str | None = None  # a verbatim quote of the answer inside the chunk
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,9 +151,10 @@ def guess_mapping(columns: Sequence[str]) -> ColumnMapping | None:
         return None
     answer = pick(_ANSWER_NAMES)
     split = pick(("split", "subset", "fold"))
+    evidence = pick(_EVIDENCE_NAMES)
     if text is not None:
-        return ColumnMapping(question, text, "text", answer, split)
-    return ColumnMapping(question, chunk_id or "", "id", answer, split)
+        return ColumnMapping(question, text, "text", answer, split, evidence)
+    return ColumnMapping(question, chunk_id or "", "id", answer, split, evidence)
 
 
 def _cell(value: Any) -> str | None:
@@ -180,20 +182,22 @@ class ImportResult:
     skipped_rows: list[int] = field(default_factory=list)  # 1-based data rows with blanks
 
 
+def import_gate_config() -> GateConfig:
+    """The gate for imported (human-written) questions: the text and duplicate rules, without
+    the generated-question length rule ("What is Python?" is a real question) and without the
+    embedding near-duplicate check."""
+    from core.gate import GateConfig
+
+    return GateConfig(check_near_duplicates=False, check_length=False)
+
+
 def _item_id(prefix: str, *parts: str) -> str:
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]
     return f"{prefix}_{digest}"
 
 
-def _write_imported_corpus(name: str, texts: list[str]) -> tuple[Run, dict[str, str]]:
-    """A corpus run whose chunks are the distinct contexts of an imported file."""
-    from core.documents import DOCUMENTS_FILE, FileReport
-
-    run = create_run(
-        "corpus",
-        name=f"Contexts of {name}",
-        config={"source": "qa_import", "file": name, "chunking": {"strategy": "imported"}},
-    )
+def imported_chunks(name: str, texts: list[str]) -> tuple[list[Chunk], dict[str, str]]:
+    """The distinct contexts of an imported file as chunks, and normalised text -> chunk id."""
     by_norm: dict[str, str] = {}
     chunks: list[Chunk] = []
     for text in texts:
@@ -209,6 +213,18 @@ def _write_imported_corpus(name: str, texts: list[str]) -> tuple[Run, dict[str, 
         )
         by_norm[norm] = chunk.id
         chunks.append(chunk)
+    return chunks, by_norm
+
+
+def _write_imported_corpus(name: str, chunks: list[Chunk]) -> Run:
+    """A corpus run whose chunks are the distinct contexts of an imported file."""
+    from core.documents import DOCUMENTS_FILE, FileReport
+
+    run = create_run(
+        "corpus",
+        name=f"Contexts of {name}",
+        config={"source": "qa_import", "file": name, "chunking": {"strategy": "imported"}},
+    )
     save_chunks(run, chunks)
     report = FileReport(
         name=name,
@@ -221,7 +237,7 @@ def _write_imported_corpus(name: str, texts: list[str]) -> tuple[Run, dict[str, 
     )
     run.write_json(DOCUMENTS_FILE, [report.model_dump()])
     run.set_status("done", n_documents=1, n_pages=0, n_chunks=len(chunks), duplicates_removed=0)
-    return run, by_norm
+    return run
 
 
 def rows_to_items(
@@ -233,7 +249,13 @@ def rows_to_items(
     """Items from table rows. `chunk_lookup` maps normalised chunk text -> id (text mapping);
     `chunk_ids` are the valid ids (id mapping). Returns items, skipped row numbers and the
     unresolved chunk values."""
-    for column in (mapping.question, mapping.chunk, mapping.answer, mapping.split):
+    for column in (
+        mapping.question,
+        mapping.chunk,
+        mapping.answer,
+        mapping.split,
+        mapping.evidence,
+    ):
         if column is not None and column not in frame.columns:
             raise InputError(
                 f"Column {column!r} is not in the file.",
@@ -259,11 +281,13 @@ def rows_to_items(
             continue
         answer = _cell(row.get(mapping.answer)) if mapping.answer else None
         split = normalize_split(row.get(mapping.split)) if mapping.split else None
+        evidence = _cell(row.get(mapping.evidence)) if mapping.evidence else None
         items.append(
             QAItem(
                 id=_item_id("imp", str(row_number), question, chunk_id),
                 question=question,
                 chunk_id=chunk_id,
+                evidence=evidence,
                 split=split,  # type: ignore[arg-type]
                 reference_answer=answer,
                 origin="imported",
@@ -273,7 +297,70 @@ def rows_to_items(
     return items, skipped, unresolved
 
 
-def import_qa(
+def attach_evidence(items: list[QAItem], chunks: Sequence[Chunk]) -> tuple[list[QAItem], int]:
+    """Gold and linked chunks from each item's evidence quote (core.leakage). The item's own
+    chunk stays its primary gold chunk. Returns the items and how many quotes were not found in
+    their own chunk (those keep their gold chunk only, with a note in meta)."""
+    matches = iter(EvidenceIndex.of(chunks).match_many([i.evidence for i in items if i.evidence]))
+    out: list[QAItem] = []
+    missing = 0
+    for item in items:
+        if not item.evidence:
+            out.append(item)
+            continue
+        found = next(matches)
+        if item.chunk_id not in found.gold_ids:
+            missing += 1
+            meta = {**item.meta, "evidence_note": "the quote is not in this question's chunk"}
+            out.append(item.model_copy(update={"meta": meta}))
+            continue
+        out.append(
+            item.model_copy(
+                update={
+                    "gold_chunk_ids": [c for c in found.gold_ids if c != item.chunk_id],
+                    "linked_chunk_ids": [c for c in found.linked_ids if c not in found.gold_ids],
+                    "meta": {**item.meta, "match": found.how},
+                }
+            )
+        )
+    return out, missing
+
+
+@dataclass(frozen=True)
+class ImportPreview:
+    """What an import would save: the gated, split items and where their chunks come from.
+    Nothing is written until `save_import`."""
+
+    name: str
+    items: list[QAItem]
+    mapping: ColumnMapping
+    corpus_run_id: str | None  # None: a new corpus run is made of `new_chunks`
+    new_chunks: list[Chunk]
+    split_config: SplitConfig
+    gate_config: GateConfig | None
+    gate_report: dict[str, Any] | None
+    skipped_rows: list[int] = field(default_factory=list)
+    evidence_missing: int = 0
+
+    @property
+    def n_accepted(self) -> int:
+        return sum(i.status == "accepted" for i in self.items)
+
+    @property
+    def n_rejected(self) -> int:
+        return sum(i.status == "rejected" for i in self.items)
+
+    def rejections(self) -> dict[str, int]:
+        """Rejected questions by reason, most frequent first."""
+        from core.gate import gate_counts
+
+        return dict(gate_counts(self.items)["by_reason"])
+
+    def splits(self) -> dict[str, dict[str, int]]:
+        return split_counts(self.items)
+
+
+def preview_import(
     name: str,
     frame: pd.DataFrame,
     mapping: ColumnMapping,
@@ -281,21 +368,19 @@ def import_qa(
     corpus_run_id: str | None = None,
     split_config: SplitConfig | None = None,
     gate_config: GateConfig | None = None,
-) -> ImportResult:
-    """Import question/chunk pairs into a new qa run (and a new corpus run when chunk texts
-    come without a corpus). With `gate_config`, the gate's text and duplicate rules run on the
-    imported questions too (rejections are kept with their reason).
+) -> ImportPreview:
+    """Map, gate and split imported pairs without saving anything. With `gate_config`, the
+    gate's rules run on the imported questions (rejections are kept with their reason).
 
     Raises InputError for unknown columns, chunk ids or texts not in the corpus, and a dataset
-    whose split column leaks chunks between splits."""
-    from core.questions import save_qa_run
-
+    whose splits leak (naming the cause: the split column, or questions shared across chunks)."""
+    split_config = split_config or SplitConfig()
     if mapping.chunk_kind == "id" and not corpus_run_id:
         raise InputError(
             "Chunk ids need the corpus run they come from.",
             fix="pick that corpus run, or map a column of chunk texts instead",
         )
-    new_corpus = False
+    new_chunks: list[Chunk] = []
     if corpus_run_id:
         chunks = load_chunks(corpus_run_id)
         lookup = {normalize_space(c.text): c.id for c in chunks}
@@ -318,49 +403,98 @@ def import_qa(
                 found=", ".join(map(str, frame.columns)),
                 fix="map the column that holds the contexts",
             )
-        corpus_run, lookup = _write_imported_corpus(name, texts)
-        corpus_run_id = corpus_run.id
-        new_corpus = True
+        chunks, lookup = imported_chunks(name, texts)
+        new_chunks = chunks
         items, skipped, _ = rows_to_items(frame, mapping, lookup)
     if not items:
         raise InputError(f"No usable rows in {name!r}.", found=f"{len(skipped)} blank row(s)")
+    items, evidence_missing = attach_evidence(items, chunks)
 
     gate_report: dict[str, Any] | None = None
     if gate_config is not None:
         from core.gate import apply_gate
 
-        texts_by_id = {c.id: c.text for c in load_chunks(corpus_run_id)}
-        report = apply_gate(items, texts_by_id, gate_config)
+        report = apply_gate(items, {c.id: c.text for c in chunks}, gate_config)
         items = report.items
         gate_report = report.to_dict()
+    texts_by_id = {c.id: c.text for c in chunks}
     if mapping.split:
-        check_no_leak(items)
+        check_no_leak(items, texts_by_id, fix=SPLIT_COLUMN_FIX)
         items = assign_splits(items, split_config, keep_existing=True)
+        check_no_leak(items, texts_by_id, fix=SPLIT_COLUMN_FIX)
     else:
         items = assign_splits(items, split_config)
-    check_no_leak(items)
-    run = save_qa_run(
-        items,
-        corpus_run_id,
-        name=f"Imported: {name}",
-        config={
-            "source": "import",
-            "file": name,
-            "mapping": mapping.to_dict(),
-            "split": (split_config or SplitConfig()).to_dict(),
-            "gate": gate_config.to_dict() if gate_config else None,
-            "skipped_rows": skipped[:100],
-        },
+        check_no_leak(items, texts_by_id, fix=RESPLIT_FIX)
+    return ImportPreview(
+        name=name,
+        items=items,
+        mapping=mapping,
+        corpus_run_id=corpus_run_id,
+        new_chunks=new_chunks,
+        split_config=split_config,
+        gate_config=gate_config,
         gate_report=gate_report,
+        skipped_rows=skipped,
+        evidence_missing=evidence_missing,
     )
+
+
+def save_import(preview: ImportPreview) -> ImportResult:
+    """Write a previewed import: the new corpus run (when the contexts make one) and the qa run.
+    Nothing is left behind when saving fails."""
+    from core.questions import save_qa_run
+
+    with discard_on_failure() as created:
+        corpus_run_id = preview.corpus_run_id
+        if corpus_run_id is None:
+            corpus_run = _write_imported_corpus(preview.name, preview.new_chunks)
+            created.append(corpus_run)
+            corpus_run_id = corpus_run.id
+        run = save_qa_run(
+            preview.items,
+            corpus_run_id,
+            name=f"Imported: {preview.name}",
+            config={
+                "source": "import",
+                "file": preview.name,
+                "mapping": preview.mapping.to_dict(),
+                "split": preview.split_config.to_dict(),
+                "gate": preview.gate_config.to_dict() if preview.gate_config else None,
+                "skipped_rows": preview.skipped_rows[:100],
+            },
+            gate_report=preview.gate_report,
+        )
+        created.append(run)
     return ImportResult(
         run=run,
         corpus_run_id=corpus_run_id,
-        n_items=len(items),
-        n_accepted=sum(i.status == "accepted" for i in items),
-        new_corpus=new_corpus,
-        skipped_rows=skipped,
+        n_items=len(preview.items),
+        n_accepted=preview.n_accepted,
+        new_corpus=preview.corpus_run_id is None,
+        skipped_rows=preview.skipped_rows,
     )
+
+
+def import_qa(
+    name: str,
+    frame: pd.DataFrame,
+    mapping: ColumnMapping,
+    *,
+    corpus_run_id: str | None = None,
+    split_config: SplitConfig | None = None,
+    gate_config: GateConfig | None = None,
+) -> ImportResult:
+    """Import question/chunk pairs into a new qa run (and a new corpus run when chunk texts
+    come without a corpus): preview_import, then save_import. A refused import saves nothing."""
+    preview = preview_import(
+        name,
+        frame,
+        mapping,
+        corpus_run_id=corpus_run_id,
+        split_config=split_config,
+        gate_config=gate_config,
+    )
+    return save_import(preview)
 
 
 # --------------------------------------------------------------------------- export
@@ -446,43 +580,11 @@ def export_hf_zip(items: Sequence[QAItem], chunk_texts: dict[str, str], name: st
 # --------------------------------------------------------------------------- the sample set
 
 
-def _longest_contained(words: list[str], text: str, *, from_start: bool) -> int:
-    """Characters of the longest prefix (or suffix) of `words` that occurs in `text`."""
-    lo, hi = 0, len(words)
-    while lo < hi:  # containment is monotone in the number of words
-        mid = (lo + hi + 1) // 2
-        part = " ".join(words[:mid] if from_start else words[-mid:])
-        if part in text:
-            lo = mid
-        else:
-            hi = mid - 1
-    if lo == 0:
-        return 0
-    return len(" ".join(words[:lo] if from_start else words[-lo:]))
-
-
 def find_evidence_chunk(evidence: str, chunks: Sequence[Chunk]) -> tuple[str | None, str]:
-    """The chunk holding a verbatim quote: the first whose whitespace-normalised text contains
-    it, else (a quote straddling two chunks) the one sharing the longest start or end of it.
-    Returns (chunk id or None, "contained" | "overlap" | "not_found")."""
-    quote = normalize_space(evidence)
-    texts = [normalize_space(c.text) for c in chunks]
-    for chunk, text in zip(chunks, texts, strict=True):
-        if quote in text:
-            return chunk.id, "contained"
-    words = quote.split()
-    best_id, best = None, 0
-    for chunk, text in zip(chunks, texts, strict=True):
-        overlap = max(
-            _longest_contained(words, text, from_start=True),
-            _longest_contained(words, text, from_start=False),
-        )
-        if overlap > best:
-            best_id, best = chunk.id, overlap
-    # A few shared words are chance; a real straddle shares a good part of the quote.
-    if best_id is not None and best >= max(20, len(quote) // 4):
-        return best_id, "overlap"
-    return None, "not_found"
+    """The primary chunk holding a verbatim quote (core.leakage.match_evidence) and how it was
+    found: "contained", "overlap" (straddling two chunks) or "not_found"."""
+    found = match_evidence(evidence, chunks)
+    return found.primary, found.how
 
 
 def read_sample_qa(path: Path = SAMPLE_QA_PATH) -> list[dict[str, Any]]:
@@ -510,8 +612,9 @@ def load_sample_qa(
 ) -> Run:
     """A qa run of the hand-written sample questions on a corpus run built from the sample PDF.
 
-    Each question's gold chunk is the chunk containing its evidence quote. Questions whose quote
-    is in no chunk are kept as rejected (`evidence_not_found`); none found at all raises."""
+    Each question's gold chunks are every chunk containing its evidence quote (core.leakage);
+    questions whose quote is in no chunk are kept as rejected (`evidence_not_found`); none found
+    at all raises."""
     from core.gate import gate_counts
     from core.questions import save_qa_run
 
@@ -519,23 +622,22 @@ def load_sample_qa(
     chunks = load_chunks(corpus_run_id)
     if not chunks:
         raise RunError(f"Corpus run {corpus_run_id} has no chunks.")
+    matches = EvidenceIndex.of(chunks).match_many([row["evidence"] for row in rows])
     items: list[QAItem] = []
-    for row in rows:
-        chunk_id, how = find_evidence_chunk(row["evidence"], chunks)
-        meta: dict[str, object] = {
-            "evidence": row["evidence"],
-            "page": row.get("page"),
-            "match": how,
-        }
+    for row, found in zip(rows, matches, strict=True):
+        meta: dict[str, object] = {"page": row.get("page"), "match": found.how}
         item = QAItem(
             id=str(row["id"]),
             question=row["question"],
-            chunk_id=chunk_id or "",
+            chunk_id=found.primary or "",
+            gold_chunk_ids=found.gold_ids[1:],
+            evidence=row["evidence"],
+            linked_chunk_ids=[c for c in found.linked_ids if c not in found.gold_ids],
             reference_answer=row.get("reference_answer"),
             origin="sample",
             meta=meta,
         )
-        if chunk_id is None:
+        if found.primary is None:
             meta["reason_text"] = "its evidence quote is in no chunk of this corpus"
             item = item.model_copy(update={"status": "rejected", "reason": "evidence_not_found"})
         items.append(item)
@@ -546,7 +648,7 @@ def load_sample_qa(
             fix="pick the corpus built from the sample (Documents: Use the sample corpus)",
         )
     items = assign_splits(items, split_config)
-    check_no_leak(items)
+    check_no_leak(items, {c.id: c.text for c in chunks})
     counts = gate_counts(items)
     return save_qa_run(
         items,

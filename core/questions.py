@@ -41,7 +41,7 @@ from core.prompts import (
     QuestionPromptInput,
     coerce_questions,
 )
-from core.runs import Run, create_run, load_run
+from core.runs import Run, create_run, discard_on_failure, load_run
 from core.splits import SplitConfig, assign_splits, check_no_leak, split_counts
 
 if TYPE_CHECKING:
@@ -361,6 +361,7 @@ def _summary(items: Sequence[QAItem]) -> dict[str, Any]:
         "n_rejected": counts["rejected"],
         "n_chunks": len({i.chunk_id for i in accepted}),
         "n_test": sum(i.split == "test" for i in accepted),
+        "n_multi_gold": sum(len(i.gold_ids) > 1 for i in accepted),
     }
 
 
@@ -374,18 +375,21 @@ def save_qa_run(
     usage: dict[str, Any] | None = None,
     source_run_id: str | None = None,
 ) -> Run:
-    """A finished qa run on a corpus (and, for review edits, the qa run it came from)."""
-    check_no_leak(items)
+    """A finished qa run on a corpus (and, for review edits, the qa run it came from). A leaking
+    dataset is refused before anything is written; a failed write leaves no run behind."""
+    accepted = [i for i in items if i.status == "accepted"]
+    texts = None
+    if any(i.evidence for i in accepted):
+        texts = {c.id: c.text for c in load_chunks(corpus_run_id)}
+    check_no_leak(accepted, texts)
     parents = {"corpus": corpus_run_id}
     if source_run_id:
         parents["source"] = source_run_id
-    run = create_run("qa", name=name, config=config or {}, parents=parents)
-    try:
+    with discard_on_failure() as created:
+        run = create_run("qa", name=name, config=config or {}, parents=parents)
+        created.append(run)
         write_qa_artifacts(run, items, gate_report, usage)
-    except Exception as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    run.set_status("done", **_summary(items))
+        run.set_status("done", **_summary(items))
     return run
 
 
@@ -634,8 +638,10 @@ def apply_review(
             meta["edited"] = True
             update["question"] = question
         if chunk_id != original.chunk_id:
+            # The evidence's gold and linked chunks belonged to the old chunk: a moved question
+            # is relevant to the chunk the reviewer chose only.
             meta["moved_from_chunk"] = original.chunk_id
-            update.update(chunk_id=chunk_id, split=None)
+            update.update(chunk_id=chunk_id, split=None, gold_chunk_ids=[], linked_chunk_ids=[])
         if status != original.status:
             meta["reviewed"] = True
             if status == "accepted":

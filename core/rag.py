@@ -70,13 +70,19 @@ class RagSample(BaseModel):
     retrieved_scores: list[float] = Field(default_factory=list)
     response: str = ""
     reference: str | None = None  # the reference answer, when the qa item has one
-    reference_contexts: list[str] = Field(default_factory=list)  # the gold chunk's text
-    gold_chunk_id: str = ""
-    gold_rank: int | None = None  # 1-based rank of the gold chunk among the retrieved, if there
+    reference_contexts: list[str] = Field(default_factory=list)  # the gold chunks' texts
+    gold_chunk_id: str = ""  # the primary gold chunk
+    gold_chunk_ids: list[str] = Field(default_factory=list)  # every gold chunk ([]: the primary)
+    gold_rank: int | None = None  # 1-based rank of the first gold chunk among the retrieved
     error: str | None = None  # why no answer was generated
     error_kind: str | None = None
     cached: bool = False  # the answer came from the LLM cache
     latency_s: float = 0.0
+
+    @property
+    def gold_ids(self) -> list[str]:
+        """Every chunk that counts as relevant (all chunks holding the question's evidence)."""
+        return self.gold_chunk_ids or ([self.gold_chunk_id] if self.gold_chunk_id else [])
 
 
 @dataclass(frozen=True)
@@ -361,24 +367,24 @@ def answer_questions(
 
     def answer(item: QAItem) -> RagSample:
         started = time.monotonic()
-        gold = by_id.get(item.chunk_id)
         base = {
             "id": item.id,
             "user_input": item.question,
             "reference": item.reference_answer or None,
-            "reference_contexts": [gold.text] if gold else [],
+            "reference_contexts": [by_id[c].text for c in item.gold_ids if c in by_id],
             "gold_chunk_id": item.chunk_id,
+            "gold_chunk_ids": item.gold_ids,
         }
         try:
             out = chain.invoke(item.question)
         except LLMError as exc:
             docs = retriever.invoke(item.question)  # prefetched: no second search
             return RagSample(
-                **base, **_retrieved(docs, item.chunk_id), error=str(exc), error_kind=exc.kind
+                **base, **_retrieved(docs, item.gold_ids), error=str(exc), error_kind=exc.kind
             )
         return RagSample(
             **base,
-            **_retrieved(out["documents"], item.chunk_id),
+            **_retrieved(out["documents"], item.gold_ids),
             response=out["answer"].strip(),
             cached=bool(out["message"].response_metadata.get("cached")),
             latency_s=time.monotonic() - started,
@@ -394,13 +400,13 @@ def answer_questions(
         if isinstance(result, Exception):
             if not isinstance(result, RunError | LLMError | ConfigError):
                 raise result  # a bug, not an LLM failure: do not hide it in a sample
-            gold = by_id.get(item.chunk_id)
             result = RagSample(
                 id=item.id,
                 user_input=item.question,
                 reference=item.reference_answer or None,
-                reference_contexts=[gold.text] if gold else [],
+                reference_contexts=[by_id[c].text for c in item.gold_ids if c in by_id],
                 gold_chunk_id=item.chunk_id,
+                gold_chunk_ids=item.gold_ids,
                 error=str(result),
                 error_kind=getattr(result, "kind", type(result).__name__),
             )
@@ -408,13 +414,14 @@ def answer_questions(
     return samples
 
 
-def _retrieved(docs: Sequence[Any], gold_id: str) -> dict[str, Any]:
+def _retrieved(docs: Sequence[Any], gold_ids: Sequence[str]) -> dict[str, Any]:
     ids = [d.metadata["chunk_id"] for d in docs]
+    ranks = [rank for rank, cid in enumerate(ids, start=1) if cid in set(gold_ids)]
     return {
         "retrieved_contexts": [d.page_content for d in docs],
         "retrieved_ids": ids,
         "retrieved_scores": [round(float(d.metadata["score"]), 6) for d in docs],
-        "gold_rank": ids.index(gold_id) + 1 if gold_id in ids else None,
+        "gold_rank": ranks[0] if ranks else None,
     }
 
 

@@ -383,7 +383,7 @@ class _Scorer:
                 retrieved_contexts=s.retrieved_contexts,
                 reference_contexts=s.reference_contexts,
                 retrieved_context_ids=s.retrieved_ids,
-                reference_context_ids=[s.gold_chunk_id],
+                reference_context_ids=s.gold_ids,
             )
             return float(await metric.single_turn_ascore(sample))
         return float(result.value)

@@ -5,9 +5,10 @@ How it works:
    headline figures: per model and dimension ndcg@10, hit_rate@5, mrr@10 and map@100 with 95%
    bootstrap intervals, the random ranker's expected score, the corpus size and the query count;
    per retriever the RAGAS means with intervals and failure counts.
-2. `build_report(run_ids)` renders one HTML page: the verdicts in words, the lineage
-   (corpus -> qa -> model -> evaluations) with every run's config, the metric tables, the deltas
-   with CIs, p-values and "significant / not significant", the flipped questions and the plotly
+2. `build_report(run_ids)` renders one HTML page: the verdicts in words (core.verdict, as on
+   the page and in the CLI), the lineage (corpus -> qa -> model -> evaluations) with every run's
+   config, the metric tables, the deltas with CIs, Holm-adjusted p-values, verdicts and power,
+   the flipped questions and the plotly
    charts. plotly.js is embedded once, inline (no CDN), so the file opens offline. The report's
    `files` hold the CSV/JSON artifacts, the comparison tables and a manifest of every run in the
    lineage; `report_zip(report)` packs them with the HTML.
@@ -389,15 +390,6 @@ def _dim_text(dim: Any) -> str:
     return "—" if dim is None or pd.isna(dim) else str(int(dim))
 
 
-def verdict(significant: bool, p_value: float) -> str:
-    """'significant (p=0.003)' or 'not significant (p=0.41)'."""
-    from core.statistics import format_p
-
-    if p_value is None or pd.isna(p_value):
-        return "not tested"
-    return f"{'significant' if significant else 'not significant'} (p={format_p(float(p_value))})"
-
-
 def headline_table(retrieval: pd.DataFrame) -> pd.DataFrame:
     """The long retrieval comparison as one row per (run, model, dim) with 'value [low, high]'
     per headline metric, and the corpus size and query count."""
@@ -433,74 +425,25 @@ def headline_table(retrieval: pd.DataFrame) -> pd.DataFrame:
 def deltas_table(
     result: RetrievalEvalResult, metrics: Sequence[str] = HEADLINE_METRICS
 ) -> pd.DataFrame:
-    """Tuned-minus-base deltas of the headline metrics, formatted, with the verdict in words."""
-    rows = (
-        result.deltas[result.deltas["metric"].isin(metrics)].copy()
-        if not result.deltas.empty
-        else result.deltas
-    )
-    columns = [
-        "model",
-        "dim",
-        "metric",
-        "base",
-        "tuned",
-        "delta",
-        "95% CI",
-        "p",
-        "p (Holm)",
-        "test",
-        "verdict",
-        "warning",
-    ]
-    if rows.empty:
-        return pd.DataFrame(columns=columns)
-    from core.statistics import format_p
+    """Tuned-minus-base deltas of the headline metrics, formatted (core.verdict.deltas_display):
+    the primary family first, Holm p, verdict and power."""
+    from core.verdict import deltas_display
 
-    rows["metric"] = pd.Categorical(rows["metric"], categories=list(metrics), ordered=True)
-    rows = rows.sort_values(["model", "metric", "dim"], ascending=[True, True, False])
-    return pd.DataFrame(
-        {
-            "model": rows["model"],
-            "dim": [_dim_text(d) for d in rows["dim"]],
-            "metric": rows["metric"].astype(str),
-            "base": rows["base_value"].map(fmt),
-            "tuned": rows["value"].map(fmt),
-            "delta": rows["delta"].map(lambda v: fmt(v, signed=True)),
-            "95% CI": [
-                f"[{fmt(lo, True)}, {fmt(hi, True)}]"
-                for lo, hi in zip(rows["ci_low"], rows["ci_high"], strict=True)
-            ],
-            "p": rows["p_value"].map(lambda p: format_p(float(p))),
-            "p (Holm)": rows["p_holm"].map(lambda p: format_p(float(p))),
-            "test": rows["test"],
-            "verdict": [
-                verdict(bool(s), p)
-                for s, p in zip(rows["significant"], rows["p_value"], strict=True)
-            ],
-            "warning": rows.get("warning", pd.Series("", index=rows.index)).fillna(""),
-        },
-        columns=columns,
-    ).reset_index(drop=True)
+    return deltas_display(result.deltas, metrics, confidence=result.confidence)
 
 
-def delta_sentences(result: RetrievalEvalResult, metric: str = "ndcg@10") -> list[str]:
-    """One plain sentence per tuned model and dim for `metric`."""
+def delta_sentences(result: RetrievalEvalResult, metric: str | None = None) -> list[str]:
+    """One plain sentence per tuned model and dim for `metric` (the primary metric by default),
+    from core.verdict.row_sentence."""
+    from core.verdict import row_sentence
+
     if result.deltas.empty:
         return []
+    metric = metric or result.primary_metric
     rows = result.deltas[result.deltas["metric"] == metric].sort_values(
         ["model", "dim"], ascending=[True, False]
     )
-    out = []
-    for _, r in rows.iterrows():
-        dim = "—" if pd.isna(r["dim"]) else f"{int(r['dim'])}d"
-        out.append(
-            f"{r['model']} vs {r['base_model']} at {dim}: {metric} {fmt(r['base_value'])} → "
-            f"{fmt(r['value'])}, Δ {fmt(r['delta'], True)} (95% CI {fmt(r['ci_low'], True)} to "
-            f"{fmt(r['ci_high'], True)}, {r['n_queries']} paired queries): "
-            f"{verdict(bool(r['significant']), r['p_value'])}."
-        )
-    return out
+    return [row_sentence(r, result.confidence) for _, r in rows.iterrows()]
 
 
 def ragas_display_table(ragas: pd.DataFrame) -> pd.DataFrame:
@@ -536,15 +479,21 @@ def ragas_display_table(ragas: pd.DataFrame) -> pd.DataFrame:
 
 
 def ragas_deltas_table(result: RagasEvalResult) -> pd.DataFrame:
-    """Each retriever minus base per RAGAS metric: Δ, CI, sign-flip p and the verdict
-    (significant when p < 0.05 and the interval excludes zero)."""
-    from core.statistics import format_p
+    """Each retriever minus base per RAGAS metric: Δ, CI, sign-flip p, Holm p and the verdict
+    (core.verdict; the metrics of one retriever are one exploratory family)."""
+    from core.statistics import format_p, holm_adjust
+    from core.verdict import is_significant, verdict_text
 
     rows = []
     for other, metrics in result.summary.get("comparisons", {}).items():
+        tested = [m for m, e in metrics.items() if e.get("p_value") is not None]
+        adjusted = dict(
+            zip(tested, holm_adjust([metrics[m]["p_value"] for m in tested]), strict=True)
+        )
         for metric, e in metrics.items():
             delta, low, high, p = (e.get(x) for x in ("delta", "ci_low", "ci_high", "p_value"))
-            significant = p is not None and p < ALPHA and low is not None and (low > 0 or high < 0)
+            p_holm = adjusted.get(metric)
+            significant = p_holm is not None and is_significant(p_holm, low, high, ALPHA)
             rows.append(
                 {
                     "retriever": other,
@@ -553,8 +502,9 @@ def ragas_deltas_table(result: RagasEvalResult) -> pd.DataFrame:
                     "delta": fmt(delta, True),
                     "95% CI": "—" if low is None else f"[{fmt(low, True)}, {fmt(high, True)}]",
                     "p": "—" if p is None else format_p(float(p)),
+                    "Holm p": "—" if p_holm is None else format_p(float(p_holm)),
                     "better / worse": f"{e.get('n_better', 0)} / {e.get('n_worse', 0)}",
-                    "verdict": "too few pairs" if p is None else verdict(significant, p),
+                    "verdict": "too few pairs" if p is None else verdict_text(significant, p_holm),
                 }
             )
     return pd.DataFrame(
@@ -566,6 +516,7 @@ def ragas_deltas_table(result: RagasEvalResult) -> pd.DataFrame:
             "delta",
             "95% CI",
             "p",
+            "Holm p",
             "better / worse",
             "verdict",
         ],
@@ -824,16 +775,22 @@ def _retrieval_html(
         + ", ".join(f"{m} {fmt(result.random_baseline.get(m))}" for m in HEADLINE_METRICS)
         + "</p>",
     ]
+    parts.append(f"<p><b>Gold chunks:</b> {_e(result.gold_summary())}</p>")
     for warning in result.warnings:
         parts.append(f"<div class='warn'>{_e(warning)}</div>")
     sentences = delta_sentences(result)
     if sentences:
-        parts.append("<h3>Verdict</h3><ul>")
+        parts.append("<h3>Verdict</h3>")
+        parts.extend(f"<p><b>{_e(h.text)}</b></p>" for h in result.headlines())
+        parts.append("<ul>")
         parts.extend(f"<li>{_e(s)}</li>" for s in sentences)
         parts.append(
-            "</ul><p class='caption'>Significant means the paired test (McNemar for hit rate, "
-            "sign-flip permutation otherwise) gives p &lt; 0.05 and the 95% bootstrap interval of "
-            "the difference excludes zero; p (Holm) corrects for testing several dimensions.</p>"
+            f"</ul><p class='caption'>{_e(result.primary_metric)} is the primary metric: its "
+            "tests across the dims of one model are one Holm family and decide the verdict; the "
+            "other metrics are exploratory, each adjusted within its own family. Significant "
+            "means the Holm-adjusted p of the paired test (McNemar for hit rate, sign-flip "
+            f"permutation otherwise) is below {1 - result.confidence:.2f} and the "
+            f"{result.confidence:.0%} bootstrap interval of the difference excludes zero.</p>"
         )
     parts.append("<h3>Headline metrics (mean [95% CI])</h3>")
     parts.append(_table(headline.drop(columns=["run"]), numeric=HEADLINE_METRICS))
@@ -919,7 +876,7 @@ def _ragas_html(
 def _verdict_summary(comparison: Comparison) -> str:
     items = []
     for result in comparison.retrieval_results.values():
-        items.extend(delta_sentences(result))
+        items.extend(h.text for h in result.headlines())
     for run_id, result in comparison.ragas_results.items():
         for _, row in ragas_deltas_table(result).iterrows():
             items.append(

@@ -62,8 +62,14 @@ from core.statistics import (
     MIN_QUERIES,
     bootstrap_ci,
     compare_paired,
-    holm_adjust,
     random_ranker_expected,
+)
+from core.verdict import (
+    PRIMARY_METRIC,
+    Headline,
+    alpha_of,
+    assign_families,
+    headline_verdicts,
 )
 
 if TYPE_CHECKING:
@@ -100,6 +106,7 @@ class RetrievalEvalConfig:
     n_resamples: int = 2000
     n_permutations: int = 10000
     confidence: float = 0.95
+    primary_metric: str = PRIMARY_METRIC  # its Holm family across dims decides the headline
     seed: int = 0
     chroma_check: bool | None = None  # None: check wherever the collection exists
     similarity_csv: str | None = str(SAMPLE_STS_CSV)  # None or "": skip the similarity check
@@ -118,6 +125,7 @@ class RetrievalEvalConfig:
             "n_resamples": self.n_resamples,
             "n_permutations": self.n_permutations,
             "confidence": self.confidence,
+            "primary_metric": self.primary_metric,
             "seed": self.seed,
             "chroma_check": self.chroma_check,
             "similarity_csv": self.similarity_csv,
@@ -157,6 +165,30 @@ class RetrievalEvalResult:
     warnings: list[str] = field(default_factory=list)
     random_baseline: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    gold_counts: dict[str, int] = field(default_factory=dict)  # gold chunks -> questions
+
+    @property
+    def primary_metric(self) -> str:
+        return str(self.config.get("primary_metric") or PRIMARY_METRIC)
+
+    @property
+    def confidence(self) -> float:
+        return float(self.config.get("confidence") or 0.95)
+
+    def headlines(self) -> list[Headline]:
+        """The headline verdict of each tuned model on the primary metric (core.verdict)."""
+        return headline_verdicts(self.deltas, self.primary_metric)
+
+    def gold_summary(self) -> str:
+        """'22 questions, 1 with 2 gold chunks' (chunks overlap, so a quote can sit in two)."""
+        multi = {int(k): v for k, v in self.gold_counts.items() if int(k) > 1}
+        text = f"{self.n_queries} questions"
+        if multi:
+            parts = [f"{v} with {k} gold chunks" for k, v in sorted(multi.items())]
+            text += ", " + ", ".join(parts)
+        else:
+            text += ", one gold chunk each"
+        return text
 
     def model_labels(self, kinds: Sequence[str] = ("base", "tuned", "bm25")) -> list[str]:
         return [m["label"] for m in self.models if m["kind"] in kinds]
@@ -362,6 +394,20 @@ def _check_model_lineage(spec: ModelSpec, qa_run: Run) -> Run | None:
     return model_run
 
 
+def model_run_note(model_run: Run | None, label: str) -> str | None:
+    """A warning for a model run that did not finish its training (stopped by the user): its
+    weights are those saved at the stop, and resuming makes a new model run."""
+    if model_run is None or model_run.manifest.status != "stopped":
+        return None
+    steps = model_run.manifest.summary.get("steps")
+    at = f" at step {steps}" if steps is not None else ""
+    return (
+        f"{label} is a stopped fine-tune (run {model_run.id}): training was stopped{at} before "
+        "its last epoch, so these figures describe the weights saved at the stop. Resuming it "
+        "makes a new model run; these figures stay tied to the stopped one."
+    )
+
+
 def model_labels(specs: Sequence[ModelSpec], runs: Sequence[Run | None] = ()) -> list[str]:
     """Display labels: a model run's name (with its id's tail when two names clash), else the
     spec's label. The same model listed twice is refused."""
@@ -393,14 +439,24 @@ def model_labels(specs: Sequence[ModelSpec], runs: Sequence[Run | None] = ()) ->
 def _gold_indices(
     items: Sequence[QAItem], index_of: dict[str, int], corpus_run_id: str
 ) -> list[list[int]]:
-    missing = [i.id for i in items if i.chunk_id not in index_of]
+    """Each question's relevant chunks as corpus positions: every gold chunk (all chunks holding
+    its evidence), the primary one first."""
+    missing = [i.id for i in items if any(c not in index_of for c in i.gold_ids)]
     if missing:
         raise InputError(
             f"{len(missing)} questions point at chunks that are not in corpus run {corpus_run_id}.",
             found=f"question ids {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}",
             fix="regenerate the questions for this corpus run",
         )
-    return [[index_of[i.chunk_id]] for i in items]
+    return [[index_of[c] for c in i.gold_ids] for i in items]
+
+
+def gold_counts(gold: Sequence[Sequence[int]]) -> dict[str, int]:
+    """How many questions have 1, 2, … gold chunks ({"1": 157, "2": 6})."""
+    counts: dict[str, int] = {}
+    for g in gold:
+        counts[str(len(g))] = counts.get(str(len(g)), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: int(kv[0])))
 
 
 def _score(
@@ -443,6 +499,11 @@ def evaluate_retrieval(
         raise ConfigError("No model to evaluate.", fix="pick at least the base model")
     if not 1 <= config.flip_k <= TOP_SAVED:
         raise ConfigError(f"Flip k must be between 1 and {TOP_SAVED}, got {config.flip_k}.")
+    if config.primary_metric not in metric_names(KS):
+        raise ConfigError(
+            f"{config.primary_metric!r} is not a metric ragbench computes.",
+            fix=f"pick the primary metric from {', '.join(metric_names(KS))}",
+        )
     loader = model_loader or (lambda spec: load_model(spec, device=config.device))
 
     qa_run = load_run(config.qa_run_id)
@@ -485,6 +546,7 @@ def evaluate_retrieval(
             run,
             config,
             labels,
+            model_runs,
             qa_run,
             corpus_run_id,
             chunks,
@@ -510,6 +572,7 @@ def _evaluate(
     run: Run,
     config: RetrievalEvalConfig,
     labels: list[str],
+    model_runs: list[Run | None],
     qa_run: Run,
     corpus_run_id: str,
     chunks: list[Chunk],
@@ -534,6 +597,10 @@ def _evaluate(
             f"Only {n} questions in the {config.split or 'selected'} split: confidence intervals "
             "are wide and small differences cannot be told apart."
         )
+    for label, model_run in zip(labels, model_runs, strict=True):
+        note = model_run_note(model_run, label)
+        if note:
+            warnings.append(note)
     tracker = ProgressTracker(
         "retrieval eval", len(config.models) + int(config.include_bm25), on_progress, should_stop
     )
@@ -581,11 +648,13 @@ def _evaluate(
                     chroma_reports.append(report)
                     if report.get("warning"):
                         warnings.append(report["warning"])
+        model_run = model_runs[index]
         models_info.append(
             {
                 **spec.to_dict(),
                 "label": label,
                 "kind": kind,
+                "run_status": model_run.manifest.status if model_run is not None else None,
                 "native_dim": native,
                 "dims": dims,
                 "query_prompt": q_prompt,
@@ -662,20 +731,22 @@ def _evaluate(
                 n_resamples=min(config.n_resamples, 1000),
                 seed=config.seed,
                 batch_size=config.batch_size,
+                confidence=config.confidence,
             )
         except InputError as exc:
             warnings.append(f"General-similarity check skipped: {exc}")
 
     if n >= MIN_QUERIES and not deltas.empty:
-        # One line per model: the dims whose ndcg@10 interval is wider than the difference.
+        # One line per model: the dims whose primary-metric interval is wider than the difference.
         # (Below MIN_QUERIES the warning above already says it for every dim.)
-        weak = deltas[(deltas["metric"] == "ndcg@10") & (deltas["warning"] != "")]
+        primary = config.primary_metric
+        weak = deltas[(deltas["metric"] == primary) & (deltas["warning"] != "")]
         for model, part in weak.groupby("model", sort=False):
             dims = ", ".join(str(int(d)) for d in part["dim"])
             warnings.append(
-                f"{model} vs {labels[0]}: at dims {dims} the 95% interval of the ndcg@10 "
-                f"difference is wider than the difference itself; {n} queries cannot tell "
-                "these models apart there."
+                f"{model} vs {labels[0]}: at dims {dims} the {config.confidence:.0%} interval of "
+                f"the {primary} difference is wider than the difference itself; {n} queries "
+                "cannot tell these models apart there."
             )
 
     result = RetrievalEvalResult(
@@ -697,8 +768,10 @@ def _evaluate(
         warnings=warnings,
         random_baseline=baseline,
         config=config.to_dict(),
+        gold_counts=gold_counts(gold),
     )
     save_retrieval_eval(run, result)
+    _update_model_cards(result, labels, model_runs)
     native_ndcg = {
         s.label: round(float(np.mean(s.per_query["ndcg@10"])), 4)
         for s in scored
@@ -710,6 +783,23 @@ def _evaluate(
     )
     tracker.report("done")
     return result
+
+
+def _update_model_cards(
+    result: RetrievalEvalResult, labels: list[str], model_runs: list[Run | None]
+) -> None:
+    """Each tuned model run's card gets this evaluation's test-split verdict (core.verdict), so
+    a card pushed to the Hub says what the page says. Only test-split evaluations qualify."""
+    if result.split != "test":
+        return
+    from core.model_card import write_eval_result
+
+    for label, model_run in list(zip(labels, model_runs, strict=True))[1:]:
+        if model_run is not None:
+            try:
+                write_eval_result(model_run, result, label)
+            except OSError as exc:  # the card is a courtesy copy: never fail the evaluation
+                logger.warning("could not update the model card of %s: %s", model_run.id, exc)
 
 
 def _metrics_frame(
@@ -745,27 +835,30 @@ def _metrics_frame(
     return frame
 
 
+DELTA_COLUMNS = [
+    "model",
+    "base_model",
+    "dim",
+    "metric",
+    "k",
+    "base_value",
+    "value",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "test",
+    "n_queries",
+    "sd_diff",
+    "warning",
+]
+
+
 def _deltas_frame(
     scored: list[DimScores], base_label: str, config: RetrievalEvalConfig
 ) -> pd.DataFrame:
-    columns = [
-        "model",
-        "base_model",
-        "dim",
-        "metric",
-        "k",
-        "base_value",
-        "value",
-        "delta",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "p_holm",
-        "test",
-        "significant",
-        "n_queries",
-        "warning",
-    ]
+    """Every tuned model minus the base, per dim and metric, with the verdict columns of
+    core.verdict (Holm within each model's metric across dims; the primary metric decides)."""
     base = {s.dim: s for s in scored if s.label == base_label}
     rows = []
     for s in scored:
@@ -794,19 +887,15 @@ def _deltas_frame(
                     "ci_low": cmp.ci_low,
                     "ci_high": cmp.ci_high,
                     "p_value": cmp.p_value,
-                    "p_holm": cmp.p_value,
                     "test": cmp.test,
-                    "significant": cmp.significant,
                     "n_queries": cmp.n_queries,
+                    "sd_diff": cmp.sd_diff,
                     "warning": cmp.warning or "",
                 }
             )
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=DELTA_COLUMNS)
+    frame = assign_families(frame, config.primary_metric, alpha_of(config.confidence))
     if not frame.empty:
-        # Holm across the dimensions of one model and metric: several dims, one question each.
-        frame["p_holm"] = frame.groupby(["model", "metric"])["p_value"].transform(
-            lambda p: holm_adjust(p.to_numpy())
-        )
         frame["dim"] = frame["dim"].astype("Int64")
     return frame
 
@@ -844,7 +933,7 @@ def _per_query_frame(
                     "question": item.question,
                     "model": s.label,
                     "dim": s.dim,
-                    "gold_ids": [item.chunk_id],
+                    "gold_ids": item.gold_ids,
                     "gold_rank": int(s.gold_rank[q]) or None,
                     "top_ids": [chunks[int(i)].id for i in top],
                     "top_scores": [round(float(x), 6) for x in s.top_scores[q, :TOP_SAVED]],
@@ -1036,6 +1125,8 @@ def save_retrieval_eval(run: Run, result: RetrievalEvalResult) -> None:
             "warnings": result.warnings,
             "random_baseline": result.random_baseline,
             "config": result.config,
+            "gold_counts": result.gold_counts,
+            "headlines": [h.to_dict() for h in result.headlines()],
         },
     )
 
@@ -1063,6 +1154,14 @@ def load_retrieval_eval(run: Run | str) -> RetrievalEvalResult:
     deltas = read_csv(DELTAS_FILE)
     if "warning" in deltas:
         deltas["warning"] = deltas["warning"].fillna("")
+    config = info.get("config", {})
+    if not deltas.empty and "family" not in deltas:
+        # Saved before verdicts were Holm-adjusted by family: decide them now, the same way.
+        deltas = assign_families(
+            deltas.drop(columns=["p_holm", "significant"], errors="ignore"),
+            config.get("primary_metric") or PRIMARY_METRIC,
+            alpha_of(config.get("confidence") or 0.95),
+        )
     per_query_path = run.artifact(PER_QUERY_FILE)
     records = [
         json.loads(line)
@@ -1090,6 +1189,7 @@ def load_retrieval_eval(run: Run | str) -> RetrievalEvalResult:
         warnings=info.get("warnings", []),
         random_baseline=info.get("random_baseline", {}),
         config=info.get("config", {}),
+        gold_counts=info.get("gold_counts", {}),
     )
 
 
@@ -1196,9 +1296,10 @@ def compare_similarity(
     n_resamples: int = 1000,
     seed: int = 0,
     batch_size: int = 32,
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Spearman (scored pairs) or AP (labelled pairs) for each model, with bootstrap CIs over pairs
-    and each model's paired delta against the base."""
+    """Spearman (scored pairs) or AP (labelled pairs) for each model, with bootstrap CIs (at
+    `confidence`) over pairs and each model's paired delta against the base."""
     metric = "spearman_cosine" if pairs.kind == "scored" else "ap_cosine"
     cos = {label: pair_cosines(m, pairs, batch_size) for label, m in models.items()}
     rng = np.random.default_rng(seed)
@@ -1216,7 +1317,7 @@ def compare_similarity(
         return out
 
     boots = {label: boot(label) for label in models}
-    tail = (1 - 0.95) / 2
+    tail = (1 - confidence) / 2
     rows = []
     for label in models:
         value = similarity_score(cos[label], pairs)

@@ -6,13 +6,14 @@ a half-written manifest or artifact behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -304,6 +305,20 @@ def delete_run(run_id: str, root: Path | None = None, force: bool = False) -> No
     trash = run.path.with_name(f".deleted-{run.path.name}-{secrets.token_hex(2)}")
     os.replace(run.path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def discard_on_failure(root: Path | None = None) -> Iterator[list[Run]]:
+    """Runs appended to the yielded list are deleted when the block raises (newest first), so
+    a failed or refused stage leaves no half-made run behind; the error is re-raised."""
+    created: list[Run] = []
+    try:
+        yield created
+    except BaseException:
+        for run in reversed(created):
+            with contextlib.suppress(RunError, OSError):
+                delete_run(run.id, root=root, force=True)
+        raise
 
 
 def root_of_kind(run: Run, kind: str, root: Path | None = None) -> Run | None:

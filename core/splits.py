@@ -1,8 +1,10 @@
-"""Train/validation/test splits by chunk, never by question, and the check that proves it.
+"""Train/validation/test splits by chunk, never by question.
 
 Splitting by question would put two questions about one chunk on both sides, so the model would
 be tested on a chunk it was trained on. Here every chunk gets one split and all its questions
-follow it; `check_no_leak` verifies that for any dataset, generated or imported.
+follow it. Chunks are dealt in groups: the gold and linked chunks of one question (chunks overlap,
+so its evidence can sit in two), and the chunks of questions with the same text, always share a
+split. `core.leakage.check_no_leak` verifies the result for any dataset, generated or imported.
 """
 
 from __future__ import annotations
@@ -15,7 +17,19 @@ from typing import Any
 
 from core.dataset import QAItem
 from core.errors import ConfigError, InputError
-from core.gate import normalize_question
+from core.leakage import check_no_leak
+from core.text import normalize_question
+
+__all__ = [
+    "SPLITS",
+    "SplitConfig",
+    "assign_splits",
+    "check_no_leak",
+    "chunk_groups",
+    "normalize_split",
+    "split_chunks",
+    "split_counts",
+]
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 _SPLIT_ALIASES = {
@@ -100,26 +114,84 @@ def split_chunks(
     chunk_ids: Sequence[str],
     config: SplitConfig | None = None,
     existing: dict[str, str] | None = None,
+    groups: Sequence[Sequence[str]] = (),
 ) -> dict[str, str]:
-    """chunk id -> split. Chunks in `existing` keep their split; the others are shuffled with
-    the seed and dealt so each split's total comes as close to its share as possible."""
+    """chunk id -> split. Chunks in `existing` keep their split (and so does every chunk grouped
+    with them); the other groups are shuffled with the seed and dealt so each split's total comes
+    as close to its share as possible. `groups` lists chunks that must share a split; chunks in
+    no group are groups of one."""
     config = config or SplitConfig()
     existing = existing or {}
     unique = sorted(set(chunk_ids))
-    assigned = {c: existing[c] for c in unique if c in existing}
-    fresh = [c for c in unique if c not in existing]
+    members = _merge_groups(unique, groups)
+    assigned: dict[str, str] = {}
+    fresh: list[list[str]] = []
+    for group in members:
+        known = sorted({existing[c] for c in group if c in existing})
+        if len(known) > 1:
+            raise InputError(
+                "Chunks that must share a split already sit in different splits.",
+                found=f"chunks {', '.join(group[:5])} in {' + '.join(known)}",
+                fix="re-split the question set instead of keeping its splits",
+            )
+        if known:
+            assigned.update(dict.fromkeys(group, known[0]))
+        else:
+            fresh.append(group)
     random.Random(config.seed).shuffle(fresh)
     targets = _targets(len(unique), config)
     have = Counter(assigned.values())
     need = {s: max(0, targets[s] - have[s]) for s in SPLITS}
     position = 0
     for split in ("test", "validation", "train"):
-        take = fresh[position : position + need[split]]
-        assigned.update(dict.fromkeys(take, split))
-        position += len(take)
-    for chunk_id in fresh[position:]:  # rounding left-overs go to the largest share
-        assigned[chunk_id] = max(SPLITS, key=lambda s: config.shares()[s])
+        taken = 0
+        while position < len(fresh) and taken < need[split]:
+            group = fresh[position]
+            assigned.update(dict.fromkeys(group, split))
+            taken += len(group)
+            position += 1
+    for group in fresh[position:]:  # rounding left-overs go to the largest share
+        assigned.update(dict.fromkeys(group, max(SPLITS, key=lambda s: config.shares()[s])))
     return assigned
+
+
+def _merge_groups(chunk_ids: Sequence[str], groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Connected components of chunks (union-find), each sorted, in order of their first chunk.
+    Chunks of a group that are not in `chunk_ids` are left out."""
+    parent = {c: c for c in chunk_ids}
+
+    def find(c: str) -> str:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for group in groups:
+        present = [c for c in group if c in parent]
+        for other in present[1:]:
+            a, b = find(present[0]), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    components: dict[str, list[str]] = defaultdict(list)
+    for c in chunk_ids:
+        components[find(c)].append(c)
+    return sorted((sorted(m) for m in components.values()), key=lambda m: m[0])
+
+
+def chunk_groups(items: Sequence[QAItem]) -> list[list[str]]:
+    """Chunks that must share a split: each accepted question's gold and linked chunks, and the
+    chunks of accepted questions with the same text (its duplicate key)."""
+    groups: list[list[str]] = []
+    by_question: dict[str, list[str]] = defaultdict(list)
+    for item in items:
+        if item.status != "accepted":
+            continue
+        groups.append(item.split_chunk_ids)
+        key = normalize_question(item.question)
+        if key:
+            by_question[key].extend(item.split_chunk_ids)
+    groups.extend(g for g in by_question.values() if len(g) > 1)
+    return groups
 
 
 def assign_splits(
@@ -128,58 +200,21 @@ def assign_splits(
     *,
     keep_existing: bool = False,
 ) -> list[QAItem]:
-    """Give every item the split of its chunk. Only chunks with an accepted question are dealt;
-    a rejected item gets its chunk's split when the chunk has one, else None.
+    """Give every item the split of its chunks. Only chunks of accepted questions are dealt, in
+    groups (chunk_groups); a rejected item gets its chunk's split when the chunk has one, else
+    None.
 
     With `keep_existing`, chunks whose items already carry a split keep it (review edits do not
     move chunks between splits)."""
     existing: dict[str, str] = {}
     if keep_existing:
         check_no_leak(items)
-        existing = {i.chunk_id: i.split for i in items if i.split is not None}
-    accepted_chunks = [i.chunk_id for i in items if i.status == "accepted"]
-    mapping = split_chunks(accepted_chunks, config, existing)
+        for item in items:
+            if item.split is not None:
+                existing.update(dict.fromkeys(item.split_chunk_ids, item.split))
+    accepted_chunks = [c for i in items if i.status == "accepted" for c in i.split_chunk_ids]
+    mapping = split_chunks(accepted_chunks, config, existing, chunk_groups(items))
     return [i.model_copy(update={"split": mapping.get(i.chunk_id)}) for i in items]
-
-
-def check_no_leak(items: Sequence[QAItem]) -> None:
-    """Raise InputError when a chunk, or the same question text, sits in two splits.
-
-    Items without a split are ignored. The message names the leaking chunks and questions."""
-    by_chunk: dict[str, set[str]] = defaultdict(set)
-    by_question: dict[str, set[str]] = defaultdict(set)
-    examples: dict[str, str] = {}
-    for item in items:
-        if item.split is None:
-            continue
-        by_chunk[item.chunk_id].add(item.split)
-        key = normalize_question(item.question)
-        if key:
-            by_question[key].add(item.split)
-            examples.setdefault(key, item.question)
-    chunk_leaks = {c: s for c, s in by_chunk.items() if len(s) > 1}
-    question_leaks = {q: s for q, s in by_question.items() if len(s) > 1}
-    if not chunk_leaks and not question_leaks:
-        return
-    parts = []
-    if chunk_leaks:
-        named = "; ".join(
-            f"{c} in {'+'.join(sorted(s))}" for c, s in sorted(chunk_leaks.items())[:5]
-        )
-        more = f" and {len(chunk_leaks) - 5} more" if len(chunk_leaks) > 5 else ""
-        parts.append(f"{len(chunk_leaks)} chunk(s) in more than one split ({named}{more})")
-    if question_leaks:
-        named = "; ".join(
-            f"{examples[q]!r} in {'+'.join(sorted(s))}" for q, s in list(question_leaks.items())[:5]
-        )
-        more = f" and {len(question_leaks) - 5} more" if len(question_leaks) > 5 else ""
-        parts.append(f"{len(question_leaks)} question(s) in more than one split ({named}{more})")
-    raise InputError(
-        "The dataset leaks between splits: test questions would be scored on chunks the model "
-        "was trained on.",
-        found="; ".join(parts),
-        fix="re-split by chunk (drop the split column on import, or re-save the qa run)",
-    )
 
 
 def split_counts(items: Sequence[QAItem]) -> dict[str, dict[str, int]]:

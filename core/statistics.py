@@ -7,7 +7,9 @@ How it works:
 2. A tuned-vs-base delta gets a paired bootstrap CI (resampling per-query differences) and a p-value:
    McNemar's exact test for hit@k (only the discordant queries matter) and a sign-flip permutation
    test for the other metrics (exact enumeration for up to 16 queries, seeded Monte Carlo above).
-3. A warning says when the queries are too few to tell the models apart.
+   Whether a delta counts is decided in core.verdict, after the Holm adjustment of its family.
+3. A warning says when the queries are too few to tell the models apart; power figures say how
+   small a difference this many queries could detect, and how many would detect the observed one.
 4. The random ranker's expected score is exact (linearity of expectation plus hypergeometric
    probabilities), so it can sit beside every figure; a seeded simulation checks it in the tests.
 """
@@ -135,7 +137,8 @@ def mcnemar_exact(base_hits: np.ndarray, tuned_hits: np.ndarray) -> McNemarResul
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """A tuned-minus-base delta with its paired CI, p-value and verdict."""
+    """A tuned-minus-base delta with its paired CI and raw p-value. Whether it counts is decided
+    by core.verdict once the p-values of its family are Holm-adjusted."""
 
     metric: str
     base: float
@@ -145,15 +148,9 @@ class PairedComparison:
     ci_high: float
     p_value: float
     test: str
-    significant: bool
     n_queries: int
+    sd_diff: float  # sample standard deviation of the per-query differences (ddof=1)
     warning: str | None = None
-
-    @property
-    def verdict(self) -> str:
-        """'significant (p=0.003)' or 'not significant (p=0.41)'."""
-        word = "significant" if self.significant else "not significant"
-        return f"{word} (p={format_p(self.p_value)})"
 
 
 def format_p(p: float) -> str:
@@ -171,32 +168,57 @@ def power_warning(
     ci_low: float,
     ci_high: float,
     min_queries: int = MIN_QUERIES,
+    confidence: float = 0.95,
 ) -> str | None:
     """A warning when the queries are too few to tell two models apart, else None."""
     half_width = (ci_high - ci_low) / 2.0
+    level = f"{confidence:.0%}"
     if n_queries < min_queries:
         return (
-            f"Only {n_queries} queries (fewer than {min_queries}): the 95% interval of the "
+            f"Only {n_queries} queries (fewer than {min_queries}): the {level} interval of the "
             f"difference is ±{half_width:.3f} wide, too few to tell the models apart reliably."
         )
     if half_width > abs(delta):
         return (
-            f"The 95% interval of the difference (±{half_width:.3f}) is wider than the difference "
+            f"The {level} interval of the difference (±{half_width:.3f}) is wider than the difference "
             f"itself ({delta:+.3f}): {n_queries} queries are too few to tell these models apart."
         )
     return None
 
 
-def minimum_detectable_delta(diffs: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
-    """The smallest mean paired difference a test on these queries would detect with `power`
-    (normal approximation, using the observed spread of the per-query differences)."""
+def _z_sum(alpha: float, power: float) -> float:
     from scipy.stats import norm
 
+    if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
+        raise ValueError(f"alpha and power must be in (0, 1), got {alpha} and {power}")
+    return float(norm.ppf(1.0 - alpha / 2.0) + norm.ppf(power))
+
+
+def detectable_delta(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest mean paired difference a two-sided test at `alpha` detects with `power`,
+    given the standard deviation `sd` of the per-query differences and `n` queries (normal
+    approximation: (z_{1-alpha/2} + z_power) * sd / sqrt(n)). NaN when it cannot be told
+    (fewer than 2 queries, or no spread at all)."""
+    if n < 2 or not math.isfinite(sd) or sd <= 0:
+        return math.nan
+    return _z_sum(alpha, power) * sd / math.sqrt(n)
+
+
+def queries_needed(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Roughly how many paired queries a two-sided test at `alpha` needs to detect a mean
+    difference `delta` with `power` (the inverse of detectable_delta, rounded up). NaN when the
+    difference is zero or the spread is unknown."""
+    if not math.isfinite(sd) or sd <= 0 or not math.isfinite(delta) or delta == 0:
+        return math.nan
+    return float(math.ceil((_z_sum(alpha, power) * sd / abs(delta)) ** 2))
+
+
+def minimum_detectable_delta(diffs: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
+    """detectable_delta from observed per-query differences (their spread and count)."""
     d = np.asarray(diffs, dtype=np.float64)
     if len(d) < 2:
         return float("inf")
-    sd = float(np.std(d, ddof=1))
-    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * sd / math.sqrt(len(d)))
+    return detectable_delta(float(np.std(d, ddof=1)), len(d), alpha, power)
 
 
 def compare_paired(
@@ -212,8 +234,7 @@ def compare_paired(
     """Compare per-query values of two models on the same queries (other minus base).
 
     hit_rate@k uses McNemar's exact test, every other metric a sign-flip permutation test. The
-    verdict is conservative: significant only when p < 1 - confidence and the bootstrap CI of
-    the delta excludes zero."""
+    p-value is raw: core.verdict adjusts it within its family and decides."""
     b = np.asarray(base, dtype=np.float64)
     o = np.asarray(other, dtype=np.float64)
     if b.shape != o.shape or b.ndim != 1:
@@ -225,8 +246,6 @@ def compare_paired(
         p_value, test = mcnemar_exact(b > 0, o > 0).p_value, "mcnemar-exact"
     else:
         p_value, test = float(sign_flip_pvalue(diffs, n_permutations, seed)[0]), "sign-flip"
-    alpha = 1.0 - confidence
-    significant = bool(p_value < alpha and (low > 0 or high < 0))
     return PairedComparison(
         metric=metric,
         base=float(b.mean()),
@@ -236,9 +255,9 @@ def compare_paired(
         ci_high=high,
         p_value=p_value,
         test=test,
-        significant=significant,
         n_queries=len(b),
-        warning=power_warning(len(b), delta, low, high),
+        sd_diff=float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan,
+        warning=power_warning(len(b), delta, low, high, confidence=confidence),
     )
 
 

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,6 +218,7 @@ def index_corpus(
                 "corpus_run": corpus_run_id,
                 "model": model_spec.label,
                 "model_source": model_spec.source,
+                "model_ref": model_spec.ref,
                 "dim": dim,
                 "n_chunks": len(chunks),
             },
@@ -319,3 +320,28 @@ def delete_collection(settings: ChromaSettings, name: str) -> None:
     client = open_client(settings)
     with _guard(settings, f"deleting collection {name}"):
         client.delete_collection(name)
+
+
+def collections_of_runs(settings: ChromaSettings, run_ids: Collection[str]) -> list[str]:
+    """Names of the collections built on any of these runs: a corpus run's collections (every
+    model and dim) and a model run's collections (every corpus and dim)."""
+    from core.embeddings import ModelSpec, model_fingerprint
+
+    if not run_ids or (not settings.is_server and not chroma_path().exists()):
+        return []  # no embedded store yet: nothing was ever indexed
+    ids = set(run_ids)
+    fingerprints = {model_fingerprint(ModelSpec("run", r)) for r in ids}
+    names = []
+    for row in list_collections(settings):
+        if not row.get("ragbench"):
+            continue
+        by_meta = row.get("corpus_run") in ids or (
+            row.get("model_source") == "run" and row.get("model_ref") in ids
+        )
+        # Collections made before model_ref was recorded name the model by its fingerprint.
+        by_name = row.get("model_source") == "run" and any(
+            f"_{f}_d" in row["name"] for f in fingerprints
+        )
+        if by_meta or by_name:
+            names.append(row["name"])
+    return names

@@ -114,7 +114,9 @@ def not_built_yet(stage: str, issue: str) -> None:
     )
 
 
-def run_picker(kind: str, label: str, key: str, statuses: tuple[str, ...] = ("done",)) -> str | None:
+def run_picker(
+    kind: str, label: str, key: str, statuses: tuple[str, ...] = ("done",)
+) -> str | None:
     """A selectbox of runs of one kind (newest first); returns the chosen run id or None."""
     from core.runs import list_runs
 

@@ -35,6 +35,7 @@ from core.runs import list_runs, load_run
 from pages._ui import device_description, error_boundary, run_picker
 
 RUN_KEY = "ft_run_id"
+PENDING_RUN_KEY = "ft_run_pending"  # a run to select on the next rerun (set after the picker)
 SOURCE_LABELS = {
     "default": "Default: all-MiniLM-L6-v2 (offline)",
     "local": "A local folder",
@@ -118,7 +119,7 @@ def config_ui(qa_run_id: str, spec: ModelSpec, native: int | None) -> FinetuneCo
             "Mine hard negatives",
             False,
             key="ft_hard_negatives",
-            help="sentence-transformers' mine_hard_negatives over the corpus, without held-out chunks",
+            help="sentence-transformers' mine_hard_negatives over the corpus, without the validation and test chunks",
         )
         if hard_negatives:
             c1, c2, c3 = st.columns(3)
@@ -349,10 +350,17 @@ def finished_ui(run_id: str, status: JobStatus) -> None:
         st.success("**Done.** The tuned model is saved in the run folder.")
     run = load_run(run_id)
     if status.status in ("failed", "stopped") and last_checkpoint(run):
+        st.caption(
+            "Resuming continues from the last checkpoint in a new model run; this run keeps "
+            "the weights saved at the stop, so evaluations of it stay true."
+        )
         if st.button("Resume from the last checkpoint", key="ft_resume"):
             with error_boundary("Resume"):
-                resume_job(run_id)
+                new = resume_job(run_id)
+                st.session_state[PENDING_RUN_KEY] = new.id
                 st.rerun()
+    if run.manifest.summary.get("resumed_as"):
+        st.caption(f"Resumed as model run {run.manifest.summary['resumed_as']}.")
     metrics = read_metrics(run)
     if metrics and metrics.get("final"):
         data = metrics.get("data", {})
@@ -403,6 +411,9 @@ def runs_ui() -> None:
         st.caption("No fine-tune runs yet.")
         return
     options = [r.id for r in runs]
+    pending = st.session_state.pop(PENDING_RUN_KEY, None)
+    if pending in options:
+        st.session_state[RUN_KEY] = pending
     if st.session_state.get(RUN_KEY) not in options:
         st.session_state[RUN_KEY] = options[0]
     labels = {

@@ -206,7 +206,14 @@ def import_ui(corpus_id: str | None) -> None:
     )
     if upload is None:
         return
-    from core.qa_io import ColumnMapping, guess_mapping, import_qa, read_table
+    from core.qa_io import (
+        ColumnMapping,
+        guess_mapping,
+        import_gate_config,
+        preview_import,
+        read_table,
+        save_import,
+    )
 
     with error_boundary("Reading the file"):
         frame = read_table(upload.name, upload.getvalue())
@@ -249,6 +256,14 @@ def import_ui(corpus_id: str | None) -> None:
             format_func=lambda k: {"text": "chunk texts", "id": "chunk ids"}[k],
             key="qa_map_kind",
         )
+        evidence = st.selectbox(
+            "Evidence column (a verbatim quote of the answer)",
+            optional,
+            index_of(guess and guess.evidence, optional),
+            key="qa_map_evidence",
+            help="Every chunk holding the quote counts as relevant, and chunks sharing it stay "
+            "in one split.",
+        )
         targets = ["new", "match"] if corpus_id else ["new"]
         target = st.radio(
             "Chunks",
@@ -261,25 +276,33 @@ def import_ui(corpus_id: str | None) -> None:
             key="qa_import_target",
         )
         gate_on = st.checkbox(
-            "Run the gate's text and duplicate rules on the imported questions",
+            "Run the gate's text and duplicate rules on the imported questions "
+            "(human-written questions are not held to the length rule)",
             True,
             key="qa_import_gate",
         )
+        split_config = split_config_ui("qa_import", fixed=split != NONE)
         mapping = ColumnMapping(
             question=question,
             chunk=chunk,
             chunk_kind=kind,  # type: ignore[arg-type]
             answer=None if answer == NONE else answer,
             split=None if split == NONE else split,
+            evidence=None if evidence == NONE else evidence,
         )
+        if split_config is None:
+            return
+        preview = preview_import(
+            upload.name,
+            frame,
+            mapping,
+            corpus_run_id=corpus_id if target == "match" else None,
+            split_config=split_config,
+            gate_config=import_gate_config() if gate_on else None,
+        )
+        import_preview_ui(preview)
         if st.button("Import", type="primary", key="qa_import_go"):
-            result = import_qa(
-                upload.name,
-                frame,
-                mapping,
-                corpus_run_id=corpus_id if target == "match" else None,
-                gate_config=GateConfig(check_near_duplicates=False) if gate_on else None,
-            )
+            result = save_import(preview)
             st.success(
                 f"QA run **{result.run.id}**: {result.n_accepted} of {result.n_items} "
                 "question(s) accepted"
@@ -292,6 +315,67 @@ def import_ui(corpus_id: str | None) -> None:
                 + "."
             )
             pick_later(result.corpus_run_id, result.run.id)
+
+
+def split_config_ui(key: str, fixed: bool = False) -> SplitConfig | None:
+    """Seed and shares of the split by chunk; None (with the error shown) when invalid."""
+    with st.expander(
+        "Split settings" + (" (for rows the split column leaves blank)" if fixed else "")
+    ):
+        cols = st.columns(4)
+        train = cols[0].number_input("Train share", 0.0, 1.0, 0.7, step=0.05, key=f"{key}_train")
+        val = cols[1].number_input("Validation share", 0.0, 1.0, 0.15, step=0.05, key=f"{key}_val")
+        test = cols[2].number_input("Test share", 0.0, 1.0, 0.15, step=0.05, key=f"{key}_test")
+        seed = cols[3].number_input("Seed", 0, 2**31 - 1, 42, key=f"{key}_seed")
+        st.caption("Splits are by chunk: every question of a chunk goes to that chunk's split.")
+    try:
+        return SplitConfig(train=train, validation=val, test=test, seed=int(seed))
+    except RagbenchError as exc:
+        st.error(str(exc))
+        return None
+
+
+def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.qa_io.ImportPreview
+    """What the import would save, before anything is written: accepted, rejected by reason,
+    the splits and the gold chunks."""
+    st.markdown(
+        f"**Before saving:** {len(preview.items)} question(s): {preview.n_accepted} accepted, "
+        f"{preview.n_rejected} rejected"
+        + (f", {len(preview.skipped_rows)} blank row(s) skipped" if preview.skipped_rows else "")
+        + "."
+    )
+    rejections = preview.rejections()
+    if rejections:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"reason": r, "questions": n, "meaning": REASONS.get(r, r)}
+                    for r, n in rejections.items()
+                ]
+            ),
+            hide_index=True,
+            key="qa_import_rejections",
+        )
+        examples = [i for i in preview.items if i.status == "rejected"][:5]
+        st.caption(
+            "For example: " + "; ".join(f"{i.question[:60]!r} ({i.reason})" for i in examples)
+        )
+    splits = preview.splits()
+    st.caption(
+        "Splits: "
+        + ", ".join(
+            f"{s} {v['questions']} questions / {v['chunks']} chunks" for s, v in splits.items()
+        )
+        + "."
+    )
+    multi = sum(len(i.gold_ids) > 1 for i in preview.items if i.status == "accepted")
+    if multi:
+        st.caption(f"{multi} question(s) have their evidence in more than one chunk: all count.")
+    if preview.evidence_missing:
+        st.warning(
+            f"{preview.evidence_missing} evidence quote(s) are not in their question's chunk; "
+            "those questions keep their chunk as the only gold chunk."
+        )
 
 
 # --------------------------------------------------------------------------- a qa run
@@ -342,6 +426,12 @@ def gate_ui(qa_id: str) -> None:
     if splits:
         st.dataframe(
             [{"split": s, **v} for s, v in splits.items()], hide_index=True, key="qa_splits_table"
+        )
+    multi = load_run(qa_id).manifest.summary.get("n_multi_gold")
+    if multi:
+        st.caption(
+            f"{multi} question(s) have their evidence in more than one chunk (chunks overlap): "
+            "every such chunk counts as relevant, and they sit in one split."
         )
     failures = report.get("failures", [])
     if failures:

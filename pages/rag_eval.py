@@ -26,6 +26,7 @@ from core.ragas_eval import (
     sample_reasons,
     summary_table,
 )
+from core.report import ragas_deltas_table
 from core.runs import list_runs, load_run, model_runs_for_qa
 from pages._ui import (
     StreamlitProgress,
@@ -265,14 +266,13 @@ def summary_ui(result: RagasEvalResult, table: pd.DataFrame) -> None:
         hide_index=True,
         key="rag_summary_table",
     )
-    comparisons = summary.get("comparisons", {})
-    for other, metrics in comparisons.items():
-        rows = [{"metric": m, **e} for m, e in metrics.items()]
-        if rows:
-            st.caption(
-                f"**{other} − base**, paired over questions both scored (bootstrap CI, sign-flip p):"
-            )
-            st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"rag_cmp_{other}")
+    deltas = ragas_deltas_table(result)
+    if not deltas.empty:
+        st.caption(
+            "Each retriever minus base, paired over questions both scored: bootstrap CI, "
+            "sign-flip p, Holm-adjusted across the metrics of one retriever (core.verdict)."
+        )
+        st.dataframe(deltas, hide_index=True, key="rag_cmp_table")
     usage = result.usage.get("scoring", {})
     judge_usage = usage.get("judge", {})
     gen = result.usage.get("generation", {})
@@ -375,7 +375,7 @@ def details_ui(result: RagasEvalResult, sid: str, labels: list[str], metrics: li
             for rank, (cid, text) in enumerate(
                 zip(sample.retrieved_ids, sample.retrieved_contexts, strict=True), 1
             ):
-                mark = "★ " if cid == sample.gold_chunk_id else ""
+                mark = "★ " if cid in sample.gold_ids else ""
                 st.caption(f"[{rank}] {mark}{text[:400]}")
             mine = scores[scores["retriever"] == label].groupby("metric")["value"].mean()
             for metric in metrics:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from core.charts import (
@@ -31,7 +30,7 @@ from core.retrieval_eval import (
 )
 from core.retrieval_metrics import metric_names
 from core.runs import Run, load_run, model_runs_for_qa
-from core.statistics import format_p
+from core.verdict import PRIMARY_METRIC, deltas_display, row_sentence
 from pages._ui import StreamlitProgress, cached_model, chroma_settings, error_boundary, run_picker
 
 RESULT_KEY = "reval_result_run"
@@ -120,6 +119,14 @@ def setup_ui() -> RetrievalEvalConfig | None:
             )
             seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="reval_seed")
             flip_k = st.slider("Flip k (hit@k)", 1, 10, 5, key="reval_flip_k_cfg")
+            primary = st.selectbox(
+                "Primary metric",
+                metric_names(),
+                index=metric_names().index(PRIMARY_METRIC),
+                key="reval_primary",
+                help="Its Holm-adjusted tests across the dims decide the headline verdict; "
+                "every other metric is exploratory.",
+            )
     if not st.button("Run evaluation", type="primary", key="reval_run"):
         return None
     return RetrievalEvalConfig(
@@ -131,35 +138,9 @@ def setup_ui() -> RetrievalEvalConfig | None:
         flip_k=int(flip_k),
         n_resamples=int(resamples),
         seed=int(seed),
+        primary_metric=str(primary),
         chroma_check=None if chroma else False,
     )
-
-
-def verdict(row: pd.Series) -> str:
-    word = "significant" if bool(row["significant"]) else "not significant"
-    return f"{word} (p={format_p(float(row['p_value']))})"
-
-
-def deltas_table(result: RetrievalEvalResult, metric: str) -> pd.DataFrame:
-    rows = result.deltas[result.deltas["metric"] == metric].copy()
-    if rows.empty:
-        return rows
-    rows["verdict"] = rows.apply(verdict, axis=1)
-    rows["95% CI"] = rows.apply(lambda r: f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", axis=1)
-    return rows[
-        [
-            "model",
-            "dim",
-            "base_value",
-            "value",
-            "delta",
-            "95% CI",
-            "verdict",
-            "test",
-            "p_holm",
-            "warning",
-        ]
-    ]
 
 
 def header_ui(result: RetrievalEvalResult, metric: str) -> None:
@@ -174,6 +155,10 @@ def header_ui(result: RetrievalEvalResult, metric: str) -> None:
     )
     c.metric(f"Random ranker {metric}", f"{random_score:.3f}")
     d.metric("Models", len(result.models))
+    st.caption(
+        f"Gold chunks: {result.gold_summary()} (chunks overlap, so a quote can sit in two; every "
+        "chunk holding it counts as relevant)."
+    )
     for warning in result.warnings:
         st.warning(warning)
     for report in result.chroma:
@@ -182,6 +167,17 @@ def header_ui(result: RetrievalEvalResult, metric: str) -> None:
                 f"Chroma check, {report['model']} at {report['dim']}d: top-{report['k']} overlap "
                 f"{report['overlap']:.3f}, identical top-{report['k']} in {report['identical_rate']:.0%} of queries."
             )
+
+
+def verdict_ui(result: RetrievalEvalResult) -> None:
+    """The headline verdict of each tuned model (core.verdict), first thing on the page."""
+    for headline in result.headlines():
+        if headline.better and not headline.worse:
+            st.success(headline.text)
+        elif headline.worse:
+            st.error(headline.text)
+        else:
+            st.info(headline.text)
 
 
 def flips_ui(result: RetrievalEvalResult) -> None:
@@ -283,21 +279,28 @@ def results_ui(run_id: str) -> None:
     metric = st.selectbox(
         "Metric", metric_names(), index=metric_names().index("ndcg@10"), key="reval_metric"
     )
+    verdict_ui(result)
     header_ui(result, metric)
     st.plotly_chart(metric_vs_dim_figure(result.metrics, metric), key="reval_fig_dims")
     if not result.deltas.empty:
         st.subheader(f"Tuned vs base: {metric}")
         st.plotly_chart(delta_bars_figure(result.deltas, metric), key="reval_fig_deltas")
-        table = deltas_table(result, metric)
+        rows = result.deltas[result.deltas["metric"] == metric]
+        table = deltas_display(rows, confidence=result.confidence)
         st.dataframe(table, hide_index=True, key="reval_deltas_table")
-        for _, row in table.iterrows():
-            st.markdown(
-                f"- **{row['model']}** at {row['dim']}d: Δ {row['delta']:+.3f} {row['95% CI']}: {row['verdict']}."
-            )
+        for _, row in rows.sort_values(["model", "dim"], ascending=[True, False]).iterrows():
+            st.markdown(f"- {row_sentence(row, result.confidence)}")
+        family = (
+            "the primary metric: it decides the headline verdict"
+            if metric == result.primary_metric
+            else f"exploratory (the primary metric is {result.primary_metric})"
+        )
         st.caption(
-            "Significant means the paired test (McNemar for hit rate, sign-flip permutation otherwise) "
-            "gives p < 0.05 and the 95% bootstrap interval of the difference excludes zero. "
-            "p_holm corrects for testing several dimensions."
+            f"{metric} is {family}. Significant means the paired test (McNemar for hit rate, "
+            "sign-flip permutation otherwise), Holm-adjusted across the dims of one model, gives "
+            f"p < {1 - result.confidence:.2f} and the {result.confidence:.0%} bootstrap interval "
+            "of the difference excludes zero. The detectable Δ is the smallest difference these "
+            "queries find with 80% power at Holm's strictest level."
         )
     st.subheader("Matryoshka trade-off")
     st.plotly_chart(

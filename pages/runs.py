@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core.deletion import delete_with_dependants
 from core.report import (
     EVAL_KINDS,
     HEADLINE_METRICS,
@@ -24,7 +25,7 @@ from core.report import (
     redact,
     report_zip,
 )
-from core.runs import RUN_KINDS, Run, delete_run, descendants_of, list_runs, load_run
+from core.runs import RUN_KINDS, Run, descendants_of, list_runs, load_run
 from pages._ui import chroma_settings, error_boundary, llm_settings
 
 
@@ -208,8 +209,12 @@ if selected:
             confirm = st.text_input(f"Type {run.id} to confirm", key="runs_delete_confirm")
             if st.button("Delete", key="runs_delete", disabled=confirm != run.id):
                 with error_boundary("Deleting the run"):
-                    for dep in dependants:
-                        delete_run(dep.id, force=True)
-                    delete_run(run.id, force=True)
-                    st.success(f"Deleted {run.id}.")
-                    st.rerun()
+                    report = delete_with_dependants(run.id, chroma_settings())
+                    for warning in report.warnings:
+                        st.warning(warning)
+                    st.success(
+                        f"Deleted {len(report.runs)} run(s) and "
+                        f"{len(report.collections)} Chroma collection(s)."
+                    )
+                    if not report.warnings:
+                        st.rerun()

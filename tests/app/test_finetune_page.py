@@ -4,6 +4,7 @@ while a job runs (live view, Stop), and with finished, failed and stopped model 
 from __future__ import annotations
 
 import os
+import types
 
 from core.finetune import METRICS_FILE, FinetuneConfig
 from core.jobs import STOP_FILE, append_event, process_start_time
@@ -198,8 +199,12 @@ def test_stopped_run_with_a_checkpoint_offers_resume(app, monkeypatch):
     run = finished_model_run(qa.id, status="stopped", error="Stopped by the user.")
     (run.path / "checkpoints" / "checkpoint-3").mkdir(parents=True)
     resumed = []
-    monkeypatch.setattr("core.finetune.resume_job", lambda run_id: resumed.append(run_id) or 1)
+    new_run = types.SimpleNamespace(id="model-resumed")
+    monkeypatch.setattr(
+        "core.finetune.resume_job", lambda run_id: resumed.append(run_id) or new_run
+    )
     open_page(app)
     assert any("Stopped." in w.value for w in app.warning)
     app.button(key="ft_resume").click().run()
     assert resumed == [run.id]
+    assert not app.error, [e.value for e in app.error]

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.corpus import Chunk, chunk_id_for, save_chunks
 from core.dataset import load_qa
+from core.gate import REASONS
 from core.runs import create_run, list_runs
 from tests.support.openai_server import ChatServer, Reply
 
@@ -189,3 +190,33 @@ def test_import_a_csv_into_a_new_corpus():
     at.run()
     assert at.selectbox(key="qa_corpus_pick").value == corpus.id
     assert at.selectbox(key="qa_run_pick").value == qa_run.id
+
+
+def test_import_preview_says_what_the_gate_rejects_before_saving():
+    csv = (
+        "question,context\n"
+        "What is APT?,APT fetches packages and resolves their dependencies.\n"
+        "QUESTION #1,The dpkg tool installs .deb files.\n"
+        "Is C++ supported?,The archive has compilers for C++ and other languages.\n"
+        "Is C supported?,The archive has a compiler for C as well.\n"
+    )
+    at = page().run()
+    at.radio(key="qa_source").set_value("import").run()
+    at.file_uploader(key="qa_import_file").upload("human.csv", csv.encode(), "text/csv").run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Before saving:** 4 question(s): 3 accepted, 1 rejected." in text
+    (reasons,) = [df.value for df in at.dataframe if "reason" in df.value.columns]
+    assert reasons.to_dict("records") == [
+        {"reason": "template_echo", "questions": 1, "meaning": REASONS["template_echo"]}
+    ]
+    assert list_runs("qa") == [] and list_runs("corpus") == []  # nothing saved yet
+    at.number_input(key="qa_import_seed").set_value(7).run()
+    at.button(key="qa_import_go").click().run()
+    (qa_run,) = list_runs("qa")
+    assert qa_run.manifest.config["split"]["seed"] == 7
+    assert [i.question for i in load_qa(qa_run)] == [
+        "What is APT?",
+        "Is C++ supported?",
+        "Is C supported?",
+    ]

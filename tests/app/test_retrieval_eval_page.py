@@ -102,10 +102,20 @@ def test_page_shows_a_finished_run_and_says_not_significant(app, finished_eval):
     charts = app.get("plotly_chart")
     assert len(charts) >= 3  # metric vs dim, delta bars, trade-off
     text = " ".join(m.value for m in app.markdown)
-    assert "not significant (p=" in text
-    assert "significant (p=" not in text.replace("not significant (p=", "")
+    assert "not significant (Holm p=" in text
+    assert "significant (Holm p=" not in text.replace("not significant (Holm p=", "")
     # fewer than 30 queries: the page warns that the models cannot be told apart
     assert any("Only 15 questions" in w.value for w in app.warning)
+    # ... and says in numbers why: the headline verdict with the detectable delta (core.verdict)
+    (headline,) = finished_eval.headlines()
+    assert headline.text.startswith("No significant difference between")
+    assert "With 15 queries the test detects only differences of" in headline.text
+    assert [i.value for i in app.info if i.value == headline.text] == [headline.text]
+    assert "Gold chunks: 15 questions, one gold chunk each" in " ".join(
+        c.value for c in app.caption
+    )
+    table = next(df.value for df in app.dataframe if "detectable Δ (80% power)" in df.value.columns)
+    assert (table["family"] == "primary").all() and table["verdict"].str.contains("Holm p=").all()
     app.selectbox(key="reval_metric").set_value("hit_rate@5").run()
     assert not app.exception, app.exception
 

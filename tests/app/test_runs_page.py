@@ -93,8 +93,8 @@ def test_page_compares_evaluation_runs_and_offers_the_report(app, world):
     ragas = frame_with(app, "retriever", "mean [95% CI]")
     assert set(ragas["retriever"]) == {"base", "tuned"}
     assert {"failed", "failures", "mean [95% CI]"} <= set(ragas.columns)
-    deltas = frame_with(app, "verdict", "p (Holm)")
-    assert deltas["verdict"].str.contains(r"significant \(p=").all()
+    deltas = frame_with(app, "verdict", "Holm p")
+    assert deltas["verdict"].str.contains(r"significant \(Holm p=").all()
     charts = app.get("plotly_chart")
     assert len(charts) == 2  # retrieval side by side, RAGAS bars
     buttons = app.get("download_button")

@@ -6,7 +6,15 @@ import pytest
 
 from tests.app.conftest import page_path
 
-PAGES = ["home.py", "documents.py", "questions.py", "finetune.py", "retrieval_eval.py", "rag_eval.py", "runs.py"]
+PAGES = [
+    "home.py",
+    "documents.py",
+    "questions.py",
+    "finetune.py",
+    "retrieval_eval.py",
+    "rag_eval.py",
+    "runs.py",
+]
 
 
 def test_home_renders_with_sidebar(app):

@@ -17,8 +17,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SHOTS = os.environ.get("RAGBENCH_SCREENSHOTS")  # a folder: keep a screenshot of each page
 
@@ -39,9 +45,23 @@ def app_url(tmp_path_factory) -> Iterator[str]:
     env = {**os.environ, "RAGBENCH_DATA_DIR": str(data)}
     log = open(data / "streamlit.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "streamlit_app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -74,7 +94,10 @@ def page(app_url):
             yield tab
         finally:
             # Leave a picture of where the walk ended, for a failing run.
-            tab.screenshot(path=str(Path(os.environ.get("RAGBENCH_E2E_LAST", "/tmp/ragbench-e2e-last.png"))), full_page=True)
+            tab.screenshot(
+                path=str(Path(os.environ.get("RAGBENCH_E2E_LAST", "/tmp/ragbench-e2e-last.png"))),
+                full_page=True,
+            )
             browser.close()
 
 
@@ -82,7 +105,8 @@ def wait_idle(tab, timeout_s: float = 600) -> None:
     """Wait until Streamlit finished the current script run (no 'Running…' widget)."""
     tab.wait_for_timeout(500)
     tab.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_s * 1000
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+        timeout=timeout_s * 1000,
     )
     tab.wait_for_timeout(300)
 

@@ -47,12 +47,17 @@ def test_walk_every_stage(page, app_url, tmp_path):
     doc = pymupdf.open()
     for i in range(3):
         p = doc.new_page()
-        p.insert_text((72, 72), f"Page {i + 1}: the coolant pump model ZX-{i} must be flushed every 400 hours.")
+        p.insert_text(
+            (72, 72),
+            f"Page {i + 1}: the coolant pump model ZX-{i} must be flushed every 400 hours.",
+        )
     doc.save(pdf)
 
     # 1. Documents, landing straight on the page URL: the shared sidebar must be there.
     go(page, app_url + "/documents")
-    assert page.get_by_text("Chroma", exact=True).count() >= 1, "the entrypoint's sidebar is missing"
+    assert page.get_by_text("Chroma", exact=True).count() >= 1, (
+        "the entrypoint's sidebar is missing"
+    )
     page.locator('input[type="file"]').first.set_input_files(str(pdf))
     wait_idle(page)
     click(page, "^Build corpus run")
@@ -87,7 +92,15 @@ def test_walk_every_stage(page, app_url, tmp_path):
     click(page, "Run evaluation")
     page.locator(".js-plotly-plot").first.wait_for(timeout=600_000)
     wait_idle(page)
-    expect_text(page, r"significant")
+    # The headline verdict (core.verdict), in words, and a Holm-adjusted verdict per dim. "not
+    # significant" must not pass for "significant": each pattern names which one it found.
+    expect_text(
+        page,
+        r"^(No significant difference between .+|.+ is significantly (better|worse) than .+) "
+        r"\(ndcg@10, primary metric, Holm-adjusted over \d dims\)",
+    )
+    expect_text(page, r"\b(not significant|significant) \(Holm p=[<0-9.]+\)")
+    assert page.get_by_text(re.compile(r"Gold chunks: 2\d questions")).count() >= 1
     assert page.locator(".js-plotly-plot").count() >= 2, "metric and delta charts expected"
     no_exception(page)
     shoot(page, "4-retrieval-eval")

@@ -19,7 +19,6 @@ import json
 import re
 
 import numpy as np
-import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import BaseModel

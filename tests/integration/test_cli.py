@@ -3,12 +3,14 @@ giving the same figures the UI shows (the UI reads the very runs the CLI writes)
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +20,11 @@ def run_cli(*args: str, data: Path, timeout: int = 1200) -> subprocess.Completed
     env = {**os.environ, "RAGBENCH_DATA_DIR": str(data)}
     return subprocess.run(
         [sys.executable, "-m", "core", "--quiet", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -51,11 +57,13 @@ def test_ingest_reports_skipped_files_and_keeps_going(tmp_path):
 
 @pytest.mark.slow
 def test_loop_from_config_matches_what_the_ui_reads(tmp_path):
+    from core.report import build_report
     from core.retrieval_eval import load_retrieval_eval
 
     config = tmp_path / "loop.toml"
     config.write_text(
-        (ROOT / "data/sample/loop.toml").read_text()
+        (ROOT / "data/sample/loop.toml")
+        .read_text()
         .replace("epochs = 3", "epochs = 1")
         .replace("max_seq_length = 256", "max_seq_length = 128")
     )
@@ -67,19 +75,64 @@ def test_loop_from_config_matches_what_the_ui_reads(tmp_path):
     runs = lines[-1]["runs"]
     assert set(runs) == {"corpus", "qa", "model", "retrieval_eval"}
     printed = next(line for line in lines if line["stage"] == "eval-retrieval")
-    assert printed["corpus_size"] == 203 and printed["n_queries"] == 22
+    assert printed["corpus_size"] == 203 and printed["n_queries"] == 23
 
-    # The Retrieval eval page shows load_retrieval_eval(run).metrics: the same numbers.
+    # The Retrieval eval page shows load_retrieval_eval(run).metrics: the same numbers, every one.
     os.environ["RAGBENCH_DATA_DIR"] = str(data)
     result_ui = load_retrieval_eval(runs["retrieval_eval"])
+
+    def key(model, dim, metric):
+        return (model, None if dim is None or pd.isna(dim) else int(dim), metric)
+
     shown = {
-        (r["model"], r["dim"], r["metric"]): r["value"]
+        key(r["model"], r["dim"], r["metric"]): r["value"]
         for r in result_ui.metrics.to_dict("records")
         if r["metric"] in ("ndcg@10", "hit_rate@5")
     }
-    for fig in printed["figures"]:
-        key = (fig["model"], fig["dim"], fig["metric"])
-        if key in shown:
-            assert fig["value"] == pytest.approx(shown[key], abs=1e-12)
-    assert len(printed["figures"]) >= 8  # 2 models x 4 dims x 2 metrics (+ BM25)
+    printed_figures = {
+        key(f["model"], f["dim"], f["metric"]): f["value"] for f in printed["figures"]
+    }
+    assert set(printed_figures) == set(shown)
+    for k, value in printed_figures.items():
+        assert value == pytest.approx(shown[k], abs=1e-12), k
+    assert len(printed["figures"]) == 2 * 4 * 2 + 2  # 2 models x 4 dims x 2 metrics + BM25
     assert result_ui.corpus_size == 203
+
+    # One verdict everywhere: the CLI's JSON, the Retrieval eval page and the HTML report.
+    headlines = [h.text for h in result_ui.headlines()]
+    assert (
+        len(headlines) == 1 and "ndcg@10, primary metric, Holm-adjusted over 4 dims" in headlines[0]
+    )
+    assert [v["text"] for v in printed["verdicts"]] == headlines
+    assert printed["gold_counts"] == result_ui.gold_counts
+    page = open_retrieval_eval_page(tmp_path)
+    shown = [m.value for m in [*page.info, *page.success, *page.error]]
+    assert [s for s in shown if s in headlines] == headlines
+    report = build_report([runs["retrieval_eval"]])
+    assert html.escape(headlines[0]) in report.html
+    deltas = {(d["model"], d["dim"]): d["verdict"] for d in printed["deltas"]}
+    primary = result_ui.deltas[result_ui.deltas["metric"] == "ndcg@10"]
+    assert deltas == {(r["model"], int(r["dim"])): r["verdict"] for _, r in primary.iterrows()}
+    page_text = " ".join(m.value for m in page.markdown)
+    for verdict in deltas.values():
+        assert verdict in page_text and html.escape(verdict) in report.html
+
+
+def open_retrieval_eval_page(tmp_path: Path):
+    """The real app on the Retrieval eval page, showing the newest evaluation run."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    wrapper = tmp_path / "app_entry.py"
+    wrapper.write_text(
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        f"runpy.run_path({str(ROOT / 'streamlit_app.py')!r}, run_name='__main__')\n"
+    )
+    app = AppTest.from_file(str(wrapper), default_timeout=300)
+    app.run()
+    app.switch_page(str(ROOT / "pages" / "retrieval_eval.py")).run()
+    assert not app.exception, app.exception
+    return app

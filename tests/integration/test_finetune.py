@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
 import pytest
 
 import core.finetune
+from core.dataset import load_qa
 from core.embeddings import ModelSpec, load_model, truncate_normalize
+from core.errors import RunError
 from core.finetune import (
     CHECKPOINT_DIR,
     OOM_HINT,
@@ -114,19 +117,31 @@ def test_stop_leaves_a_usable_model_and_resume_finishes_from_the_checkpoint(
     model = load_model(ModelSpec("run", run.id), device="cpu")  # usable after a stop
     assert model.encode(["a question"]).shape == (1, 32)
     base_before = read_metrics(run.id)["base"]
+    weights = run.path / "model" / "model.safetensors"
+    stopped_weights = hashlib.sha256(weights.read_bytes()).hexdigest()
 
     monkeypatch.setattr("core.finetune.stop_requested", real_stop_requested)
-    assert resume_finetune(run.id) == "done"
+    resumed = resume_finetune(run.id)
+    assert resumed.id != run.id and resumed.manifest.status == "done"
+    assert resumed.manifest.parents == {"qa": qa.id, "resumed_from": run.id}
 
-    events = read_progress(run.id)
+    # The stopped run never changes under its id: same weights, still stopped, no checkpoint.
+    after = load_run(run.id)
+    assert after.manifest.status == "stopped"
+    assert after.manifest.summary["resumed_as"] == resumed.id
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == stopped_weights
+    assert last_checkpoint(after) is None
+    with pytest.raises(RunError, match=f"resumed as {resumed.id}"):
+        resume_finetune(run.id)
+
+    events = read_progress(resumed.id)
     resume_at = next(i for i, e in enumerate(events) if e["event"] == "resume")
     assert events[resume_at]["checkpoint"] == "checkpoint-3"
     steps_after = [e["step"] for e in events[resume_at:] if e["event"] == "log"]
     assert steps_after and min(steps_after) > 3  # continued, not restarted
-    metrics = read_metrics(run.id)
+    metrics = read_metrics(resumed.id)
     assert metrics["steps"] == 2 * 11  # 84 pairs / batch 8 = 11 steps per epoch
     assert metrics["base"] == base_before  # the base model is not re-evaluated on resume
-    assert load_run(run.id).manifest.status == "done"
 
 
 def test_a_qa_run_without_training_questions_fails_with_message_and_hint():
@@ -221,3 +236,32 @@ def test_push_to_hub_refuses_offline_before_touching_the_network(monkeypatch):
         "Pushing to the Hub needs a network, but HF_HUB_OFFLINE=1. "
         "Fix: restart the app with RAGBENCH_ONLINE=1."
     )
+
+
+@pytest.mark.slow
+def test_hard_negative_mining_never_picks_a_validation_or_test_chunk(minilm):
+    """On a small catalogue, mined negatives come only from chunks outside validation and test
+    (gold or linked), and never from another gold chunk of the pair's own question."""
+    from datasets import Dataset
+
+    from core.finetune import mine_negatives, prepare_data
+
+    _, qa = make_qa_run(n_chunks=30, seed=3)
+    data = prepare_data(qa.id)
+    held_out_texts = {data.corpus[c] for c in data.held_out_chunk_ids}
+    assert data.held_out_chunk_ids and data.n_test > 0
+    test_chunks = {i.chunk_id for i in load_qa(qa.id, split="test")}
+    assert test_chunks <= data.held_out_chunk_ids  # test gold chunks are held out, not only val
+    cfg = FinetuneConfig(
+        qa_run_id=qa.id,
+        hard_negatives=True,
+        num_negatives=3,
+        negatives_range_min=0,
+        negatives_range_max=15,
+    )
+    train = Dataset.from_dict({"anchor": data.anchors, "positive": data.positives})
+    mined, _ = mine_negatives(minilm, train, data, cfg, None, None)
+    negatives = [c for c in mined.column_names if c.startswith("negative")]
+    assert len(negatives) == 3 and len(mined) > 0
+    picked = {text for c in negatives for text in mined[c]}
+    assert not picked & held_out_texts

@@ -19,7 +19,11 @@ def test_offline_env_is_set():
 @pytest.mark.slow
 def test_offline_embedder_gives_real_embeddings(minilm):
     assert native_dim(minilm) == 384
-    texts = ["How do I install a Debian package?", "Use dpkg -i to install a .deb file.", "Bananas are yellow."]
+    texts = [
+        "How do I install a Debian package?",
+        "Use dpkg -i to install a .deb file.",
+        "Bananas are yellow.",
+    ]
     full = encode_texts(minilm, texts)
     assert full.shape == (3, 384)
     assert np.allclose(np.linalg.norm(full, axis=1), 1.0, atol=1e-5)
@@ -39,7 +43,11 @@ def test_plain_transformer_folder_gets_mean_pooling(tmp_path, minilm):
     minilm[0].tokenizer.save_pretrained(folder)
     model = load_model(ModelSpec("local", str(folder)), device="cpu")
     pooling = [m for m in model if isinstance(m, Pooling)][0]
-    assert pooling.pooling_mode == "mean" if hasattr(pooling, "pooling_mode") else pooling.get_config_dict()["pooling_mode_mean_tokens"]
+    assert (
+        pooling.pooling_mode == "mean"
+        if hasattr(pooling, "pooling_mode")
+        else pooling.get_config_dict()["pooling_mode_mean_tokens"]
+    )
     # Same transformer + mean pooling as MiniLM (which then normalises): same direction.
     a = model.encode(["dpkg installs packages"], normalize_embeddings=True)
     b = minilm.encode(["dpkg installs packages"], normalize_embeddings=True)
@@ -49,7 +57,9 @@ def test_plain_transformer_folder_gets_mean_pooling(tmp_path, minilm):
 def test_hub_id_offline_fails_clearly():
     from core.errors import BackendError
 
-    with pytest.raises(BackendError, match="Could not load 'BAAI/bge-base-en-v1.5' from the Hugging Face hub"):
+    with pytest.raises(
+        BackendError, match="Could not load 'BAAI/bge-base-en-v1.5' from the Hugging Face hub"
+    ):
         load_model(ModelSpec("hub", "BAAI/bge-base-en-v1.5"), device="cpu")
 
 

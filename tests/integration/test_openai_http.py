@@ -19,8 +19,12 @@ class Ping(BaseModel):
     ok: bool
 
 
-def client(server: ChatServer, tmp_path, *, timeout_s: float = 5.0, retries: int = 2, key: str = "") -> LLM:
-    backend = OpenAICompatibleBackend(server.base_url, "test-model", api_key=key, timeout_s=timeout_s)
+def client(
+    server: ChatServer, tmp_path, *, timeout_s: float = 5.0, retries: int = 2, key: str = ""
+) -> LLM:
+    backend = OpenAICompatibleBackend(
+        server.base_url, "test-model", api_key=key, timeout_s=timeout_s
+    )
     return LLM(backend, cache_dir=tmp_path / "c", max_retries=retries, retry_base_delay_s=0.01)
 
 
@@ -39,7 +43,10 @@ def test_json_schema_is_sent_and_reply_parsed(tmp_path):
         parsed, _ = client(server, tmp_path).complete_json(MSG, Ping)
     assert parsed.ok is True
     fmt = server.requests[0]["response_format"]
-    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["properties"]["ok"]["type"] == "boolean"
+    assert (
+        fmt["type"] == "json_schema"
+        and fmt["json_schema"]["schema"]["properties"]["ok"]["type"] == "boolean"
+    )
 
 
 def test_429_is_retried_then_succeeds(tmp_path):
@@ -56,7 +63,9 @@ def test_persistent_429_gives_clear_error(tmp_path):
         with pytest.raises(LLMError) as info:
             llm.complete(MSG)
     assert info.value.kind == "rate_limit"
-    assert "rate-limiting (HTTP 429)" in str(info.value) and "lower the concurrency" in str(info.value)
+    assert "rate-limiting (HTTP 429)" in str(info.value) and "lower the concurrency" in str(
+        info.value
+    )
     assert len(server.requests) == 2
 
 
@@ -113,19 +122,25 @@ def test_server_down_gives_clear_error(tmp_path):
     with pytest.raises(LLMError) as info:
         llm.complete(MSG)
     assert info.value.kind == "connection"
-    assert "Cannot reach the LLM server" in str(info.value) and "start the server" in str(info.value)
+    assert "Cannot reach the LLM server" in str(info.value) and "start the server" in str(
+        info.value
+    )
 
 
 def test_check_connection_shows_raw_reply_on_parse_failure():
     with ChatServer(lambda body: Reply(content="I am a helpful assistant!")) as server:
-        report = check_connection(LLMSettings(backend="openai", base_url=server.base_url, model="m"))
+        report = check_connection(
+            LLMSettings(backend="openai", base_url=server.base_url, model="m")
+        )
     assert report.ok is False
     assert report.raw == "I am a helpful assistant!"
 
 
 def test_check_connection_ok():
     with ChatServer(lambda body: Reply(content='{"ok": true}')) as server:
-        report = check_connection(LLMSettings(backend="openai", base_url=server.base_url, model="m"))
+        report = check_connection(
+            LLMSettings(backend="openai", base_url=server.base_url, model="m")
+        )
     assert report.ok is True and "valid JSON" in report.message
 
 

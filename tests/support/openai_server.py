@@ -68,7 +68,9 @@ class ChatServer:
                         }
                     ],
                     "usage": {
-                        "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
+                        "prompt_tokens": sum(
+                            len(str(m.get("content", "")).split()) for m in body.get("messages", [])
+                        ),
                         "completion_tokens": len((reply.content or "").split()),
                         "total_tokens": 0,
                     },

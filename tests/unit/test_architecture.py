@@ -37,7 +37,9 @@ def test_core_never_imports_streamlit(path):
 
 
 def test_light_core_modules_do_not_import_heavy_libraries():
-    modules = [f"core.{p.stem}" for p in core_modules() if p.stem not in HEAVY_BY_DESIGN | {"__init__"}]
+    modules = [
+        f"core.{p.stem}" for p in core_modules() if p.stem not in HEAVY_BY_DESIGN | {"__init__"}
+    ]
     code = (
         "import importlib, json, sys\n"
         f"mods = {modules!r}\n"
@@ -49,6 +51,8 @@ def test_light_core_modules_do_not_import_heavy_libraries():
         "    if heavy: bad[m] = heavy[:5]\n"
         "print(json.dumps(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     offenders = json.loads(out.stdout.strip().splitlines()[-1])
     assert offenders == {}, f"these core modules import heavy libraries at import time: {offenders}"

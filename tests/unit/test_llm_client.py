@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
+from core.config import LLMSettings
 from core.errors import ConfigError, LLMError
 from core.llm import LLM, ScriptedBackend, make_backend
-from core.config import LLMSettings
 
 
 class Questions(BaseModel):
@@ -53,7 +53,9 @@ def test_retryable_errors_are_retried_then_succeed(tmp_path):
 
 
 def test_retries_are_bounded_and_failure_counted(tmp_path):
-    llm, backend = make([LLMError("429", kind="rate_limit", retryable=True)], tmp_path, max_retries=2)
+    llm, backend = make(
+        [LLMError("429", kind="rate_limit", retryable=True)], tmp_path, max_retries=2
+    )
     with pytest.raises(LLMError, match="429"):
         llm.complete(MSG)
     assert len(backend.calls) == 3
@@ -93,7 +95,9 @@ def test_complete_json_wrong_schema_raises_with_raw(tmp_path):
 
 def test_complete_json_coerce_wraps_bare_list(tmp_path):
     llm, _ = make(['["A?", "B?"]'], tmp_path)
-    parsed, _ = llm.complete_json(MSG, Questions, coerce=lambda v: {"questions": v} if isinstance(v, list) else v)
+    parsed, _ = llm.complete_json(
+        MSG, Questions, coerce=lambda v: {"questions": v} if isinstance(v, list) else v
+    )
     assert parsed.questions == ["A?", "B?"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from core.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
 from core.dataset import QAItem, load_qa
 from core.errors import InputError
 from core.gate import GateConfig
+from core.leakage import find_text_leaks
 from core.qa_io import (
     ColumnMapping,
     export_hf_dataset,
@@ -21,12 +23,14 @@ from core.qa_io import (
     export_qa,
     find_evidence_chunk,
     guess_mapping,
+    import_gate_config,
     import_qa,
     load_sample_qa,
+    preview_import,
     read_table,
 )
-from core.runs import create_run, load_run
-from core.splits import assign_splits
+from core.runs import create_run, list_runs, load_run
+from core.splits import SplitConfig, assign_splits
 
 TEXTS = [
     "Debian archives are updated twice every day by the mirror network.",
@@ -349,8 +353,149 @@ def test_real_sample_set_on_the_real_sample_corpus():
     first = next(i for i in items if i.id == "s001")
     assert "The archives are updated twice every day." in chunks[first.chunk_id]
     assert all(
-        " ".join(str(i.meta["evidence"]).split()) in chunks[i.chunk_id]
+        " ".join(str(i.evidence).split()) in chunks[c]
         for i in items
         if i.meta["match"] == "contained"
+        for c in i.gold_ids
     )
     assert {i.split for i in items} == {"train", "validation", "test"}
+    # Chunks overlap by 150 characters: 6 of the 163 quotes sit whole in two chunks, and both
+    # count as relevant; no held-out quote shares a run of words with a train chunk (s126's
+    # quote is in a train chunk on the old split, and scored as a miss there).
+    assert Counter(len(i.gold_ids) for i in items) == {1: 157, 2: 6}
+    assert find_text_leaks(items, {c.id: c.text for c in load_chunks(corpus.run.id)}) == []
+    s126 = next(i for i in items if i.id == "s126")
+    assert len(s126.gold_ids) == 2 and run.manifest.summary["n_multi_gold"] == 6
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+def test_questions_that_differ_by_a_meaningful_symbol_are_both_imported():
+    """'... in C++?' is not a duplicate of '... in C?': they point at different passages, so the
+    gate keeps both and the dealt split does not report a leak."""
+    texts = ["C++ lets you define functions and classes.", "C lets you define functions."]
+    frame = pd.DataFrame(
+        {
+            "question": [
+                "Can I create my own functions in C++?",
+                "Can I create my own functions in C?",
+            ],
+            "context": texts,
+        }
+    )
+    for seed in range(8):  # whatever the chunks' splits, no "leak"
+        result = import_qa(
+            f"langs{seed}.csv",
+            frame,
+            guess_mapping(frame.columns),
+            split_config=SplitConfig(train=0.5, validation=0.0, test=0.5, seed=seed),
+            gate_config=import_gate_config(),
+        )
+        assert result.n_accepted == 2
+
+
+def test_the_same_question_on_two_chunks_is_dealt_into_one_split():
+    corpus_id, chunks = make_corpus()
+    frame = pd.DataFrame(
+        {"question": ["What is in this passage?"] * 2, "context": [TEXTS[0], TEXTS[1]]}
+    )
+    for seed in range(8):
+        result = import_qa(
+            "same.csv",
+            frame,
+            guess_mapping(frame.columns),
+            corpus_run_id=corpus_id,
+            split_config=SplitConfig(seed=seed),
+        )
+        assert len({i.split for i in load_qa(result.run)}) == 1
+
+
+def test_a_refused_import_leaves_no_corpus_run_and_names_the_split_column():
+    frame = pd.DataFrame(
+        {
+            "anchor": ["How often are the archives updated?", "Who updates the archives daily?"],
+            "positive": [TEXTS[0], TEXTS[0]],
+            "split": ["train", "test"],
+        }
+    )
+    with pytest.raises(InputError, match="drop the split column on import"):
+        import_qa("leaky.csv", frame, guess_mapping(frame.columns))
+    assert list_runs("corpus") == [] and list_runs("qa") == []
+
+
+def test_human_questions_are_not_held_to_the_generated_length_rule():
+    corpus_id, chunks = make_corpus()
+    frame = pd.DataFrame({"question": ["What is APT?", "QUESTION #1"], "context": TEXTS[1:3]})
+    preview = preview_import(
+        "short.csv",
+        frame,
+        guess_mapping(frame.columns),
+        corpus_run_id=corpus_id,
+        gate_config=import_gate_config(),
+    )
+    assert [(i.question, i.status) for i in preview.items] == [
+        ("What is APT?", "accepted"),
+        ("QUESTION #1", "rejected"),
+    ]
+    assert preview.rejections() == {"template_echo": 1}
+    assert list_runs("qa") == []  # a preview writes nothing
+    strict = GateConfig(check_near_duplicates=False)
+    assert preview_import(
+        "short.csv",
+        frame,
+        guess_mapping(frame.columns),
+        corpus_run_id=corpus_id,
+        gate_config=strict,
+    ).rejections() == {"too_short": 1, "template_echo": 1}
+
+
+def test_import_offers_the_split_seed_and_shares():
+    corpus_id, _ = make_corpus()
+    frame = pd.DataFrame({"question": QUESTIONS[:5], "context": TEXTS})
+    mapping = guess_mapping(frame.columns)
+    a = preview_import(
+        "s.csv",
+        frame,
+        mapping,
+        corpus_run_id=corpus_id,
+        split_config=SplitConfig(0.6, 0.2, 0.2, seed=1),
+    )
+    b = preview_import(
+        "s.csv",
+        frame,
+        mapping,
+        corpus_run_id=corpus_id,
+        split_config=SplitConfig(0.6, 0.2, 0.2, seed=7),
+    )
+    assert Counter(i.split for i in a.items) == {"train": 3, "validation": 1, "test": 1}
+    assert [i.split for i in a.items] != [i.split for i in b.items]
+    result = import_qa(
+        "s.csv",
+        frame,
+        mapping,
+        corpus_run_id=corpus_id,
+        split_config=SplitConfig(0.6, 0.2, 0.2, seed=1),
+    )
+    assert result.run.manifest.config["split"]["seed"] == 1
+
+
+def test_an_evidence_column_makes_every_chunk_holding_the_quote_gold():
+    overlap = [
+        "Intro text. The archives are updated twice every day",
+        "The archives are updated twice every day by mirrors.",
+    ]
+    corpus_id, chunks = make_corpus(overlap + TEXTS[1:3])
+    frame = pd.DataFrame(
+        {
+            "question": ["How often are the archives updated?", "Which program installs packages?"],
+            "context": [overlap[1], TEXTS[1]],
+            "evidence": ["The archives are updated twice every day", None],
+        }
+    )
+    mapping = guess_mapping(frame.columns)
+    assert mapping.evidence == "evidence"
+    result = import_qa("ev.csv", frame, mapping, corpus_run_id=corpus_id)
+    first, second = load_qa(result.run)
+    assert first.gold_ids == [chunks[1].id, chunks[0].id]  # its own chunk first
+    assert second.gold_ids == [chunks[2].id]  # no evidence: its chunk only

@@ -297,3 +297,30 @@ def test_generate_answers_refuses_a_run_that_is_not_qa(tmp_path):
             search=lambda q, k: [],
             config=RagConfig(),
         )
+
+
+def test_every_gold_chunk_of_a_question_counts_in_the_rag_run(tmp_path):
+    """A question whose evidence sits in two chunks: both are reference contexts, and the gold
+    rank is the first of either among the retrieved."""
+    qa_id, chunks = make_runs()
+    qa = load_run(qa_id)
+    from core.dataset import load_qa
+
+    items = load_qa(qa, accepted_only=False)
+    items[2] = items[2].model_copy(update={"gold_chunk_ids": [chunks[0].id]})  # q3 also in c0
+    save_qa(qa, items)
+    encoder = FakeEncoder()
+    llm = LLM(ScriptedBackend(answer_from_context), cache_dir=tmp_path / "cache")
+    run = generate_answers(
+        qa_id,
+        llm=llm,
+        encode=model_query_encoder(encoder),
+        search=fake_search(chunks, encoder),
+        config=RagConfig(k=4),
+        retriever_label="base",
+    )
+    third = load_samples(run.id)[2]
+    assert third.gold_ids == [chunks[2].id, chunks[0].id]
+    assert third.reference_contexts == [TEXTS[2], TEXTS[0]]
+    ranks = [third.retrieved_ids.index(c) + 1 for c in third.gold_ids]
+    assert third.gold_rank == min(ranks)

@@ -347,7 +347,7 @@ def test_report_html_has_tables_verdicts_flips_lineage_and_inline_plotly(world_d
     for _, d in result.deltas[result.deltas["metric"].isin(HEADLINE_METRICS)].iterrows():
         word = "significant" if d["significant"] else "not significant"
         assert f"[{fmt(d['ci_low'], True)}, {fmt(d['ci_high'], True)}]" in page
-        assert f"{word} (p=" in page
+        assert f"{word} (Holm p=" in page
     ndcg = result.deltas[result.deltas["metric"] == "ndcg@10"].iloc[0]
     assert f"Δ {fmt(ndcg['delta'], True)} (95% CI {fmt(ndcg['ci_low'], True)} to" in page
     # the flipped questions, with both rankings

@@ -83,8 +83,6 @@ def test_truly_better_model_ci_excludes_zero():
     assert cmp.ci_low > 0
     assert cmp.p_value < 0.001
     assert cmp.test == "mcnemar-exact"
-    assert cmp.significant
-    assert cmp.verdict.startswith("significant (p=")
     assert cmp.warning is None
 
 
@@ -94,9 +92,7 @@ def test_indistinguishable_models_are_not_significant():
     tuned = base + rng.normal(0, 0.05, 40)  # noise around the same quality
     cmp = compare_paired(base, tuned, "ndcg@10")
     assert cmp.ci_low < 0 < cmp.ci_high
-    assert not cmp.significant
     assert cmp.test == "sign-flip"
-    assert cmp.verdict.startswith("not significant (p=")
     assert cmp.warning is not None and "too few" in cmp.warning
 
 

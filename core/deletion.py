@@ -1,0 +1,53 @@
+"""Deleting a run with everything built on it: the runs that depend on it (children before
+parents, so none is ever left an orphan) and the Chroma collections of every deleted corpus or
+model run. Pages and the CLI call this one function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.config import ChromaSettings
+from core.errors import StoreError
+from core.runs import delete_run, descendants_of, load_run
+
+
+@dataclass(frozen=True)
+class DeletionReport:
+    """What a cascade delete removed, and what it could not."""
+
+    runs: list[str]
+    collections: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_deletion(run_id: str) -> list[str]:
+    """The runs a delete of `run_id` removes: its dependants first, then itself."""
+    load_run(run_id)  # a clear RunError when it does not exist
+    return [r.id for r in descendants_of(run_id)] + [run_id]
+
+
+def delete_with_dependants(run_id: str, settings: ChromaSettings | None = None) -> DeletionReport:
+    """Delete `run_id`, every run that depends on it, and their Chroma collections.
+
+    The runs go first; a Chroma store that cannot be reached leaves its collections in place
+    and says so in the report's warnings (they are only search indexes, rebuilt on demand)."""
+    from core import store
+
+    settings = settings or ChromaSettings()
+    order = plan_deletion(run_id)
+    warnings: list[str] = []
+    try:
+        names = store.collections_of_runs(settings, order)
+    except StoreError as exc:
+        names = []
+        warnings.append(f"Chroma collections of the deleted runs were not removed: {exc}")
+    for rid in order:
+        delete_run(rid, force=True)
+    removed = []
+    for name in names:
+        try:
+            store.delete_collection(settings, name)
+            removed.append(name)
+        except StoreError as exc:
+            warnings.append(f"Chroma collection {name} was not removed: {exc}")
+    return DeletionReport(runs=order, collections=removed, warnings=warnings)

@@ -1,0 +1,40 @@
+"""Text keys shared by every stage: whitespace normalisation, the duplicate key of a question, and
+word n-grams for comparing passages."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# A word with the symbols that change its meaning kept on it ("c++", "c#", ".net", "10%"), or a
+# lone comparison or currency symbol. Other punctuation is dropped.
+_KEY_TOKEN = re.compile(r"[.#]?[^\W_]+(?:[+#]+|%)?|[<>=≤≥≠$€£¥]")
+_WORD = re.compile(r"[^\W_]+")
+
+
+def normalize_space(text: str) -> str:
+    """Collapse every run of whitespace to one space."""
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def normalize_question(text: str) -> str:
+    """The key for duplicate checks: lower-case words and digits, single-spaced, keeping the
+    symbols that change meaning ('C++' and 'C#' are not 'C', '10%' is not '10')."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join(_KEY_TOKEN.findall(text))
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens (letters and digits), for n-gram comparison."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """Every run of `n` consecutive words; a text shorter than `n` words is one n-gram of itself
+    (so a short quote still matches where it occurs whole)."""
+    tokens = words(text)
+    if not tokens:
+        return set()
+    if len(tokens) <= n:
+        return {tuple(tokens)}
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}

@@ -1,0 +1,345 @@
+"""The verdict: which base-vs-tuned differences count. One home for the page, the CLI, the report,
+the charts and the model card.
+
+How it works:
+1. Families. For each tuned model, one metric across the evaluated dimensions is one family of
+   tests. The *primary* metric's family (nDCG@10 unless chosen otherwise) decides the headline
+   verdict; every other metric is exploratory, adjusted within its own family.
+2. Holm. Within a family the raw p-values (core.statistics) are Holm-adjusted, so the chance of
+   any false "significant" in the family stays below alpha.
+3. A difference is significant when its Holm-adjusted p is below alpha AND its bootstrap interval
+   excludes zero (conservative: both must agree). Its direction is the sign of the delta.
+4. Power. Beside every delta: the smallest difference this many queries detect with 80% power
+   at the family's strictest Holm level (alpha / family size), from the observed spread of the
+   per-query differences (normal approximation), and roughly how many queries would detect the
+   observed delta at that level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.statistics import detectable_delta, format_p, holm_adjust, queries_needed
+
+PRIMARY_METRIC = "ndcg@10"
+POWER = 0.8
+PRIMARY = "primary"
+EXPLORATORY = "exploratory"
+VERDICT_COLUMNS = (
+    "family",
+    "family_size",
+    "p_holm",
+    "significant",
+    "direction",
+    "mde",
+    "n_needed",
+    "verdict",
+)
+
+
+def alpha_of(confidence: float) -> float:
+    """The test level that goes with an interval's confidence (0.95 -> 0.05)."""
+    return 1.0 - float(confidence)
+
+
+def is_significant(p_adjusted: float, ci_low: float, ci_high: float, alpha: float) -> bool:
+    """Significant when the adjusted p is below alpha and the interval excludes zero."""
+    if p_adjusted is None or pd.isna(p_adjusted):
+        return False
+    return bool(p_adjusted < alpha and (ci_low > 0 or ci_high < 0))
+
+
+def verdict_text(significant: bool, p_adjusted: float | None) -> str:
+    """'significant (Holm p=0.012)' or 'not significant (Holm p=0.41)'."""
+    if p_adjusted is None or pd.isna(p_adjusted):
+        return "not tested"
+    word = "significant" if significant else "not significant"
+    return f"{word} (Holm p={format_p(float(p_adjusted))})"
+
+
+def _direction(significant: bool, delta: float) -> str:
+    if not significant:
+        return "no difference"
+    return "better" if delta > 0 else "worse"
+
+
+def assign_families(
+    deltas: pd.DataFrame,
+    primary_metric: str = PRIMARY_METRIC,
+    alpha: float = 0.05,
+    power: float = POWER,
+    groups: Sequence[str] = ("model", "metric"),
+) -> pd.DataFrame:
+    """Add the family, Holm-adjusted p, significance, direction, power and verdict columns to a
+    deltas table (one row per model, dim and metric with p_value, delta, ci_low, ci_high,
+    n_queries and, when known, sd_diff). A family is one model's one metric across its dims."""
+    frame = deltas.copy()
+    if frame.empty:
+        for column in VERDICT_COLUMNS:
+            frame[column] = pd.Series(dtype=object)
+        return frame
+    keys = list(groups)
+    frame["family"] = np.where(frame["metric"] == primary_metric, PRIMARY, EXPLORATORY)
+    frame["family_size"] = frame.groupby(keys)["p_value"].transform("size").astype(int)
+    frame["p_holm"] = frame.groupby(keys)["p_value"].transform(
+        lambda p: holm_adjust(p.to_numpy(dtype=np.float64))
+    )
+    frame["significant"] = [
+        is_significant(p, lo, hi, alpha)
+        for p, lo, hi in zip(frame["p_holm"], frame["ci_low"], frame["ci_high"], strict=True)
+    ]
+    frame["direction"] = [
+        _direction(s, d) for s, d in zip(frame["significant"], frame["delta"], strict=True)
+    ]
+    sds = frame["sd_diff"] if "sd_diff" in frame else pd.Series(math.nan, index=frame.index)
+    levels = alpha / frame["family_size"]
+    frame["mde"] = [
+        detectable_delta(float(sd), int(n), float(a), power)
+        for sd, n, a in zip(sds, frame["n_queries"], levels, strict=True)
+    ]
+    frame["n_needed"] = [
+        queries_needed(float(sd), float(d), float(a), power)
+        for sd, d, a in zip(sds, frame["delta"], levels, strict=True)
+    ]
+    frame["verdict"] = [
+        verdict_text(s, p) for s, p in zip(frame["significant"], frame["p_holm"], strict=True)
+    ]
+    return frame
+
+
+def signed(delta: Any) -> str:
+    """A delta for people: '+0.052'; a tiny non-zero one keeps two significant digits
+    ('+0.00031') so it never reads as '+0.000'."""
+    if delta is None or pd.isna(delta):
+        return "—"
+    d = float(delta)
+    return f"{d:+.2g}" if d != 0 and abs(d) < 0.0005 else f"{d:+.3f}"
+
+
+def _dim(dim: Any) -> str:
+    return "—" if dim is None or pd.isna(dim) else f"{int(dim)}d"
+
+
+def _count(value: Any) -> str:
+    return "—" if value is None or pd.isna(value) else f"{int(value):,}"
+
+
+def power_text(row: pd.Series | dict[str, Any], power: float = POWER) -> str:
+    """For a delta that is not significant: the smallest detectable delta and the queries that
+    would detect the observed one ('' when significant or unknown)."""
+    if bool(row.get("significant")):
+        return ""
+    mde = row.get("mde")
+    if mde is None or pd.isna(mde):
+        return ""
+    text = (
+        f"{int(row['n_queries'])} queries detect |Δ| ≥ {float(mde):.3f} with "
+        f"{power:.0%} power (at Holm's strictest level, α/{int(row['family_size'])})"
+    )
+    needed = row.get("n_needed")
+    if needed is not None and not pd.isna(needed):
+        text += f"; about {_count(needed)} would be needed to detect Δ {signed(row['delta'])}"
+    return text
+
+
+def row_sentence(row: pd.Series | dict[str, Any], confidence: float = 0.95) -> str:
+    """One plain sentence for one delta: values, delta, interval, verdict, and power."""
+    level = f"{confidence:.0%}"
+    text = (
+        f"{row['model']} vs {row['base_model']} at {_dim(row['dim'])}: {row['metric']} "
+        f"{float(row['base_value']):.3f} → {float(row['value']):.3f}, Δ {signed(row['delta'])} "
+        f"({level} CI {float(row['ci_low']):+.3f} to {float(row['ci_high']):+.3f}, "
+        f"{int(row['n_queries'])} paired queries): {row['verdict']}."
+    )
+    power = power_text(row)
+    return f"{text} {power[0].upper()}{power[1:]}." if power else text
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The headline verdict of one tuned model on the primary metric, across its dims."""
+
+    model: str
+    base_model: str
+    metric: str
+    dims: list[int]
+    better: list[int] = field(default_factory=list)
+    worse: list[int] = field(default_factory=list)
+    n_queries: int = 0
+    text: str = ""
+
+    @property
+    def decided(self) -> bool:
+        """Whether any dim differs significantly."""
+        return bool(self.better or self.worse)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "base_model": self.base_model,
+            "metric": self.metric,
+            "dims": self.dims,
+            "better": self.better,
+            "worse": self.worse,
+            "n_queries": self.n_queries,
+            "text": self.text,
+        }
+
+
+def _span(values: Sequence[float], fmt: Any) -> str:
+    """'0.091' or '0.091 to 0.140'; `fmt` is a format spec or a function."""
+    show = fmt if callable(fmt) else (lambda v: format(v, fmt))
+    lo, hi = min(values), max(values)
+    return show(lo) if math.isclose(lo, hi) else f"{show(lo)} to {show(hi)}"
+
+
+def _headline_text(
+    part: pd.DataFrame, model: str, base: str, metric: str
+) -> tuple[str, list, list]:
+    rows = part.sort_values("dim", ascending=False)
+    m = len(rows)
+    family = f"{metric}, primary metric, Holm-adjusted over {m} dim{'s' if m != 1 else ''}"
+    better = [int(d) for d, s in zip(rows["dim"], rows["direction"], strict=True) if s == "better"]
+    worse = [int(d) for d, s in zip(rows["dim"], rows["direction"], strict=True) if s == "worse"]
+    sentences = []
+    for word, dims in (("better than", better), ("worse than", worse)):
+        if not dims:
+            continue
+        cells = [
+            f"{int(r['dim'])}d (Δ {signed(r['delta'])}, Holm p={format_p(float(r['p_holm']))})"
+            for _, r in rows.iterrows()
+            if int(r["dim"]) in dims
+        ]
+        sentences.append(f"{model} is significantly {word} {base} at {', '.join(cells)}")
+    undecided = rows[~rows["significant"].astype(bool)]
+    if not sentences:
+        sentences.append(
+            f"No significant difference between {model} and {base} at any of the {m} dims"
+        )
+    elif not undecided.empty:
+        dims = ", ".join(f"{int(d)}d" for d in undecided["dim"])
+        sentences.append(f"not significant at {dims}")
+    text = f"{'; '.join(sentences)} ({family})."
+    mdes = [float(x) for x in undecided["mde"] if not pd.isna(x)]
+    if mdes:
+        n = int(rows["n_queries"].iloc[0])
+        text += (
+            f" With {n} queries the test detects only differences of {_span(mdes, '.3f')} or "
+            f"more ({POWER:.0%} power); the observed Δ of {_span(list(undecided['delta']), signed)}"
+        )
+        needed = [float(x) for x in undecided["n_needed"] if not pd.isna(x)]
+        text += (
+            f" would need about {_span(needed, ',.0f')} queries to detect."
+            if needed
+            else " cannot be detected with any number of queries."
+        )
+    return text, better, worse
+
+
+def headline_verdicts(deltas: pd.DataFrame, primary_metric: str | None = None) -> list[Headline]:
+    """The headline verdict of each tuned model: its primary-family rows, in words."""
+    if deltas.empty or "family" not in deltas:
+        return []
+    rows = deltas[deltas["family"] == PRIMARY]
+    if primary_metric is not None:
+        rows = deltas[deltas["metric"] == primary_metric]
+    out = []
+    for model, part in rows.groupby("model", sort=False):
+        part = part[part["dim"].notna()]
+        if part.empty:
+            continue
+        base = str(part["base_model"].iloc[0])
+        metric = str(part["metric"].iloc[0])
+        text, better, worse = _headline_text(part, str(model), base, metric)
+        out.append(
+            Headline(
+                model=str(model),
+                base_model=base,
+                metric=metric,
+                dims=sorted((int(d) for d in part["dim"]), reverse=True),
+                better=better,
+                worse=worse,
+                n_queries=int(part["n_queries"].iloc[0]),
+                text=text,
+            )
+        )
+    return out
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    return format(float(value), spec)
+
+
+DISPLAY_COLUMNS = [
+    "model",
+    "dim",
+    "metric",
+    "family",
+    "base",
+    "tuned",
+    "delta",
+    "CI",
+    "p",
+    "Holm p",
+    "test",
+    "verdict",
+    "detectable Δ (80% power)",
+    "queries to detect Δ",
+    "warning",
+]
+
+
+def deltas_display(
+    deltas: pd.DataFrame, metrics: Sequence[str] | None = None, confidence: float = 0.95
+) -> pd.DataFrame:
+    """The deltas formatted for people (page, report, CLI): one row per model, metric and dim,
+    the primary family first."""
+    columns = [c if c != "CI" else f"{confidence:.0%} CI" for c in DISPLAY_COLUMNS]
+    if deltas.empty:
+        return pd.DataFrame(columns=columns)
+    rows = deltas if metrics is None else deltas[deltas["metric"].isin(list(metrics))]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    order = list(metrics) if metrics is not None else list(dict.fromkeys(rows["metric"]))
+    rows = rows.assign(
+        _primary=(rows["family"] != PRIMARY).astype(int),
+        _metric=rows["metric"].map({m: i for i, m in enumerate(order)}),
+        _dim=pd.to_numeric(rows["dim"], errors="coerce").fillna(-1),
+    ).sort_values(["model", "_primary", "_metric", "_dim"], ascending=[True, True, True, False])
+    out = pd.DataFrame(
+        {
+            "model": rows["model"],
+            "dim": [_dim(d).removesuffix("d") for d in rows["dim"]],
+            "metric": rows["metric"].astype(str),
+            "family": rows["family"],
+            "base": rows["base_value"].map(_fmt),
+            "tuned": rows["value"].map(_fmt),
+            "delta": rows["delta"].map(signed),
+            f"{confidence:.0%} CI": [
+                f"[{_fmt(lo, '+.3f')}, {_fmt(hi, '+.3f')}]"
+                for lo, hi in zip(rows["ci_low"], rows["ci_high"], strict=True)
+            ],
+            "p": rows["p_value"].map(lambda p: format_p(float(p))),
+            "Holm p": rows["p_holm"].map(lambda p: format_p(float(p))),
+            "test": rows["test"],
+            "verdict": rows["verdict"],
+            "detectable Δ (80% power)": [
+                "" if s else _fmt(m) for s, m in zip(rows["significant"], rows["mde"], strict=True)
+            ],
+            "queries to detect Δ": [
+                "" if s else _count(n)
+                for s, n in zip(rows["significant"], rows["n_needed"], strict=True)
+            ],
+            "warning": rows["warning"].fillna("") if "warning" in rows else "",
+        },
+        columns=columns,
+    )
+    return out.reset_index(drop=True)

@@ -1,0 +1,129 @@
+"""Gold chunks from evidence, splits that keep them together, and the text leak check."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.corpus import Chunk
+from core.dataset import QAItem
+from core.errors import InputError
+from core.leakage import LEAK_NGRAM, check_no_leak, find_text_leaks, match_evidence
+from core.splits import SplitConfig, assign_splits
+from core.text import normalize_question
+
+FIRST = "Stable releases get security updates. The archives are updated twice every day by"
+SECOND = "The archives are updated twice every day by the mirror network of volunteers."
+THIRD = "The dpkg program installs a downloaded package file onto the running system."
+QUOTE = "The archives are updated twice every day"  # in the overlap of FIRST and SECOND
+
+
+def chunks() -> list[Chunk]:
+    return [Chunk(id=f"c{i}", text=t, source="s") for i, t in enumerate((FIRST, SECOND, THIRD))]
+
+
+def test_a_quote_in_two_overlapping_chunks_makes_both_gold():
+    found = match_evidence(QUOTE, chunks())
+    assert found.gold_ids == ["c0", "c1"] and found.how == "contained"
+    assert found.linked_ids == ["c0", "c1"]
+
+
+def test_linked_chunks_share_a_long_run_of_words_without_holding_the_whole_quote():
+    quote = "The archives are updated twice every day by the mirror network"
+    found = match_evidence(quote, chunks())
+    assert found.gold_ids == ["c1"]  # only SECOND holds it whole
+    assert found.linked_ids == ["c0", "c1"]  # FIRST ends with its first 8 words
+
+
+def test_short_runs_of_words_do_not_link():
+    found = match_evidence("installs a downloaded package file onto the running system", chunks())
+    assert found.gold_ids == found.linked_ids == ["c2"]
+
+
+def item(iid: str, chunk_id: str, split=None, evidence=None, gold=(), linked=(), q=None):
+    return QAItem(
+        id=iid,
+        question=q or f"Question {iid}?",
+        chunk_id=chunk_id,
+        gold_chunk_ids=list(gold),
+        linked_chunk_ids=list(linked),
+        evidence=evidence,
+        split=split,
+    )
+
+
+def test_text_leak_is_found_when_ids_differ():
+    """The sample corpus' s126 case: a test question's evidence also sits in a train chunk."""
+    texts = {c.id: c.text for c in chunks()}
+    items = [
+        item("t", "c1", "test", evidence=QUOTE),  # gold chunk only: the id check sees no leak
+        item("r", "c0", "train"),
+    ]
+    leaks = find_text_leaks(items, texts)
+    assert [(x.item_id, x.chunk_id) for x in leaks] == [("t", "c0")]
+    with pytest.raises(InputError) as info:
+        check_no_leak(items, texts)
+    assert f"share {LEAK_NGRAM} or more words with a training chunk" in str(info.value)
+    assert "test question t in train chunk c0" in str(info.value)
+    check_no_leak(items)  # without texts only ids and questions are compared
+
+
+def test_a_chunk_shared_through_gold_ids_is_a_leak_by_id():
+    items = [item("t", "c1", "test", gold=["c0"]), item("r", "c0", "train")]
+    with pytest.raises(InputError, match="c0 in test\\+train"):
+        check_no_leak(items)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 40))
+def test_splits_keep_every_question_with_all_its_chunks(seed, n):
+    """Chunks linked by one question's evidence, and chunks of the same question text, are
+    always dealt into one split, whatever the seed."""
+    items = []
+    for c in range(n):
+        linked = [f"c{(c + 1) % n}"] if c % 3 == 0 else []
+        items.append(item(f"q{c}", f"c{c}", linked=linked))
+    items.append(item("dup-a", "c1", q="Is it the same question?"))
+    items.append(item("dup-b", f"c{n - 1}", q="Is it the same question?"))
+    out = assign_splits(items, SplitConfig(seed=seed))
+    split_of = {}
+    for it in out:
+        for chunk_id in it.split_chunk_ids:
+            split_of.setdefault(chunk_id, set()).add(it.split)
+    assert all(len(s) == 1 for s in split_of.values())
+    dups = {i.split for i in out if i.id.startswith("dup")}
+    assert len(dups) == 1
+    check_no_leak(out)
+
+
+def test_gold_ids_without_evidence_are_the_chunk_only():
+    assert item("g", "c5").gold_ids == ["c5"]
+    assert item("g", "c5", gold=["c6"]).gold_ids == ["c5", "c6"]
+
+
+def test_old_items_with_evidence_in_meta_still_read():
+    old = QAItem.model_validate(
+        {"id": "s1", "question": "Q?", "chunk_id": "c", "meta": {"evidence": "x y"}}
+    )
+    assert old.evidence == "x y"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Can I create my own functions in C++?", "Can I create my own functions in C?"),
+        ("Is C# supported?", "Is C supported?"),
+        ("Does it use 10% of the disk?", "Does it use 10 of the disk?"),
+        ("Is .NET installed?", "Is NET installed?"),
+        ("Is a < b here?", "Is a > b here?"),
+    ],
+)
+def test_symbols_that_change_meaning_keep_questions_apart(a, b):
+    assert normalize_question(a) != normalize_question(b)
+
+
+def test_punctuation_that_does_not_change_meaning_is_still_dropped():
+    assert normalize_question("How  OFTEN, are archives updated?") == normalize_question(
+        "how often are archives updated"
+    )
