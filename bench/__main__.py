@@ -78,8 +78,8 @@ def machine_info() -> dict[str, Any]:
 
 def bench_ingest(quick: bool, ctx: dict[str, Any]) -> list[Row]:
     from bench.ingest import measure
-    from core.chunking import ChunkingConfig
-    from core.documents import SAMPLE_PDF
+    from core.documents.chunking import ChunkingConfig
+    from core.documents.stage import SAMPLE_PDF
 
     config = ChunkingConfig()
     data = SAMPLE_PDF.read_bytes()
@@ -189,7 +189,7 @@ def bench_finetune(quick: bool, ctx: dict[str, Any]) -> list[Row]:
 def bench_eval(quick: bool, ctx: dict[str, Any]) -> list[Row]:
     from bench.eval_speed import DIMS, build_data, run_ours, run_st
     from core.embeddings import ModelSpec, load_model, native_dim
-    from core.retrieval_metrics import metric_names
+    from core.evaluation.metrics import metric_names
 
     model = ctx.get("minilm") or load_model(ModelSpec(), device="cpu")
     ctx["minilm"] = model

@@ -23,8 +23,8 @@ import time
 import numpy as np
 
 from core.config import SAMPLE_DIR, apply_offline_env
-from core.corpus import chunk_id_for
-from core.retrieval_metrics import metric_names, st_metric_key
+from core.documents.corpus import chunk_id_for
+from core.evaluation.metrics import metric_names, st_metric_key
 
 DIMS = (384, 256, 128, 64, 32)
 QUICK_PAGES = range(9, 21)  # 1-based PDF pages of chapters 1-3
@@ -59,7 +59,7 @@ def build_data(
 
 
 def run_ours(model, chunks: dict[str, str], queries, dims) -> dict[int, dict[str, float]]:  # noqa: ANN001
-    from core.retrieval_eval import encode_corpus_and_queries, id_tie_ranks, score_dims
+    from core.evaluation.stage import encode_corpus_and_queries, id_tie_ranks, score_dims
 
     ids = list(chunks)
     index_of = {cid: i for i, cid in enumerate(ids)}

@@ -17,9 +17,9 @@ import statistics
 import time
 from pathlib import Path
 
-from core.chunking import STRATEGIES, ChunkingConfig, chunk_documents
-from core.documents import SAMPLE_PDF
-from core.ingest import count_pages, parse_file
+from core.documents.chunking import STRATEGIES, ChunkingConfig, chunk_documents
+from core.documents.parsing import count_pages, parse_file
+from core.documents.stage import SAMPLE_PDF
 
 
 def repeat_pdf(data: bytes, times: int) -> bytes:

@@ -47,11 +47,11 @@ def write_wrapper(folder: Path) -> Path:
 
 def build_sample_runs() -> None:
     """The sample corpus and its hand-written QA set, so pages render with something to show."""
-    from core.documents import ingest_sample_corpus
+    from core.documents.stage import ingest_sample_corpus
 
     corpus = ingest_sample_corpus()
     try:
-        from core.qa_io import load_sample_qa
+        from core.questions.exchange import load_sample_qa
 
         load_sample_qa(corpus.run.id)
     except Exception as exc:  # noqa: BLE001 - the QA set is optional for a render benchmark

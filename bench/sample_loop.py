@@ -7,7 +7,7 @@ Ingests the Debian FAQ with the default chunking, loads the hand-written questio
 from their evidence quotes), fine-tunes the packaged MiniLM in this process, evaluates base vs
 tuned (and BM25) on the test split against the whole corpus, and prints the headline verdict and
 the primary metric per dimension as a markdown table, all through the functions the pages call
-(core.verdict for every verdict and power figure). Runs go to a temporary data directory unless
+(core.evaluation.verdict for every verdict and power figure). Runs go to a temporary data directory unless
 RAGBENCH_DATA_DIR is set.
 """
 
@@ -25,12 +25,12 @@ from core.config import apply_offline_env
 
 def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
     """Run the loop and return the markdown summary."""
-    from core.documents import ingest_sample_corpus
+    from core.documents.stage import ingest_sample_corpus
     from core.embeddings import ModelSpec
-    from core.finetune import FinetuneConfig, create_finetune_run, run_finetune
-    from core.qa_io import load_sample_qa
-    from core.retrieval_eval import BM25_LABEL, RetrievalEvalConfig, evaluate_retrieval
-    from core.verdict import deltas_display
+    from core.evaluation.stage import BM25_LABEL, RetrievalEvalConfig, evaluate_retrieval
+    from core.evaluation.verdict import deltas_display
+    from core.finetune.trainer import FinetuneConfig, create_finetune_run, run_finetune
+    from core.questions.exchange import load_sample_qa
 
     started = time.monotonic()
     corpus = ingest_sample_corpus()
@@ -88,7 +88,7 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
 
 
 def _split(qa_id: str, split: str) -> list:
-    from core.dataset import load_qa
+    from core.questions.dataset import load_qa
 
     return load_qa(qa_id, split=split)  # type: ignore[arg-type]
 

@@ -120,7 +120,7 @@ def metric_vs_dim_figure(metrics: pd.DataFrame, metric: str) -> go.Figure:
 
 def delta_bars_figure(deltas: pd.DataFrame, metric: str) -> go.Figure:
     """Bars of model-minus-base `metric` per dimension with CI error bars; solid bars are
-    significant after the Holm adjustment (core.verdict), pale bars are not."""
+    significant after the Holm adjustment (core.evaluation.verdict), pale bars are not."""
     import plotly.graph_objects as go
 
     rows = deltas[deltas["metric"] == metric]
@@ -275,7 +275,7 @@ def similarity_figure(similarity: pd.DataFrame) -> go.Figure:
 
 
 # ------------------------------------------------------------------ RAG eval (RAGAS)
-# Appended by the RAG-eval stage (core.ragas_eval); figures take `core.ragas_eval.summary_table`.
+# Appended by the RAG-eval stage (core.rag.scoring); figures take `core.rag.scoring.summary_table`.
 
 
 def ragas_bars_figure(

@@ -100,8 +100,13 @@ def stage_ingest(
     paths: list[str], *, name: str, chunking: dict[str, Any], index: bool, progress: _Printer
 ) -> str:
     """Parse, chunk (and by default index) files or the sample corpus; returns the corpus run id."""
-    from core.chunking import ChunkingConfig
-    from core.documents import UploadedFile, build_corpus, index_corpus_run, ingest_sample_corpus
+    from core.documents.chunking import ChunkingConfig
+    from core.documents.stage import (
+        UploadedFile,
+        build_corpus,
+        index_corpus_run,
+        ingest_sample_corpus,
+    )
 
     config = ChunkingConfig(**chunking) if chunking else None
     if not paths or paths == ["sample"]:
@@ -138,7 +143,7 @@ def stage_questions(
 ) -> str:
     """The hand-written sample set, or LLM generation with the gate; returns the qa run id."""
     if source == "sample":
-        from core.qa_io import load_sample_qa
+        from core.questions.exchange import load_sample_qa
 
         run = load_sample_qa(corpus_run)
         _out({"stage": "questions", "qa_run": run.id, "source": "sample", **run.manifest.summary})
@@ -146,7 +151,7 @@ def stage_questions(
     if source != "llm":
         raise ConfigError(f"Question source {source!r} is not understood.", fix="use sample or llm")
     from core.llm import make_llm
-    from core.questions import GenerationConfig, generate_question_run
+    from core.questions.generation import GenerationConfig, generate_question_run
 
     llm = make_llm(llm_settings_from_env())
     config = GenerationConfig(**options)
@@ -165,8 +170,13 @@ def stage_questions(
 
 def stage_finetune(qa_run: str, *, options: dict[str, Any], base: str, progress: _Printer) -> str:
     """Train in the foreground (same code as the background job); returns the model run id."""
-    from core.finetune import FinetuneConfig, create_finetune_run, read_metrics, run_finetune
-    from core.runs import load_run
+    from core.finetune.trainer import (
+        FinetuneConfig,
+        create_finetune_run,
+        read_metrics,
+        run_finetune,
+    )
+    from core.runs.folders import load_run
 
     name = options.pop("name", "")
     cfg = FinetuneConfig(qa_run_id=qa_run, base_model=parse_model(base), **options)
@@ -186,9 +196,9 @@ def stage_eval_retrieval(
     qa_run: str, *, models: list[str], options: dict[str, Any], progress: _Printer
 ) -> str:
     """Base vs tuned retrieval per dim with CIs; returns the retrieval_eval run id. The verdicts
-    (core.verdict) go to stderr as text and to stdout in the JSON result."""
-    from core.retrieval_eval import RetrievalEvalConfig, evaluate_retrieval
-    from core.verdict import deltas_display
+    (core.evaluation.verdict) go to stderr as text and to stdout in the JSON result."""
+    from core.evaluation.stage import RetrievalEvalConfig, evaluate_retrieval
+    from core.evaluation.verdict import deltas_display
 
     specs = tuple(parse_model(m) for m in (models or ["default"]))
     config = RetrievalEvalConfig(qa_run_id=qa_run, models=specs, **options)
@@ -251,7 +261,7 @@ def stage_eval_retrieval(
 
 def stage_list_runs(kind: str | None) -> None:
     """Print every run, newest first."""
-    from core.runs import list_runs
+    from core.runs.folders import list_runs
 
     for run in list_runs(kind):
         _out(

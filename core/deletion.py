@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from core.config import ChromaSettings
 from core.errors import StoreError
-from core.runs import delete_run, descendants_of, load_run
+from core.runs.folders import delete_run, descendants_of, load_run
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def delete_with_dependants(run_id: str, settings: ChromaSettings | None = None) 
 
     The runs go first; a Chroma store that cannot be reached leaves its collections in place
     and says so in the report's warnings (they are only search indexes, rebuilt on demand)."""
-    from core import store
+    from core.documents import vector_store as store
 
     settings = settings or ChromaSettings()
     order = plan_deletion(run_id)

@@ -109,7 +109,7 @@ def resolve_model_path(spec: ModelSpec, runs_root: Path | None = None) -> str:
             )
         return str(path)
     if spec.source == "run":
-        from core.runs import load_run
+        from core.runs.folders import load_run
 
         run = load_run(spec.ref, root=runs_root)
         if run.kind != "model":

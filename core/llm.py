@@ -33,7 +33,7 @@ from core.config import LLMSettings, data_dir
 from core.errors import ConfigError, LLMError, StoppedError
 from core.jsonparse import extract_json
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
-from core.runs import write_json_atomic
+from core.runs.folders import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -118,7 +118,7 @@ def run_picker(
     kind: str, label: str, key: str, statuses: tuple[str, ...] = ("done",)
 ) -> str | None:
     """A selectbox of runs of one kind (newest first); returns the chosen run id or None."""
-    from core.runs import list_runs
+    from core.runs.folders import list_runs
 
     runs = [r for r in list_runs(kind) if r.manifest.status in statuses]
     if not runs:

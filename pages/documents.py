@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.chunking import DEFAULT_SIZES, STRATEGIES, ChunkingConfig
-from core.documents import (
+from core.documents.chunking import DEFAULT_SIZES, STRATEGIES, ChunkingConfig
+from core.documents.stage import (
     CorpusBuildResult,
     FileReport,
     UploadedFile,
@@ -16,7 +16,7 @@ from core.documents import (
     remove_documents,
 )
 from core.errors import ConfigError
-from core.runs import load_run
+from core.runs.folders import load_run
 from pages._ui import (
     StreamlitProgress,
     cached_model,
@@ -176,7 +176,7 @@ def corpus_ui(files: list[UploadedFile]) -> str | None:
         reports = load_documents(run)
         st.dataframe(file_rows(reports), hide_index=True, key="docs_corpus_table")
         with st.expander("Preview chunks"):
-            from core.corpus import load_chunks
+            from core.documents.corpus import load_chunks
 
             chunks = load_chunks(run)
             st.dataframe(
@@ -234,7 +234,7 @@ def index_ui(corpus_id: str) -> None:
     spec = ModelSpec()
     if st.button("Index into Chroma", type="primary", key="docs_index"):
         with error_boundary("Indexing"):
-            from core.documents import index_corpus_run
+            from core.documents.stage import index_corpus_run
 
             model = cached_model(spec.source, spec.ref)
             progress = StreamlitProgress("Embedding chunks")
@@ -253,9 +253,9 @@ def index_ui(corpus_id: str) -> None:
     query = st.text_input("Try a query", key="docs_query")
     if query:
         with error_boundary("Searching"):
-            from core.corpus import load_chunks
+            from core.documents.corpus import load_chunks
+            from core.documents.vector_store import search
             from core.embeddings import encode_texts, query_prompt
-            from core.store import search
 
             model = cached_model(spec.source, spec.ref)
             embedding = encode_texts(model, [query], prompt=query_prompt(model))

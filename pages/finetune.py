@@ -13,7 +13,8 @@ import streamlit as st
 
 from core.embeddings import ModelSpec
 from core.errors import ConfigError
-from core.finetune import (
+from core.finetune.model_card import END, START, push_to_hub, read_model_card
+from core.finetune.trainer import (
     DEVICES,
     LOSSES,
     PRECISIONS,
@@ -29,9 +30,8 @@ from core.finetune import (
     start_finetune,
     stop_finetune,
 )
-from core.jobs import JobStatus, job_status, tail_log
-from core.model_card import END, START, push_to_hub, read_model_card
-from core.runs import list_runs, load_run
+from core.runs.folders import list_runs, load_run
+from core.runs.jobs import JobStatus, job_status, tail_log
 from pages._ui import device_description, error_boundary, run_picker
 
 RUN_KEY = "ft_run_id"
@@ -52,7 +52,7 @@ STATUS_ICONS = {"running": "⏳", "done": "✅", "failed": "❌", "stopped": "�
 @st.cache_data(show_spinner=False, ttl=30)
 def train_count(qa_run_id: str) -> int:
     """Accepted train-split questions of a qa run."""
-    from core.dataset import load_qa
+    from core.questions.dataset import load_qa
 
     return len(load_qa(qa_run_id, split="train"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.runs import RUN_KINDS, list_runs
+from core.runs.folders import RUN_KINDS, list_runs
 from pages import _ui  # noqa: F401 - switches a v1 pages-folder start to st.navigation
 
 st.title("ragbench")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.corpus import load_chunks
-from core.dataset import load_qa
+from core.documents.corpus import load_chunks
 from core.errors import RagbenchError
-from core.gate import REASONS, GateConfig
 from core.llm import EMBEDDED_LABEL
-from core.questions import (
+from core.questions.dataset import load_qa
+from core.questions.gate import REASONS, GateConfig
+from core.questions.generation import (
     REVIEW_COLUMNS,
     GenerationConfig,
     estimate_generation,
@@ -22,8 +22,8 @@ from core.questions import (
     save_review,
     select_chunks,
 )
-from core.runs import list_runs, load_run
-from core.splits import SplitConfig
+from core.questions.splits import SplitConfig
+from core.runs.folders import list_runs, load_run
 from pages._ui import StreamlitProgress, cached_model, error_boundary, llm_settings, run_picker
 
 CORPUS_KEY = "qa_corpus_pick"
@@ -65,7 +65,7 @@ def llm_label() -> tuple[str, bool]:
 
 
 def sample_ui(corpus_id: str) -> None:
-    from core.qa_io import SAMPLE_QA_PATH
+    from core.questions.exchange import SAMPLE_QA_PATH
 
     lines = (
         SAMPLE_QA_PATH.read_text(encoding="utf-8").splitlines() if SAMPLE_QA_PATH.exists() else []
@@ -77,7 +77,7 @@ def sample_ui(corpus_id: str) -> None:
     )
     if st.button("Load the sample question set", type="primary", key="qa_sample_load"):
         with error_boundary("Loading the sample questions"):
-            from core.qa_io import load_sample_qa
+            from core.questions.exchange import load_sample_qa
 
             run = load_sample_qa(corpus_id)
             summary = run.manifest.summary
@@ -206,7 +206,7 @@ def import_ui(corpus_id: str | None) -> None:
     )
     if upload is None:
         return
-    from core.qa_io import (
+    from core.questions.exchange import (
         ColumnMapping,
         guess_mapping,
         import_gate_config,
@@ -335,7 +335,7 @@ def split_config_ui(key: str, fixed: bool = False) -> SplitConfig | None:
         return None
 
 
-def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.qa_io.ImportPreview
+def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.questions.exchange.ImportPreview
     """What the import would save, before anything is written: accepted, rejected by reason,
     the splits and the gold chunks."""
     st.markdown(
@@ -514,7 +514,7 @@ def review_ui(qa_id: str) -> None:
 
 
 def export_ui(qa_id: str) -> None:
-    from core.qa_io import export_hf_zip, export_qa
+    from core.questions.exchange import export_hf_zip, export_qa
 
     st.subheader("Export")
     accepted_only = st.checkbox("Accepted questions only", True, key="qa_export_accepted")

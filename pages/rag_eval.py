@@ -10,8 +10,8 @@ import streamlit as st
 from core.charts import ragas_bars_figure
 from core.config import LLMSettings
 from core.embeddings import ModelSpec
-from core.rag import RagConfig, base_spec_of
-from core.ragas_eval import (
+from core.rag.answering import RagConfig, base_spec_of
+from core.rag.scoring import (
     DEFAULT_METRICS,
     LLM_METRICS,
     METRICS,
@@ -26,8 +26,8 @@ from core.ragas_eval import (
     sample_reasons,
     summary_table,
 )
-from core.report import ragas_deltas_table
-from core.runs import list_runs, load_run, model_runs_for_qa
+from core.report.html import ragas_deltas_table
+from core.runs.folders import list_runs, load_run, model_runs_for_qa
 from pages._ui import (
     StreamlitProgress,
     cached_model,
@@ -175,8 +175,8 @@ def setup_ui() -> dict | None:
 def run_ui(choice: dict) -> None:
     """Generate both retrievers' answers and score them, with progress."""
     from core.llm import make_llm
-    from core.ragas_adapters import SentenceTransformerEmbeddings
-    from core.ragas_eval import RetrieverChoice, compare_retrievers
+    from core.rag.judges import SentenceTransformerEmbeddings
+    from core.rag.scoring import RetrieverChoice, compare_retrievers
 
     with error_boundary("RAG evaluation"):
         llm = make_llm(choice["settings"])
@@ -270,7 +270,7 @@ def summary_ui(result: RagasEvalResult, table: pd.DataFrame) -> None:
     if not deltas.empty:
         st.caption(
             "Each retriever minus base, paired over questions both scored: bootstrap CI, "
-            "sign-flip p, Holm-adjusted across the metrics of one retriever (core.verdict)."
+            "sign-flip p, Holm-adjusted across the metrics of one retriever (core.evaluation.verdict)."
         )
         st.dataframe(deltas, hide_index=True, key="rag_cmp_table")
     usage = result.usage.get("scoring", {})
@@ -292,8 +292,8 @@ def retry_ui(result: RagasEvalResult) -> None:
     if not n_failed or not st.button(f"Retry the {n_failed} failed judgement(s)", key="rag_retry"):
         return
     from core.llm import make_llm
-    from core.ragas_adapters import SentenceTransformerEmbeddings
-    from core.ragas_eval import retry_failed
+    from core.rag.judges import SentenceTransformerEmbeddings
+    from core.rag.scoring import retry_failed
 
     with error_boundary("Retry"):
         llm = make_llm(llm_settings())

@@ -13,7 +13,8 @@ from core.charts import (
 )
 from core.embeddings import DEFAULT_MODEL_LABEL, ModelSpec
 from core.errors import RunError
-from core.retrieval_eval import (
+from core.evaluation.metrics import metric_names
+from core.evaluation.stage import (
     BM25_LABEL,
     DELTAS_FILE,
     METRICS_FILE,
@@ -28,9 +29,8 @@ from core.retrieval_eval import (
     load_retrieval_eval,
     load_similarity_pairs,
 )
-from core.retrieval_metrics import metric_names
-from core.runs import Run, load_run, model_runs_for_qa
-from core.verdict import PRIMARY_METRIC, deltas_display, row_sentence
+from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
+from core.runs.folders import Run, load_run, model_runs_for_qa
 from pages._ui import StreamlitProgress, cached_model, chroma_settings, error_boundary, run_picker
 
 RESULT_KEY = "reval_result_run"
@@ -170,7 +170,7 @@ def header_ui(result: RetrievalEvalResult, metric: str) -> None:
 
 
 def verdict_ui(result: RetrievalEvalResult) -> None:
-    """The headline verdict of each tuned model (core.verdict), first thing on the page."""
+    """The headline verdict of each tuned model (core.evaluation.verdict), first thing on the page."""
     for headline in result.headlines():
         if headline.better and not headline.worse:
             st.success(headline.text)
@@ -242,7 +242,7 @@ def flips_ui(result: RetrievalEvalResult) -> None:
 
 @st.cache_data(show_spinner=False)
 def chunk_texts(corpus_run_id: str, ids: frozenset[str]) -> dict[str, str]:
-    from core.corpus import load_chunks
+    from core.documents.corpus import load_chunks
 
     try:
         return {c.id: c.text for c in load_chunks(corpus_run_id) if c.id in ids}

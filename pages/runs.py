@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core.deletion import delete_with_dependants
-from core.report import (
+from core.report.html import (
     EVAL_KINDS,
     HEADLINE_METRICS,
     Comparison,
@@ -25,7 +25,7 @@ from core.report import (
     redact,
     report_zip,
 )
-from core.runs import RUN_KINDS, Run, descendants_of, list_runs, load_run
+from core.runs.folders import RUN_KINDS, Run, descendants_of, list_runs, load_run
 from pages._ui import chroma_settings, error_boundary, llm_settings
 
 

@@ -8,8 +8,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.documents import UploadedFile, build_corpus
-from core.runs import list_runs
+from core.documents.stage import UploadedFile, build_corpus
+from core.runs.folders import list_runs
 
 PAGE = Path(__file__).resolve().parents[2] / "pages" / "documents.py"
 

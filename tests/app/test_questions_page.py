@@ -10,10 +10,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.corpus import Chunk, chunk_id_for, save_chunks
-from core.dataset import load_qa
-from core.gate import REASONS
-from core.runs import create_run, list_runs
+from core.documents.corpus import Chunk, chunk_id_for, save_chunks
+from core.questions.dataset import load_qa
+from core.questions.gate import REASONS
+from core.runs.folders import create_run, list_runs
 from tests.support.openai_server import ChatServer, Reply
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.llm import LLM, ScriptedBackend
-from core.ragas_eval import RagasConfig, evaluate_rag
+from core.rag.scoring import RagasConfig, evaluate_rag
 from tests.app.conftest import page_path
 from tests.unit.test_ragas_eval import GOLD, OTHER, happy, judge_input, rag_runs, sample, schema_of
 

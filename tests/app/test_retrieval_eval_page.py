@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from core.config import SAMPLE_DIR
-from core.corpus import Chunk, chunk_id_for, save_chunks
-from core.dataset import QAItem, save_qa
+from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec
-from core.retrieval_eval import RetrievalEvalConfig, evaluate_retrieval
-from core.runs import create_run
+from core.evaluation.stage import RetrievalEvalConfig, evaluate_retrieval
+from core.questions.dataset import QAItem, save_qa
+from core.runs.folders import create_run
 from tests.app.conftest import page_path
 
 PAGE = page_path("retrieval_eval.py")
@@ -106,7 +106,7 @@ def test_page_shows_a_finished_run_and_says_not_significant(app, finished_eval):
     assert "significant (Holm p=" not in text.replace("not significant (Holm p=", "")
     # fewer than 30 queries: the page warns that the models cannot be told apart
     assert any("Only 15 questions" in w.value for w in app.warning)
-    # ... and says in numbers why: the headline verdict with the detectable delta (core.verdict)
+    # ... and says in numbers why: the headline verdict with the detectable delta (core.evaluation.verdict)
     (headline,) = finished_eval.headlines()
     assert headline.text.startswith("No significant difference between")
     assert "With 15 queries the test detects only differences of" in headline.text
@@ -132,7 +132,7 @@ def test_run_button_evaluates_the_base_model(app, qa_run, minilm):
     assert not app.error, [e.value for e in app.error]
     picked = app.selectbox(key="reval_pick").value
     assert picked is not None and picked.startswith("retrieval_eval-")
-    from core.retrieval_eval import load_retrieval_eval
+    from core.evaluation.stage import load_retrieval_eval
 
     result = load_retrieval_eval(picked)
     assert sorted(result.metrics["dim"].dropna().unique().tolist()) == [64, 384]

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from core.report import fmt_ci, lineage_chain
-from core.retrieval_eval import load_retrieval_eval
-from core.runs import list_runs
+from core.evaluation.stage import load_retrieval_eval
+from core.report.html import fmt_ci, lineage_chain
+from core.runs.folders import list_runs
 from tests.app.conftest import page_path
 from tests.unit.test_report import build_world
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.corpus import load_chunks
-from core.dataset import QAItem, save_qa
-from core.documents import UploadedFile, build_corpus
-from core.runs import Run, create_run
+from core.documents.corpus import load_chunks
+from core.documents.stage import UploadedFile, build_corpus
+from core.questions.dataset import QAItem, save_qa
+from core.runs.folders import Run, create_run
 from tests.support.store_guard import StoreGuard
 
 GOOD_TEXT = (

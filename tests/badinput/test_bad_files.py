@@ -16,8 +16,9 @@ from collections.abc import Callable
 import pymupdf
 import pytest
 
-from core.corpus import load_chunks
-from core.documents import (
+from core.documents.corpus import load_chunks
+from core.documents.parsing import MAX_NAME_CHARS
+from core.documents.stage import (
     DOCUMENTS_FILE,
     FILES_DIR,
     UploadedFile,
@@ -26,8 +27,7 @@ from core.documents import (
     remove_documents,
 )
 from core.errors import InputError
-from core.ingest import MAX_NAME_CHARS
-from core.runs import list_runs, load_run
+from core.runs.folders import list_runs, load_run
 
 # --------------------------------------------------------------------------- file factories
 
@@ -78,7 +78,7 @@ def docx_bytes() -> bytes:
 
 
 def sample_pdf_prefix(fraction: float) -> bytes:
-    from core.documents import SAMPLE_PDF
+    from core.documents.stage import SAMPLE_PDF
 
     data = SAMPLE_PDF.read_bytes()
     return data[: int(len(data) * fraction)]
@@ -320,7 +320,7 @@ QA_FILES = [
     ("name", "factory", "words"), [pytest.param(n, f, w, id=i) for i, n, f, w in QA_FILES]
 )
 def test_a_bad_question_set_file_is_refused_with_a_clear_reason(baseline, name, factory, words):
-    from core.qa_io import read_table
+    from core.questions.exchange import read_table
 
     with pytest.raises(InputError) as excinfo:
         read_table(name, factory())
@@ -344,7 +344,7 @@ PAIRS_FILES = [
 
 @pytest.mark.parametrize(("data", "words"), [pytest.param(d, w, id=i) for i, d, w in PAIRS_FILES])
 def test_a_bad_similarity_pairs_file_is_refused_with_a_clear_reason(baseline, data, words):
-    from core.retrieval_eval import load_similarity_pairs
+    from core.evaluation.stage import load_similarity_pairs
 
     with pytest.raises(InputError) as excinfo:
         load_similarity_pairs(data, name="pairs.csv")
@@ -356,9 +356,9 @@ def test_a_bad_similarity_pairs_file_is_refused_with_a_clear_reason(baseline, da
 
 
 def test_questions_pointing_at_another_corpus_are_refused_before_any_work(baseline):
-    from core.dataset import QAItem, save_qa
-    from core.retrieval_eval import RetrievalEvalConfig, evaluate_retrieval
-    from core.runs import create_run
+    from core.evaluation.stage import RetrievalEvalConfig, evaluate_retrieval
+    from core.questions.dataset import QAItem, save_qa
+    from core.runs.folders import create_run
 
     qa = create_run(
         "qa", name="imported for another corpus", parents={"corpus": baseline.corpus.id}

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from core.config import LLMSettings
-from core.corpus import load_chunks
-from core.dataset import load_qa
+from core.documents.corpus import load_chunks
 from core.errors import LLMError
-from core.gate import GateConfig
 from core.llm import LLM, OpenAICompatibleBackend, check_connection, make_llm
-from core.prompts import GeneratedQuestions, coerce_questions
-from core.questions import GATE_REPORT_FILE, GenerationConfig, generate_question_run
-from core.runs import load_run
+from core.questions.dataset import load_qa
+from core.questions.gate import GateConfig
+from core.questions.generation import GATE_REPORT_FILE, GenerationConfig, generate_question_run
+from core.questions.prompts import GeneratedQuestions, coerce_questions
+from core.runs.folders import load_run
 from tests.support.openai_server import ChatServer, Reply
 
 QUESTIONS_JSON = json.dumps(
@@ -250,7 +250,7 @@ def fake_encoder(texts: list[str]) -> np.ndarray:
 
 
 def run_rag_stage(llm: LLM, qa_run_id: str):  # noqa: ANN201
-    from core.rag import RagConfig, exact_search, generate_answers
+    from core.rag.answering import RagConfig, exact_search, generate_answers
 
     chunks = load_chunks(load_run(qa_run_id).manifest.parents["corpus"])
     search = exact_search([c.id for c in chunks], fake_encoder([c.text for c in chunks]))
@@ -260,7 +260,7 @@ def run_rag_stage(llm: LLM, qa_run_id: str):  # noqa: ANN201
 
 
 def test_rag_stage_records_a_rate_limited_question_and_keeps_the_answered_one(baseline):
-    from core.rag import load_samples
+    from core.rag.answering import load_samples
 
     def handler(body: dict) -> Reply:
         if "stable release" in body["messages"][-1]["content"].split("Question:")[-1]:
@@ -281,7 +281,7 @@ def test_rag_stage_records_a_rate_limited_question_and_keeps_the_answered_one(ba
 
 
 def _runs(kind: str):  # noqa: ANN202
-    from core.runs import list_runs
+    from core.runs.folders import list_runs
 
     return list_runs(kind)
 
@@ -294,8 +294,8 @@ SECRET = "sk-TESTSECRET123"
 def test_the_api_key_is_sent_but_never_written_anywhere(baseline, data_root, caplog):
     """Run Questions and RAG with a key through the loopback server, export, then grep every
     file of the data directory and every log record for the key."""
-    from core.qa_io import export_hf_zip, export_qa
-    from core.rag import load_samples, samples_json
+    from core.questions.exchange import export_hf_zip, export_qa
+    from core.rag.answering import load_samples, samples_json
 
     def handler(body: dict) -> Reply:
         if "Question:" in body["messages"][-1]["content"]:

@@ -8,14 +8,14 @@ import threading
 import pytest
 
 from core.config import ChromaSettings
-from core.documents import index_corpus_run
+from core.documents.stage import index_corpus_run
+from core.documents.vector_store import count_indexed, list_collections, search
 from core.embeddings import ModelSpec, encode_texts
 from core.errors import LLMError, StoreError
-from core.gate import GateConfig
 from core.llm import LLM, Completion, OpenAICompatibleBackend
-from core.questions import GATE_REPORT_FILE, GenerationConfig, generate_question_run
-from core.runs import load_run
-from core.store import count_indexed, list_collections, search
+from core.questions.gate import GateConfig
+from core.questions.generation import GATE_REPORT_FILE, GenerationConfig, generate_question_run
+from core.runs.folders import load_run
 from tests.support.chroma_server import CHROMA_BIN, free_port, start_chroma, stop_chroma
 from tests.support.openai_server import ChatServer, Reply
 
@@ -52,7 +52,7 @@ def test_chroma_server_killed_mid_index_then_search_fails_and_the_embedded_store
         if event.done == 1:  # one chunk is in the server; the crash comes before the next
             stop_chroma(chroma["proc"], kill=True)
 
-    from core.store import index_corpus
+    from core.documents.vector_store import index_corpus
 
     with pytest.raises(StoreError) as excinfo:
         index_corpus(baseline.corpus.id, minilm, ModelSpec(), None, server,

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import RunError
-from core.finetune import METRICS_FILE, OOM_HINT, FinetuneConfig, run_finetune
-from core.jobs import (
+from core.finetune.trainer import METRICS_FILE, OOM_HINT, FinetuneConfig, run_finetune
+from core.runs.folders import create_run, delete_run, list_runs, load_run
+from core.runs.jobs import (
     DIED_HINT,
     DIED_MESSAGE,
     PROGRESS_FILE,
@@ -27,7 +28,6 @@ from core.jobs import (
     read_progress,
     start_job,
 )
-from core.runs import create_run, delete_run, list_runs, load_run
 from tests.support.finetune_data import make_qa_run, make_tiny_model
 from tests.support.store_guard import StoreGuard
 
@@ -127,10 +127,10 @@ def test_a_job_killed_with_sigkill_mid_epoch_is_marked_failed_and_the_store_is_i
 _WRITER = """
 import sys
 from pathlib import Path
-from core.corpus import Chunk, save_chunks
-from core.jobs import append_event
+from core.documents.corpus import Chunk, save_chunks
+from core.runs.jobs import append_event
 from core.llm import DiskCache
-from core.runs import create_run, load_run
+from core.runs.folders import create_run, load_run
 tag, n, shared = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 for i in range(n):
     run = create_run("corpus", name=f"{tag}-{i}", config={"writer": tag, "i": i})
@@ -182,7 +182,7 @@ def test_two_processes_writing_the_same_data_directory_lose_nothing(baseline, da
     assert sorted(r.manifest.name for r in corpus_runs) == sorted(
         f"{t}-{i}" for t in "AB" for i in range(n)
     )
-    from core.corpus import load_chunks
+    from core.documents.corpus import load_chunks
 
     for run in corpus_runs:
         assert run.manifest.status == "done"
@@ -220,7 +220,7 @@ def test_a_corrupt_manifest_is_a_clear_error_and_hides_no_other_run(baseline):
 
 
 def test_a_damaged_chunks_file_is_a_clear_run_error(baseline):
-    from core.corpus import load_chunks
+    from core.documents.corpus import load_chunks
 
     path = baseline.corpus.artifact("chunks.jsonl")
     path.write_text(path.read_text(encoding="utf-8")[:-40], encoding="utf-8")
@@ -280,12 +280,14 @@ def test_a_second_job_on_a_running_run_is_refused(baseline):
 
 
 def test_a_stop_request_reaches_a_job_through_the_disk(baseline):
-    from core.jobs import request_stop, stop_requested
+    from core.runs.jobs import request_stop, stop_requested
 
     run = create_run("model", name="to stop", parents={"qa": baseline.qa.id})
     seen = threading.Event()
 
-    def job() -> None:  # a job loop that honours the STOP file, as core.finetune's callback does
+    def job() -> (
+        None
+    ):  # a job loop that honours the STOP file, as core.finetune.trainer's callback does
         for _ in range(200):
             if stop_requested(run.path):
                 seen.set()

@@ -92,7 +92,7 @@ def test_walk_every_stage(page, app_url, tmp_path):
     click(page, "Run evaluation")
     page.locator(".js-plotly-plot").first.wait_for(timeout=600_000)
     wait_idle(page)
-    # The headline verdict (core.verdict), in words, and a Holm-adjusted verdict per dim. "not
+    # The headline verdict (core.evaluation.verdict), in words, and a Holm-adjusted verdict per dim. "not
     # significant" must not pass for "significant": each pattern names which one it found.
     expect_text(
         page,

@@ -1,4 +1,4 @@
-"""Fuzzing the chunker (core.chunking) with hypothesis.
+"""Fuzzing the chunker (core.documents.chunking) with hypothesis.
 
 Properties, for any text, any page layout and any legal size/overlap:
 - no text lost: every non-whitespace character of the document lies inside some chunk, and each
@@ -24,9 +24,9 @@ from pathlib import Path
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from core.chunking import ChunkingConfig, chunk_document, chunk_documents, document_text
-from core.corpus import chunk_id_for
-from core.ingest import Page, ParsedDocument
+from core.documents.chunking import ChunkingConfig, chunk_document, chunk_documents, document_text
+from core.documents.corpus import chunk_id_for
+from core.documents.parsing import Page, ParsedDocument
 from tests.support.fuzzing import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,7 +179,7 @@ def test_markdown_chunks_lose_nothing_and_respect_sizes(text, config):
 
 
 def _tokenizer():  # noqa: ANN202
-    from core.chunking import load_tokenizer
+    from core.documents.chunking import load_tokenizer
 
     return load_tokenizer()
 
@@ -248,8 +248,8 @@ def test_deduplication_only_drops_content_kept_elsewhere(docs, config):
 
 _ID_SCRIPT = """
 import json, random, sys
-from core.chunking import ChunkingConfig, chunk_documents
-from core.ingest import Page, ParsedDocument
+from core.documents.chunking import ChunkingConfig, chunk_documents
+from core.documents.parsing import Page, ParsedDocument
 rng = random.Random(1234)
 words = ["alpha", "beta", "gamma", "delta", "\u00e9t\u00e9", "\u65e5\u672c", "x" * 40]
 docs = []

@@ -23,9 +23,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from core.dataset import QAItem
 from core.errors import LLMError
-from core.gate import (
+from core.jsonparse import extract_json
+from core.llm import LLM, ScriptedBackend
+from core.questions.dataset import QAItem
+from core.questions.gate import (
     QUESTION_WORDS,
     REASONS,
     GateConfig,
@@ -35,9 +37,7 @@ from core.gate import (
     normalize_question,
     repair_question,
 )
-from core.jsonparse import extract_json
-from core.llm import LLM, ScriptedBackend
-from core.prompts import GeneratedQuestions, coerce_questions
+from core.questions.prompts import GeneratedQuestions, coerce_questions
 from tests.support.fuzzing import scaled
 
 # --------------------------------------------------------------------------- strategies

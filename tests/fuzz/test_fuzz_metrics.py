@@ -1,4 +1,4 @@
-"""Fuzzing the retrieval metrics (core.retrieval_metrics) with hypothesis.
+"""Fuzzing the retrieval metrics (core.evaluation.metrics) with hypothesis.
 
 Properties, for any ranking (duplicates, unknown ids, short, empty) and any non-empty gold set:
 - every metric is in [0, 1];
@@ -17,7 +17,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.retrieval_metrics import (
+from core.evaluation.metrics import (
     MAP_K,
     MRR_K,
     NDCG_K,

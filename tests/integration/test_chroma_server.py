@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from core.config import ChromaSettings
-from core.corpus import load_chunks
-from core.documents import UploadedFile, build_corpus, index_corpus_run
+from core.documents.corpus import load_chunks
+from core.documents.stage import UploadedFile, build_corpus, index_corpus_run
+from core.documents.vector_store import list_collections, open_client, search
 from core.embeddings import ModelSpec, encode_texts
 from core.errors import StoreError
-from core.store import list_collections, open_client, search
 
 CHROMA_BIN = Path(sys.executable).parent / "chroma"
 

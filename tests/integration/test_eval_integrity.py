@@ -11,21 +11,21 @@ import numpy as np
 import pytest
 
 from core.config import SAMPLE_DIR, ChromaSettings
-from core.corpus import Chunk, chunk_id_for, save_chunks
-from core.dataset import QAItem, save_qa
 from core.deletion import delete_with_dependants
+from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec
-from core.model_card import TEST_END, TEST_START, read_model_card
-from core.report import build_report
-from core.retrieval_eval import (
+from core.evaluation.stage import (
     RetrievalEvalConfig,
     compare_similarity,
     evaluate_retrieval,
     load_retrieval_eval,
     load_similarity_pairs,
 )
-from core.runs import create_run, list_runs
-from core.verdict import row_sentence
+from core.evaluation.verdict import row_sentence
+from core.finetune.model_card import TEST_END, TEST_START, read_model_card
+from core.questions.dataset import QAItem, save_qa
+from core.report.html import build_report
+from core.runs.folders import create_run, list_runs
 from tests.integration.test_retrieval_eval import NoisyModel, _st_scores, _st_value
 
 N = 24
@@ -129,7 +129,7 @@ def test_similarity_check_uses_the_configured_confidence(minilm):
 
 
 def test_cascade_delete_removes_the_chroma_collections_of_deleted_runs(minilm, world):
-    from core.store import collection_name, index_corpus, list_collections
+    from core.documents.vector_store import collection_name, index_corpus, list_collections
 
     corpus, qa, model, _, _ = world
     settings = ChromaSettings()

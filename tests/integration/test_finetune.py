@@ -8,11 +8,11 @@ import math
 
 import pytest
 
-import core.finetune
-from core.dataset import load_qa
+import core.finetune.trainer
 from core.embeddings import ModelSpec, load_model, truncate_normalize
 from core.errors import RunError
-from core.finetune import (
+from core.finetune.model_card import END, START, read_model_card
+from core.finetune.trainer import (
     CHECKPOINT_DIR,
     OOM_HINT,
     FinetuneConfig,
@@ -21,9 +21,9 @@ from core.finetune import (
     resume_finetune,
     run_finetune,
 )
-from core.jobs import job_status, read_progress
-from core.model_card import END, START, read_model_card
-from core.runs import create_run, load_run
+from core.questions.dataset import load_qa
+from core.runs.folders import create_run, load_run
+from core.runs.jobs import job_status, read_progress
 from tests.support.finetune_data import make_qa_run, make_tiny_model, make_tiny_st_model
 
 
@@ -106,8 +106,8 @@ def test_stop_leaves_a_usable_model_and_resume_finishes_from_the_checkpoint(
         calls["n"] += 1  # call 1 is the check before training; then one per step
         return calls["n"] >= 4
 
-    real_stop_requested = core.finetune.stop_requested
-    monkeypatch.setattr("core.finetune.stop_requested", stop_after_three_steps)
+    real_stop_requested = core.finetune.trainer.stop_requested
+    monkeypatch.setattr("core.finetune.trainer.stop_requested", stop_after_three_steps)
     assert run_finetune(run) == "stopped"
 
     stopped = load_run(run.id)
@@ -120,7 +120,7 @@ def test_stop_leaves_a_usable_model_and_resume_finishes_from_the_checkpoint(
     weights = run.path / "model" / "model.safetensors"
     stopped_weights = hashlib.sha256(weights.read_bytes()).hexdigest()
 
-    monkeypatch.setattr("core.finetune.stop_requested", real_stop_requested)
+    monkeypatch.setattr("core.finetune.trainer.stop_requested", real_stop_requested)
     resumed = resume_finetune(run.id)
     assert resumed.id != run.id and resumed.manifest.status == "done"
     assert resumed.manifest.parents == {"qa": qa.id, "resumed_from": run.id}
@@ -200,7 +200,7 @@ def test_model_zip_holds_the_model_folder():
     import io
     import zipfile
 
-    from core.finetune import model_zip_bytes
+    from core.finetune.trainer import model_zip_bytes
 
     run = create_run("model")
     (run.path / "model" / "1_Pooling").mkdir(parents=True)
@@ -211,7 +211,7 @@ def test_model_zip_holds_the_model_folder():
 
 
 def test_model_card_section_is_replaced_not_stacked():
-    from core.model_card import extend_card, random_baseline
+    from core.finetune.model_card import extend_card, random_baseline
 
     card = extend_card("# ST card\n", f"{START}\nold\n{END}\n")
     card = extend_card(card, f"{START}\nnew\n{END}\n")
@@ -226,7 +226,7 @@ def test_model_card_section_is_replaced_not_stacked():
 
 def test_push_to_hub_refuses_offline_before_touching_the_network(monkeypatch):
     from core.errors import ConfigError
-    from core.model_card import push_to_hub
+    from core.finetune.model_card import push_to_hub
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     run = create_run("model")
@@ -244,7 +244,7 @@ def test_hard_negative_mining_never_picks_a_validation_or_test_chunk(minilm):
     (gold or linked), and never from another gold chunk of the pair's own question."""
     from datasets import Dataset
 
-    from core.finetune import mine_negatives, prepare_data
+    from core.finetune.trainer import mine_negatives, prepare_data
 
     _, qa = make_qa_run(n_chunks=30, seed=3)
     data = prepare_data(qa.id)

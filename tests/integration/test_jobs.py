@@ -15,8 +15,9 @@ import pytest
 
 from core.embeddings import ModelSpec, load_model
 from core.errors import RunError
-from core.finetune import FinetuneConfig, create_finetune_run, read_metrics
-from core.jobs import (
+from core.finetune.trainer import FinetuneConfig, create_finetune_run, read_metrics
+from core.runs.folders import create_run, load_run
+from core.runs.jobs import (
     DIED_HINT,
     DIED_MESSAGE,
     STOP_FILE,
@@ -29,7 +30,6 @@ from core.jobs import (
     start_job,
     tail_log,
 )
-from core.runs import create_run, load_run
 from tests.support.finetune_data import make_qa_run, make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +152,7 @@ def test_a_sigkilled_job_is_marked_failed(tiny_model):
 
 @pytest.mark.slow
 def test_job_module_runs_under_torchrun_with_two_cpu_processes(tiny_model):
-    """The multi-GPU path (torchrun launching core.finetune_job) as DDP over two CPU processes
+    """The multi-GPU path (torchrun launching core.finetune.job) as DDP over two CPU processes
     (gloo): both ranks train, only rank 0 writes the run folder."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
@@ -168,7 +168,7 @@ def test_job_module_runs_under_torchrun_with_two_cpu_processes(tiny_model):
     run = create_finetune_run(cfg)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "-m", "core.finetune_job", run.id],
+        [torchrun, "--nproc_per_node", "2", "-m", "core.finetune.job", run.id],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from core.config import LLMSettings
-from core.corpus import load_chunks
-from core.dataset import QAItem, load_qa
-from core.gate import REASONS, GateConfig, apply_gate
+from core.documents.corpus import load_chunks
 from core.llm import make_llm
-from core.questions import GenerationConfig, generate_question_run
-from core.splits import check_no_leak
+from core.questions.dataset import QAItem, load_qa
+from core.questions.gate import REASONS, GateConfig, apply_gate
+from core.questions.generation import GenerationConfig, generate_question_run
+from core.questions.splits import check_no_leak
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_near_duplicates_with_the_real_embedding_model(minilm):
 @pytest.mark.slow
 @pytest.mark.llm
 def test_embedded_llm_generates_gated_questions_for_sample_chunks(tmp_path, minilm):
-    from core.documents import ingest_sample_corpus
+    from core.documents.stage import ingest_sample_corpus
 
     corpus = ingest_sample_corpus()
     llm = make_llm(LLMSettings(backend="embedded"), cache_dir=tmp_path / "llm-cache")

@@ -13,15 +13,15 @@ import pytest
 from core.config import LLMSettings
 from core.embeddings import ModelSpec
 from core.llm import make_llm
-from core.rag import RagConfig, load_samples
-from core.ragas_eval import (
+from core.rag.answering import RagConfig, load_samples
+from core.rag.scoring import (
     NON_LLM_METRICS,
     RagasConfig,
     RetrieverChoice,
     compare_retrievers,
     load_ragas_eval,
 )
-from core.runs import load_run
+from core.runs.folders import load_run
 
 N_QUESTIONS = 3
 
@@ -29,9 +29,9 @@ N_QUESTIONS = 3
 @pytest.mark.slow
 @pytest.mark.llm
 def test_rag_and_ragas_on_the_sample_corpus_with_the_embedded_llm(minilm, tmp_path):
-    from core.documents import ingest_sample_corpus
-    from core.qa_io import load_sample_qa
-    from core.ragas_adapters import SentenceTransformerEmbeddings
+    from core.documents.stage import ingest_sample_corpus
+    from core.questions.exchange import load_sample_qa
+    from core.rag.judges import SentenceTransformerEmbeddings
 
     corpus = ingest_sample_corpus()
     qa = load_sample_qa(corpus.run.id)

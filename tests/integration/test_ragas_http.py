@@ -11,8 +11,8 @@ import pytest
 
 from core.config import LLMSettings
 from core.llm import make_llm
-from core.rag import RagConfig, generate_answers, load_samples, model_query_encoder
-from core.ragas_eval import LLM_METRICS, RagasConfig, evaluate_rag, load_ragas_eval, retry_failed
+from core.rag.answering import RagConfig, generate_answers, load_samples, model_query_encoder
+from core.rag.scoring import LLM_METRICS, RagasConfig, evaluate_rag, load_ragas_eval, retry_failed
 from tests.support.openai_server import ChatServer, Reply
 from tests.unit.test_rag import QUESTIONS, TEXTS, FakeEncoder, fake_search, make_runs
 from tests.unit.test_ragas_eval import happy, schema_of
@@ -75,7 +75,7 @@ def settings_for():
 
 
 def test_rag_and_ragas_run_through_the_http_client(tmp_path, settings_for):
-    from core.ragas_adapters import SentenceTransformerEmbeddings
+    from core.rag.judges import SentenceTransformerEmbeddings
 
     qa_id, chunks = make_runs()
     encoder = FakeEncoder()
@@ -123,7 +123,7 @@ def test_rag_and_ragas_run_through_the_http_client(tmp_path, settings_for):
 
 
 def test_unparseable_judge_replies_fail_then_retry_failed_rescores_them(tmp_path, settings_for):
-    from core.ragas_adapters import SentenceTransformerEmbeddings
+    from core.rag.judges import SentenceTransformerEmbeddings
 
     qa_id, chunks = make_runs()
     encoder = FakeEncoder()

@@ -12,11 +12,17 @@ import pandas as pd
 import pytest
 
 from core.config import SAMPLE_DIR
-from core.corpus import Chunk, chunk_id_for, save_chunks
-from core.dataset import QAItem, save_qa
+from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec, encode_texts, truncate_normalize
 from core.errors import ConfigError, InputError, LineageError
-from core.retrieval_eval import (
+from core.evaluation.metrics import (
+    SEARCH_DEPTH,
+    metric_names,
+    relevance_from_indices,
+    score_relevance,
+    st_metric_key,
+)
+from core.evaluation.stage import (
     BM25_LABEL,
     RetrievalEvalConfig,
     chroma_agreement,
@@ -35,14 +41,8 @@ from core.retrieval_eval import (
     similarity_score,
     top_k_from_scores,
 )
-from core.retrieval_metrics import (
-    SEARCH_DEPTH,
-    metric_names,
-    relevance_from_indices,
-    score_relevance,
-    st_metric_key,
-)
-from core.runs import create_run, load_run
+from core.questions.dataset import QAItem, save_qa
+from core.runs.folders import create_run, load_run
 
 N_PASSAGES = 60
 N_QUERIES = 30
@@ -340,7 +340,7 @@ def test_missing_split_is_a_clear_error(runs):
 
 def test_chroma_collection_agrees_with_exact_search(minilm, runs):
     from core.config import ChromaSettings
-    from core.store import index_corpus
+    from core.documents.vector_store import index_corpus
 
     corpus, qa = runs
     index_corpus(corpus.id, minilm, ModelSpec(), 384, ChromaSettings())

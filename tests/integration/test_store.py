@@ -7,10 +7,10 @@ import pymupdf
 import pytest
 
 import core.embeddings
-from core.chunking import ChunkingConfig
 from core.config import ChromaSettings
-from core.corpus import load_chunks
-from core.documents import (
+from core.documents.chunking import ChunkingConfig
+from core.documents.corpus import load_chunks
+from core.documents.stage import (
     SAMPLE_PDF,
     UploadedFile,
     add_documents,
@@ -21,10 +21,16 @@ from core.documents import (
     load_documents,
     remove_documents,
 )
+from core.documents.vector_store import (
+    collection_name,
+    count_indexed,
+    index_corpus,
+    open_client,
+    search,
+)
 from core.embeddings import ModelSpec, encode_texts
 from core.errors import ConfigError, InputError, StoppedError, StoreError
-from core.runs import list_runs
-from core.store import collection_name, count_indexed, index_corpus, open_client, search
+from core.runs.folders import list_runs
 
 EMBEDDED = ChromaSettings()
 TOPICS = {
@@ -218,9 +224,9 @@ def test_collection_names_follow_chromas_rules(run_id):
 
 
 def test_runs_without_files_cannot_be_edited():
-    from core.corpus import Chunk, save_chunks
+    from core.documents.corpus import Chunk, save_chunks
     from core.errors import RunError
-    from core.runs import create_run
+    from core.runs.folders import create_run
 
     imported = create_run("corpus", config={"chunking": {"strategy": "imported"}})
     save_chunks(imported, [Chunk(id="c_1", text="x", source="qa.csv")])

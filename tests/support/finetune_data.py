@@ -12,9 +12,9 @@ import random
 import shutil
 from pathlib import Path
 
-from core.corpus import Chunk, chunk_id_for, save_chunks
-from core.dataset import QAItem, save_qa
-from core.runs import Run, create_run
+from core.documents.corpus import Chunk, chunk_id_for, save_chunks
+from core.questions.dataset import QAItem, save_qa
+from core.runs.folders import Run, create_run
 
 _SYLLABLES = [
     "vel",

@@ -1,6 +1,6 @@
-"""`python -m tests.support.slow_finetune_job <run_id>`: the real fine-tune job (core.finetune_job)
+"""`python -m tests.support.slow_finetune_job <run_id>`: the real fine-tune job (core.finetune.job)
 with every training step slowed by `RAGBENCH_TEST_STEP_DELAY` seconds (default 0.5), so a test
-can kill it mid-epoch. Started through core.jobs.start_job(run, module=...)."""
+can kill it mid-epoch. Started through core.runs.jobs.start_job(run, module=...)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def main() -> int:
         return original(self, *args, **kwargs)
 
     Trainer.training_step = slow_step
-    from core.finetune_job import main as job_main
+    from core.finetune.job import main as job_main
 
     return job_main()
 

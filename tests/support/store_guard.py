@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.runs import list_runs, load_run, runs_root
+from core.runs.folders import list_runs, load_run, runs_root
 
 
 def _digest(path: Path) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from core.chunking import (
+from core.documents.chunking import (
     ChunkingConfig,
     chunk_document,
     chunk_documents,
@@ -15,9 +15,9 @@ from core.chunking import (
     load_tokenizer,
     locate_chunks,
 )
-from core.corpus import chunk_id_for
+from core.documents.corpus import chunk_id_for
+from core.documents.parsing import Page, ParsedDocument, parse_file
 from core.errors import ConfigError
-from core.ingest import Page, ParsedDocument, parse_file
 
 WORDS = [f"word-{i:05d}" for i in range(1, 25)]  # 10 characters each
 
@@ -223,7 +223,7 @@ def test_token_chunks_of_the_sample_pdf_start_on_their_own_page():
 
 
 def test_a_chunk_that_cannot_be_placed_gets_a_warning_not_offset_zero(caplog):
-    with caplog.at_level("WARNING", logger="core.chunking"):
+    with caplog.at_level("WARNING", logger="core.documents.chunking"):
         starts = locate_chunks("alpha beta gamma", ["alpha beta", "delta"], max_overlap=0)
     assert starts == [0, 10]  # delta is nowhere: it stays after the previous chunk
     assert "Chunk offsets are approximate (piece 1 fits nowhere)" in caplog.text

@@ -6,7 +6,7 @@ import pytest
 
 from core.embeddings import ModelSpec
 from core.errors import ConfigError, InputError
-from core.finetune import (
+from core.finetune.trainer import (
     FinetuneConfig,
     check_config,
     choose_precision,

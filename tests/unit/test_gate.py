@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.dataset import QAItem
 from core.errors import ConfigError, LLMError
-from core.gate import (
+from core.llm import LLM, ScriptedBackend
+from core.questions.dataset import QAItem
+from core.questions.gate import (
     REASONS,
     GateConfig,
     apply_gate,
@@ -16,8 +17,7 @@ from core.gate import (
     normalize_question,
     repair_question,
 )
-from core.llm import LLM, ScriptedBackend
-from core.prompts import example_questions
+from core.questions.prompts import example_questions
 
 CHUNK = (
     "Debian GNU/Linux is a free operating system. The archives are updated twice every day. "

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pymupdf
 import pytest
 
+from core.documents.parsing import (
+    decode_text,
+    format_size,
+    parse_file,
+    sanitize_filename,
+    sniff_format,
+)
 from core.errors import InputError
-from core.ingest import decode_text, format_size, parse_file, sanitize_filename, sniff_format
 
 PAGE_SENTENCES = [
     "Aardvarks dig burrows at night in the savanna.",

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.corpus import Chunk
-from core.dataset import QAItem
+from core.documents.corpus import Chunk
 from core.errors import InputError
-from core.leakage import LEAK_NGRAM, check_no_leak, find_text_leaks, match_evidence
-from core.splits import SplitConfig, assign_splits
+from core.questions.dataset import QAItem
+from core.questions.leakage import LEAK_NGRAM, check_no_leak, find_text_leaks, match_evidence
+from core.questions.splits import SplitConfig, assign_splits
 from core.text import normalize_question
 
 FIRST = "Stable releases get security updates. The archives are updated twice every day by"

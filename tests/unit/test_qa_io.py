@@ -11,12 +11,10 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from core.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
-from core.dataset import QAItem, load_qa
+from core.documents.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
 from core.errors import InputError
-from core.gate import GateConfig
-from core.leakage import find_text_leaks
-from core.qa_io import (
+from core.questions.dataset import QAItem, load_qa
+from core.questions.exchange import (
     ColumnMapping,
     export_hf_dataset,
     export_hf_zip,
@@ -29,8 +27,10 @@ from core.qa_io import (
     preview_import,
     read_table,
 )
-from core.runs import create_run, list_runs, load_run
-from core.splits import SplitConfig, assign_splits
+from core.questions.gate import GateConfig
+from core.questions.leakage import find_text_leaks
+from core.questions.splits import SplitConfig, assign_splits
+from core.runs.folders import create_run, list_runs, load_run
 
 TEXTS = [
     "Debian archives are updated twice every day by the mirror network.",
@@ -155,7 +155,7 @@ def test_a_leaking_split_column_fails_loudly_and_saves_nothing():
             "split": ["train", "test"],
         }
     )
-    from core.runs import list_runs
+    from core.runs.folders import list_runs
 
     with pytest.raises(InputError, match="leaks between splits") as info:
         import_qa("leaky.csv", frame, guess_mapping(frame.columns), corpus_run_id=corpus_id)
@@ -340,8 +340,8 @@ def test_sample_on_an_unrelated_corpus_fails_clearly(tmp_path):
 
 @pytest.mark.slow
 def test_real_sample_set_on_the_real_sample_corpus():
-    """Built with core.documents.ingest_sample_corpus (pymupdf + the default chunker)."""
-    from core.documents import ingest_sample_corpus
+    """Built with core.documents.stage.ingest_sample_corpus (pymupdf + the default chunker)."""
+    from core.documents.stage import ingest_sample_corpus
 
     corpus = ingest_sample_corpus()
     run = load_sample_qa(corpus.run.id)

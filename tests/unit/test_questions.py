@@ -7,13 +7,12 @@ import json
 
 import pytest
 
-from core.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
-from core.dataset import QAItem, load_qa
+from core.documents.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
 from core.errors import InputError, LLMError
-from core.gate import REASONS, GateConfig
 from core.llm import LLM, ScriptedBackend
-from core.prompts import GeneratedQuestions, coerce_questions
-from core.questions import (
+from core.questions.dataset import QAItem, load_qa
+from core.questions.gate import REASONS, GateConfig
+from core.questions.generation import (
     GATE_REPORT_FILE,
     USAGE_FILE,
     GenerationConfig,
@@ -26,8 +25,9 @@ from core.questions import (
     save_review,
     select_chunks,
 )
-from core.runs import create_run, load_run
-from core.splits import check_no_leak
+from core.questions.prompts import GeneratedQuestions, coerce_questions
+from core.questions.splits import check_no_leak
+from core.runs.folders import create_run, load_run
 
 NO_DUPS = GateConfig(check_near_duplicates=False)
 
@@ -220,7 +220,7 @@ def test_every_chunk_failing_fails_the_run_with_reasons(tmp_path):
     with pytest.raises(LLMError, match="No questions came back from any of the 2 chunk") as info:
         generate_question_run(corpus_id, llm, GenerationConfig(gate=NO_DUPS))
     assert info.value.kind == "parse"
-    from core.runs import list_runs
+    from core.runs.folders import list_runs
 
     run = list_runs("qa")[0]
     assert run.manifest.status == "failed"

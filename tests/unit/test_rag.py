@@ -8,11 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from core.corpus import Chunk, chunk_id_for, save_chunks
-from core.dataset import QAItem, save_qa
+from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.errors import ConfigError, LLMError, RunError
 from core.llm import LLM, ScriptedBackend
-from core.rag import (
+from core.questions.dataset import QAItem, save_qa
+from core.rag.answering import (
     RagConfig,
     build_rag_chain,
     exact_search,
@@ -23,7 +23,7 @@ from core.rag import (
     make_retriever,
     model_query_encoder,
 )
-from core.runs import create_run, load_run
+from core.runs.folders import create_run, load_run
 
 TEXTS = [
     "The Debian archives are updated twice every day by the archive software.",
@@ -304,7 +304,7 @@ def test_every_gold_chunk_of_a_question_counts_in_the_rag_run(tmp_path):
     rank is the first of either among the retrieved."""
     qa_id, chunks = make_runs()
     qa = load_run(qa_id)
-    from core.dataset import load_qa
+    from core.questions.dataset import load_qa
 
     items = load_qa(qa, accepted_only=False)
     items[2] = items[2].model_copy(update={"gold_chunk_ids": [chunks[0].id]})  # q3 also in c0

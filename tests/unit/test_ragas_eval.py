@@ -13,8 +13,8 @@ import pytest
 
 from core.errors import ConfigError, LineageError, LLMError
 from core.llm import LLM, ScriptedBackend
-from core.rag import RagSample, save_samples
-from core.ragas_eval import (
+from core.rag.answering import RagSample, save_samples
+from core.rag.scoring import (
     LLM_METRICS,
     NON_LLM_METRICS,
     RagasConfig,
@@ -24,7 +24,7 @@ from core.ragas_eval import (
     retry_failed,
     summary_table,
 )
-from core.runs import create_run, load_run
+from core.runs.folders import create_run, load_run
 from tests.unit.test_rag import FakeEncoder
 
 GOLD = "The Debian archives are updated twice every day by the archive software."
@@ -127,7 +127,7 @@ def judge_with(override=None, **kw):  # noqa: ANN001, ANN003, ANN201
 
 @pytest.fixture
 def embeddings():
-    from core.ragas_adapters import SentenceTransformerEmbeddings
+    from core.rag.judges import SentenceTransformerEmbeddings
 
     return SentenceTransformerEmbeddings(FakeEncoder(), label="fake")
 
@@ -497,7 +497,7 @@ def test_config_validates_metrics_and_repeats():
 
 
 def test_embeddings_adapter_batches_and_memoises():
-    from core.ragas_adapters import SentenceTransformerEmbeddings
+    from core.rag.judges import SentenceTransformerEmbeddings
 
     encoder = FakeEncoder()
     emb = SentenceTransformerEmbeddings(encoder, dim=16)

@@ -14,13 +14,14 @@ import pandas as pd
 import pytest
 
 from core.config import SAMPLE_DIR
-from core.corpus import Chunk, chunk_id_for, save_chunks
-from core.dataset import QAItem, save_qa
+from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec
 from core.errors import InputError
-from core.rag import RagSample, save_samples
-from core.ragas_eval import RagasConfig, evaluate_rag
-from core.report import (
+from core.evaluation.stage import RetrievalEvalConfig, evaluate_retrieval, load_retrieval_eval
+from core.questions.dataset import QAItem, save_qa
+from core.rag.answering import RagSample, save_samples
+from core.rag.scoring import RagasConfig, evaluate_rag
+from core.report.html import (
     HEADLINE_METRICS,
     RANDOM_LABEL,
     REDACTED,
@@ -37,8 +38,7 @@ from core.report import (
     report_zip,
     scrub_text,
 )
-from core.retrieval_eval import RetrievalEvalConfig, evaluate_retrieval, load_retrieval_eval
-from core.runs import create_run, load_run
+from core.runs.folders import create_run, load_run
 
 # Secrets planted in configs; none may appear anywhere in a report.
 KEY_SECRET = "sk-planted-0123456789abcdefXYZ"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.retrieval_metrics import (
+from core.evaluation.metrics import (
     dedupe_ranking,
     first_relevant_rank,
     metric_names,

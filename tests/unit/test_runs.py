@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core.errors import LineageError, RunError
-from core.runs import check_same_lineage, create_run, delete_run, list_runs, load_run
+from core.runs.folders import check_same_lineage, create_run, delete_run, list_runs, load_run
 
 
 def test_create_load_roundtrip(data_root):
@@ -84,7 +84,7 @@ def test_descendants_deepest_first():
     q = create_run("qa", parents={"corpus": c.id})
     m = create_run("model", parents={"qa": q.id})
     e = create_run("retrieval_eval", parents={"qa": q.id, "model": m.id})
-    from core.runs import descendants_of
+    from core.runs.folders import descendants_of
 
     ids = [r.id for r in descendants_of(c.id)]
     assert set(ids) == {q.id, m.id, e.id}
@@ -92,7 +92,7 @@ def test_descendants_deepest_first():
 
 
 def test_model_runs_for_qa_hides_other_question_sets():
-    from core.runs import model_runs_for_qa
+    from core.runs.folders import model_runs_for_qa
 
     c = create_run("corpus")
     q1 = create_run("qa", parents={"corpus": c.id})
@@ -107,7 +107,7 @@ def test_model_runs_for_qa_hides_other_question_sets():
 
 
 def test_damaged_qa_file_names_run_and_line():
-    from core.dataset import QA_FILE, QAItem, load_qa, save_qa
+    from core.questions.dataset import QA_FILE, QAItem, load_qa, save_qa
 
     c = create_run("corpus")
     q = create_run("qa", parents={"corpus": c.id})

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.dataset import QAItem
 from core.errors import ConfigError, InputError
-from core.splits import (
+from core.questions.dataset import QAItem
+from core.questions.splits import (
     SplitConfig,
     assign_splits,
     check_no_leak,

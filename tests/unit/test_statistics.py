@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from core.retrieval_metrics import metric_names
-from core.statistics import (
+from core.evaluation.metrics import metric_names
+from core.evaluation.statistics import (
     bootstrap_ci,
     bootstrap_means,
     compare_paired,

@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from core.retrieval_eval import DimScores, RetrievalEvalConfig, _deltas_frame
-from core.retrieval_metrics import metric_names
-from core.statistics import (
+from core.evaluation.metrics import metric_names
+from core.evaluation.stage import DimScores, RetrievalEvalConfig, _deltas_frame
+from core.evaluation.statistics import (
     detectable_delta,
     minimum_detectable_delta,
     queries_needed,
     sign_flip_pvalue,
 )
-from core.verdict import (
+from core.evaluation.verdict import (
     assign_families,
     deltas_display,
     headline_verdicts,

@@ -10,8 +10,8 @@ How it works:
 3. Exact search in numpy returns the top 100 per question, ties broken by ascending chunk id as
    sentence-transformers does, so our metrics equal its InformationRetrievalEvaluator.
    When the model's Chroma collection exists, its top 10 is compared with the exact top 10.
-4. Per-query metrics (core.retrieval_metrics) get bootstrap CIs; every model-vs-base delta gets a
-   paired CI and a p-value (core.statistics); questions whose hit@k flipped are listed with both
+4. Per-query metrics (core.evaluation.metrics) get bootstrap CIs; every model-vs-base delta gets a
+   paired CI and a p-value (core.evaluation.statistics); questions whose hit@k flipped are listed with both
    rankings. The random ranker's expected score, the corpus size and the query count go with
    every figure.
 5. A general-similarity check (STS-style scored pairs or 0/1 labelled pairs) shows whether a
@@ -36,8 +36,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import SAMPLE_DIR, ChromaSettings
-from core.corpus import Chunk, load_chunks
-from core.dataset import QAItem, load_qa
+from core.documents.corpus import Chunk, load_chunks
 from core.embeddings import (
     ModelSpec,
     document_prompt,
@@ -47,8 +46,7 @@ from core.embeddings import (
     truncate_normalize,
 )
 from core.errors import ConfigError, InputError, RunError, StoppedError, StoreError
-from core.progress import ProgressCallback, ProgressTracker, StopCheck
-from core.retrieval_metrics import (
+from core.evaluation.metrics import (
     KS,
     SEARCH_DEPTH,
     first_relevant_rank,
@@ -57,20 +55,22 @@ from core.retrieval_metrics import (
     relevance_from_indices,
     score_relevance,
 )
-from core.runs import Run, check_same_lineage, create_run, load_run, write_text_atomic
-from core.statistics import (
+from core.evaluation.statistics import (
     MIN_QUERIES,
     bootstrap_ci,
     compare_paired,
     random_ranker_expected,
 )
-from core.verdict import (
+from core.evaluation.verdict import (
     PRIMARY_METRIC,
     Headline,
     alpha_of,
     assign_families,
     headline_verdicts,
 )
+from core.progress import ProgressCallback, ProgressTracker, StopCheck
+from core.questions.dataset import QAItem, load_qa
+from core.runs.folders import Run, check_same_lineage, create_run, load_run, write_text_atomic
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -176,7 +176,7 @@ class RetrievalEvalResult:
         return float(self.config.get("confidence") or 0.95)
 
     def headlines(self) -> list[Headline]:
-        """The headline verdict of each tuned model on the primary metric (core.verdict)."""
+        """The headline verdict of each tuned model on the primary metric (core.evaluation.verdict)."""
         return headline_verdicts(self.deltas, self.primary_metric)
 
     def gold_summary(self) -> str:
@@ -788,11 +788,11 @@ def _evaluate(
 def _update_model_cards(
     result: RetrievalEvalResult, labels: list[str], model_runs: list[Run | None]
 ) -> None:
-    """Each tuned model run's card gets this evaluation's test-split verdict (core.verdict), so
+    """Each tuned model run's card gets this evaluation's test-split verdict (core.evaluation.verdict), so
     a card pushed to the Hub says what the page says. Only test-split evaluations qualify."""
     if result.split != "test":
         return
-    from core.model_card import write_eval_result
+    from core.finetune.model_card import write_eval_result
 
     for label, model_run in list(zip(labels, model_runs, strict=True))[1:]:
         if model_run is not None:
@@ -858,7 +858,7 @@ def _deltas_frame(
     scored: list[DimScores], base_label: str, config: RetrievalEvalConfig
 ) -> pd.DataFrame:
     """Every tuned model minus the base, per dim and metric, with the verdict columns of
-    core.verdict (Holm within each model's metric across dims; the primary metric decides)."""
+    core.evaluation.verdict (Holm within each model's metric across dims; the primary metric decides)."""
     base = {s.dim: s for s in scored if s.label == base_label}
     rows = []
     for s in scored:
@@ -1032,7 +1032,7 @@ def _chroma_agreement(
     """Compare the top-k of the model's Chroma collection with exact search; None when there is no
     complete collection (and no check was asked for explicitly)."""
     try:
-        from core import store
+        from core.documents import vector_store as store
 
         if not settings.is_server and not store.chroma_path().exists() and not explicit:
             return None  # no embedded store yet: nothing indexed, and no need to load chromadb

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from core.corpus import Chunk, chunk_id_for
+from core.documents.corpus import Chunk, chunk_id_for
+from core.documents.parsing import PAGE_SEPARATOR, ParsedDocument
 from core.errors import ConfigError
-from core.ingest import PAGE_SEPARATOR, ParsedDocument
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
 
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ from core.errors import InputError
 from core.text import normalize_question, normalize_space, word_ngrams, words
 
 if TYPE_CHECKING:
-    from core.corpus import Chunk
-    from core.dataset import QAItem
+    from core.documents.corpus import Chunk
+    from core.questions.dataset import QAItem
 
 LEAK_NGRAM = 8  # words in a run that counts as shared text (evidence quotes are 8-25 words)
 HELD_OUT = ("validation", "test")

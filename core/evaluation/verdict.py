@@ -5,7 +5,7 @@ How it works:
 1. Families. For each tuned model, one metric across the evaluated dimensions is one family of
    tests. The *primary* metric's family (nDCG@10 unless chosen otherwise) decides the headline
    verdict; every other metric is exploratory, adjusted within its own family.
-2. Holm. Within a family the raw p-values (core.statistics) are Holm-adjusted, so the chance of
+2. Holm. Within a family the raw p-values (core.evaluation.statistics) are Holm-adjusted, so the chance of
    any false "significant" in the family stays below alpha.
 3. A difference is significant when its Holm-adjusted p is below alpha AND its bootstrap interval
    excludes zero (conservative: both must agree). Its direction is the sign of the delta.
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.statistics import detectable_delta, format_p, holm_adjust, queries_needed
+from core.evaluation.statistics import detectable_delta, format_p, holm_adjust, queries_needed
 
 PRIMARY_METRIC = "ndcg@10"
 POWER = 0.8

@@ -5,7 +5,7 @@ How it works:
    saved in the model run's manifest. `check_config` returns the guard-rail warnings that are legal
    but dubious (native dimension left out, small batches, a tiny dataset, ...).
 2. `start_finetune(cfg)` creates a `model` run (parent: the qa run) and launches
-   `python -m core.finetune_job <run_id>` in the background (core.jobs), so a browser refresh
+   `python -m core.finetune.job <run_id>` in the background (core.runs.jobs), so a browser refresh
    loses nothing.
 3. The job (`run_finetune`) loads the train split as (anchor=question, positive=chunk text) pairs in
    that order, evaluates the base model on the validation split against the FULL corpus at every
@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.corpus import load_chunks
-from core.dataset import load_qa
+from core.documents.corpus import load_chunks
 from core.embeddings import ModelSpec, document_prompt, resolve_model_path
 from core.errors import ConfigError, InputError, RagbenchError, RunError
-from core.jobs import append_event, process_start_time, request_stop, start_job, stop_requested
-from core.runs import Run, create_run, discard_on_failure, load_run
+from core.questions.dataset import load_qa
+from core.runs.folders import Run, create_run, discard_on_failure, load_run
+from core.runs.jobs import append_event, process_start_time, request_stop, start_job, stop_requested
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -598,7 +598,7 @@ def create_resumed_run(run_id: str) -> Run:
     Chroma collection keyed on its id, stay true. The checkpoint moves to the new run (parents:
     the same question set, and `resumed_from` the old run), with the metrics and progress so far.
     """
-    from core.jobs import PROGRESS_FILE
+    from core.runs.jobs import PROGRESS_FILE
 
     old = load_run(run_id)
     if old.kind != "model":
@@ -913,7 +913,7 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
     )
 
     from core.embeddings import load_model, native_dim, query_prompt, select_device
-    from core.model_card import write_model_card
+    from core.finetune.model_card import write_model_card
 
     device = select_device(cfg.device)
     precision, tf32 = resolve_precision(cfg.precision, device)

@@ -3,7 +3,7 @@
 How it works:
 1. Each (retriever, sample, metric, repeat) is one job. Jobs run concurrently through the judge's
    `LLM.map` (its concurrency limit, progress and stop); each job runs one ragas 0.4 metric in its
-   own event loop with a fresh `RagasJudge` scope (core.ragas_adapters), so its calls, tokens and
+   own event loop with a fresh `RagasJudge` scope (core.rag.judges), so its calls, tokens and
    the judge's reasons are recorded per job.
 2. Metrics (ragas' own names and implementations):
    - judged: faithfulness, answer_relevancy, context_precision, context_recall and, when the
@@ -43,8 +43,8 @@ import pandas as pd
 
 from core.errors import ConfigError, LineageError, LLMError, RunError, StoppedError
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
-from core.rag import RagSample, load_samples
-from core.runs import Run, create_run, list_runs, load_run, write_text_atomic
+from core.rag.answering import RagSample, load_samples
+from core.runs.folders import Run, create_run, list_runs, load_run, write_text_atomic
 
 if TYPE_CHECKING:
     from core.llm import LLM
@@ -270,7 +270,7 @@ def is_low_confidence_judge(judge: LLM | None) -> bool:
 
 
 def _as_embeddings(embeddings: Any) -> Any:
-    from core.ragas_adapters import SentenceTransformerEmbeddings
+    from core.rag.judges import SentenceTransformerEmbeddings
 
     if embeddings is None:
         return None
@@ -294,7 +294,7 @@ class _Scorer:
     """Builds ragas metric objects and scores jobs (one instance per scoring pass)."""
 
     def __init__(self, judge: LLM | None, embeddings: Any, config: RagasConfig) -> None:
-        from core.ragas_adapters import RagasJudge, string_similarity_measure
+        from core.rag.judges import RagasJudge, string_similarity_measure
 
         self.config = config
         self.embeddings = _as_embeddings(embeddings)
@@ -406,7 +406,7 @@ class _Scorer:
             return _fail(row, "no_gold", f"the gold chunk {s.gold_chunk_id} is not in the corpus")
         judge = None
         if spec.needs_llm:
-            from core.ragas_adapters import SAMPLE_STRIDE
+            from core.rag.judges import SAMPLE_STRIDE
 
             assert self.judge is not None
             temperature = (
@@ -539,7 +539,7 @@ def summarize_scores(scores: pd.DataFrame, config: RagasConfig) -> dict[str, Any
     """Per retriever per metric: mean over successful samples with a bootstrap CI, counts of
     ok/failed/skipped samples, failures by reason (per judgement), and the spread over repeats;
     plus paired deltas of every retriever against base."""
-    from core.statistics import bootstrap_ci
+    from core.evaluation.statistics import bootstrap_ci
 
     out: dict[str, Any] = {"retrievers": {}, "comparisons": {}}
     per_sample: dict[tuple[str, str], pd.Series] = {}
@@ -594,7 +594,7 @@ def _compare(
     per_sample: Mapping[tuple[str, str], pd.Series], config: RagasConfig
 ) -> dict[str, Any]:
     """Paired deltas (other minus base) over samples both retrievers scored."""
-    from core.statistics import bootstrap_ci, sign_flip_pvalue
+    from core.evaluation.statistics import bootstrap_ci, sign_flip_pvalue
 
     retrievers = {r for r, _ in per_sample}
     if BASE_LABEL not in retrievers:
@@ -970,7 +970,7 @@ def compare_retrievers(
 ) -> Run:
     """The whole stage: answer the qa run's questions with each retriever (rag runs), then score
     them together (a ragas_eval run). Missing judge or embeddings fail before any work."""
-    from core.rag import run_rag
+    from core.rag.answering import run_rag
 
     ragas_config = ragas_config or RagasConfig()
     check_components(ragas_config, judge, embeddings)

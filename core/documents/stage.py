@@ -3,7 +3,7 @@
 A corpus run holds:
 - `files/<name>`: the original bytes of every file that went in,
 - `documents.json`: one report per uploaded file (ok or skipped, with the reason),
-- `chunks.jsonl`: the chunks (`core.corpus`).
+- `chunks.jsonl`: the chunks (`core.documents.corpus`).
 
 Runs are immutable: adding or deleting a document makes a new corpus run (its manifest's
 config names the run it was derived from). One bad file never stops the others; it is skipped
@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.chunking import ChunkingConfig, chunk_documents
 from core.config import SAMPLE_DIR, ChromaSettings
-from core.corpus import save_chunks
-from core.errors import ConfigError, InputError, RagbenchError, RunError, StoppedError
-from core.ingest import (
+from core.documents.chunking import ChunkingConfig, chunk_documents
+from core.documents.corpus import save_chunks
+from core.documents.parsing import (
     DEFAULT_MAX_BYTES,
     ParsedDocument,
     count_pages,
@@ -30,12 +29,13 @@ from core.ingest import (
     parse_file,
     sanitize_filename,
 )
+from core.errors import ConfigError, InputError, RagbenchError, RunError, StoppedError
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
-from core.runs import Run, create_run, load_run, write_bytes_atomic
+from core.runs.folders import Run, create_run, load_run, write_bytes_atomic
 
 if TYPE_CHECKING:
+    from core.documents.vector_store import IndexReport
     from core.embeddings import ModelSpec
-    from core.store import IndexReport
 
 logger = logging.getLogger(__name__)
 
@@ -403,8 +403,8 @@ def index_corpus_run(
     should_stop: StopCheck | None = None,
 ) -> IndexReport:
     """Index a corpus run into Chroma for a model (loaded here unless given) and dimension."""
+    from core.documents.vector_store import index_corpus
     from core.embeddings import ModelSpec, load_model
-    from core.store import index_corpus
 
     model_spec = model_spec or ModelSpec()
     run = load_run(corpus_run_id)

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from core.leakage import check_no_leak
-from core.runs import Run, load_run, read_jsonl_artifact, write_text_atomic
+from core.questions.leakage import check_no_leak
+from core.runs.folders import Run, load_run, read_jsonl_artifact, write_text_atomic
 
 QA_FILE = "qa.jsonl"
 Split = Literal["train", "validation", "test"]
@@ -64,7 +64,7 @@ class QAItem(BaseModel):
 def _evidence_chunk_texts(run: Run, items: list[QAItem]) -> dict[str, str] | None:
     """The texts of the chunks train questions point at, for the text leak check; None when no
     held-out item has evidence (nothing to compare) or the corpus run cannot be read."""
-    from core.corpus import CHUNKS_FILE, Chunk
+    from core.documents.corpus import CHUNKS_FILE, Chunk
     from core.errors import RunError
 
     if not any(i.evidence and i.split in ("validation", "test") for i in items):

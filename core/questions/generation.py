@@ -3,14 +3,14 @@
 How a generation run works:
 1. `estimate_generation` counts calls and tokens before anything is sent (prompt tokens are
    about characters / 4 of the rendered prompt; cached requests are counted apart).
-2. Every chunk gets one call of the typed question prompt (`core.prompts`), parsed as
+2. Every chunk gets one call of the typed question prompt (`core.questions.prompts`), parsed as
    structured output with `LLM.complete_json`; concurrency, retries and the disk cache come
    from `core.llm`, so re-running on the same chunks makes no new call.
 3. A chunk whose call fails (timeout, unparseable or wrong-schema reply, no questions) is
    recorded as a failure with its reason and raw reply; the other chunks go on.
-4. The gate (`core.gate`) accepts or rejects every question with a reason; accepted questions
+4. The gate (`core.questions.gate`) accepts or rejects every question with a reason; accepted questions
    beyond N per chunk are rejected as `over_quota`.
-5. Chunks are dealt into train/validation/test (`core.splits`), the no-leak check runs, and the
+5. Chunks are dealt into train/validation/test (`core.questions.splits`), the no-leak check runs, and the
    qa run is written: `qa.jsonl`, `gate_report.json` (counts by reason, failures) and
    `usage.json` (calls, cache hits, tokens, failures).
 
@@ -28,12 +28,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.corpus import Chunk, load_chunks
-from core.dataset import QAItem, load_qa, save_qa
+from core.documents.corpus import Chunk, load_chunks
 from core.errors import InputError, LLMError, RagbenchError, RunError, StoppedError
-from core.gate import REASONS, GateConfig, apply_gate, gate_counts
 from core.progress import ProgressCallback, StopCheck
-from core.prompts import (
+from core.questions.dataset import QAItem, load_qa, save_qa
+from core.questions.gate import REASONS, GateConfig, apply_gate, gate_counts
+from core.questions.prompts import (
     ANSWERABILITY_PROMPT,
     QUESTION_PROMPT,
     AnswerabilityInput,
@@ -41,8 +41,8 @@ from core.prompts import (
     QuestionPromptInput,
     coerce_questions,
 )
-from core.runs import Run, create_run, discard_on_failure, load_run
-from core.splits import SplitConfig, assign_splits, check_no_leak, split_counts
+from core.questions.splits import SplitConfig, assign_splits, check_no_leak, split_counts
+from core.runs.folders import Run, create_run, discard_on_failure, load_run
 
 if TYPE_CHECKING:
     from core.llm import LLM

@@ -4,7 +4,7 @@ Splitting by question would put two questions about one chunk on both sides, so 
 be tested on a chunk it was trained on. Here every chunk gets one split and all its questions
 follow it. Chunks are dealt in groups: the gold and linked chunks of one question (chunks overlap,
 so its evidence can sit in two), and the chunks of questions with the same text, always share a
-split. `core.leakage.check_no_leak` verifies the result for any dataset, generated or imported.
+split. `core.questions.leakage.check_no_leak` verifies the result for any dataset, generated or imported.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.dataset import QAItem
 from core.errors import ConfigError, InputError
-from core.leakage import check_no_leak
+from core.questions.dataset import QAItem
+from core.questions.leakage import check_no_leak
 from core.text import normalize_question
 
 __all__ = [

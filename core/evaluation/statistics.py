@@ -7,7 +7,7 @@ How it works:
 2. A tuned-vs-base delta gets a paired bootstrap CI (resampling per-query differences) and a p-value:
    McNemar's exact test for hit@k (only the discordant queries matter) and a sign-flip permutation
    test for the other metrics (exact enumeration for up to 16 queries, seeded Monte Carlo above).
-   Whether a delta counts is decided in core.verdict, after the Holm adjustment of its family.
+   Whether a delta counts is decided in core.evaluation.verdict, after the Holm adjustment of its family.
 3. A warning says when the queries are too few to tell the models apart; power figures say how
    small a difference this many queries could detect, and how many would detect the observed one.
 4. The random ranker's expected score is exact (linearity of expectation plus hypergeometric
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.retrieval_metrics import KS, MAP_K, MRR_K, NDCG_K, metric_names, parse_metric
+from core.evaluation.metrics import KS, MAP_K, MRR_K, NDCG_K, metric_names, parse_metric
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_PERMUTATIONS = 10000
@@ -138,7 +138,7 @@ def mcnemar_exact(base_hits: np.ndarray, tuned_hits: np.ndarray) -> McNemarResul
 @dataclass(frozen=True)
 class PairedComparison:
     """A tuned-minus-base delta with its paired CI and raw p-value. Whether it counts is decided
-    by core.verdict once the p-values of its family are Holm-adjusted."""
+    by core.evaluation.verdict once the p-values of its family are Holm-adjusted."""
 
     metric: str
     base: float
@@ -234,7 +234,7 @@ def compare_paired(
     """Compare per-query values of two models on the same queries (other minus base).
 
     hit_rate@k uses McNemar's exact test, every other metric a sign-flip permutation test. The
-    p-value is raw: core.verdict adjusts it within its family and decides."""
+    p-value is raw: core.evaluation.verdict adjusts it within its family and decides."""
     b = np.asarray(base, dtype=np.float64)
     o = np.asarray(other, dtype=np.float64)
     if b.shape != o.shape or b.ndim != 1:
@@ -339,7 +339,7 @@ def simulate_random_ranker(
     corpus_size: int, n_relevant: int = 1, ks: Sequence[int] = KS, n_sim: int = 20000, seed: int = 0
 ) -> dict[str, float]:
     """The random ranker's metrics by seeded simulation (a check on the exact formulas)."""
-    from core.retrieval_metrics import SEARCH_DEPTH, mean_scores, score_relevance
+    from core.evaluation.metrics import SEARCH_DEPTH, mean_scores, score_relevance
 
     rng = np.random.default_rng(seed)
     depth = min(SEARCH_DEPTH, corpus_size)

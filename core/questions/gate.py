@@ -26,10 +26,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.dataset import QAItem
 from core.errors import ConfigError, LLMError
 from core.progress import ProgressCallback, StopCheck
-from core.prompts import (
+from core.questions.dataset import QAItem
+from core.questions.prompts import (
     ANSWERABILITY_PROMPT,
     AnswerabilityInput,
     AnswerabilityVerdict,

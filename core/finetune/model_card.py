@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, RunError
-from core.runs import Run, load_run, write_text_atomic
+from core.runs.folders import Run, load_run, write_text_atomic
 
 if TYPE_CHECKING:
-    from core.retrieval_eval import RetrievalEvalResult
+    from core.evaluation.stage import RetrievalEvalResult
 
 START = "<!-- ragbench:protocol:start -->"
 END = "<!-- ragbench:protocol:end -->"
@@ -29,8 +29,8 @@ README = "README.md"
 
 def random_baseline(corpus_size: int) -> dict[str, float]:
     """Expected headline metrics of a uniformly random ranking (one gold chunk per question among
-    `corpus_size` chunks), exact, from core.statistics."""
-    from core.statistics import random_ranker_expected_one
+    `corpus_size` chunks), exact, from core.evaluation.statistics."""
+    from core.evaluation.statistics import random_ranker_expected_one
 
     full = random_ranker_expected_one(max(1, int(corpus_size)), 1)
     keep = ("hit_rate@1", "hit_rate@5", "hit_rate@10", "mrr@10", "ndcg@10")
@@ -133,8 +133,8 @@ def extend_card(card: str, section: str, start: str = START, end: str = END) -> 
 
 def eval_section(result: RetrievalEvalResult, label: str) -> str:
     """Markdown for the test-split result of the model labelled `label` in a retrieval eval:
-    the headline verdict and the primary metric per dim, from core.verdict (as on the page)."""
-    from core.verdict import deltas_display
+    the headline verdict and the primary metric per dim, from core.evaluation.verdict (as on the page)."""
+    from core.evaluation.verdict import deltas_display
 
     headline = next((h for h in result.headlines() if h.model == label), None)
     rows = result.deltas[

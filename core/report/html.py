@@ -5,7 +5,7 @@ How it works:
    headline figures: per model and dimension ndcg@10, hit_rate@5, mrr@10 and map@100 with 95%
    bootstrap intervals, the random ranker's expected score, the corpus size and the query count;
    per retriever the RAGAS means with intervals and failure counts.
-2. `build_report(run_ids)` renders one HTML page: the verdicts in words (core.verdict, as on
+2. `build_report(run_ids)` renders one HTML page: the verdicts in words (core.evaluation.verdict, as on
    the page and in the CLI), the lineage (corpus -> qa -> model -> evaluations) with every run's
    config, the metric tables, the deltas with CIs, Holm-adjusted p-values, verdicts and power,
    the flipped questions and the plotly
@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.errors import InputError, RunError
-from core.runs import RUN_KINDS, Run, load_run
+from core.runs.folders import RUN_KINDS, Run, load_run
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from core.ragas_eval import RagasEvalResult
-    from core.retrieval_eval import RetrievalEvalResult
+    from core.evaluation.stage import RetrievalEvalResult
+    from core.rag.scoring import RagasEvalResult
 
 HEADLINE_METRICS = ("ndcg@10", "hit_rate@5", "mrr@10", "map@100")
 EVAL_KINDS = ("retrieval_eval", "ragas_eval")
@@ -92,7 +92,7 @@ class Comparison:
 
     `retrieval`: long table, one row per (run, model, dim, metric) plus the random ranker per run
     and metric: run_id, run_label, model, kind, dim, metric, value, ci_low, ci_high, corpus_size,
-    n_queries, random_baseline. `ragas`: `core.ragas_eval.summary_table` rows with run_id,
+    n_queries, random_baseline. `ragas`: `core.rag.scoring.summary_table` rows with run_id,
     run_label, n_samples, corpus_size and k."""
 
     run_ids: list[str]
@@ -303,8 +303,8 @@ def retrieval_headline(
 
 def compare_runs(run_ids: Sequence[str]) -> Comparison:
     """Load finished retrieval_eval and ragas_eval runs and line up their headline figures."""
-    from core.ragas_eval import load_ragas_eval, summary_table
-    from core.retrieval_eval import load_retrieval_eval
+    from core.evaluation.stage import load_retrieval_eval
+    from core.rag.scoring import load_ragas_eval, summary_table
 
     runs = load_eval_runs(run_ids)
     several = len(runs) > 1
@@ -425,17 +425,17 @@ def headline_table(retrieval: pd.DataFrame) -> pd.DataFrame:
 def deltas_table(
     result: RetrievalEvalResult, metrics: Sequence[str] = HEADLINE_METRICS
 ) -> pd.DataFrame:
-    """Tuned-minus-base deltas of the headline metrics, formatted (core.verdict.deltas_display):
+    """Tuned-minus-base deltas of the headline metrics, formatted (core.evaluation.verdict.deltas_display):
     the primary family first, Holm p, verdict and power."""
-    from core.verdict import deltas_display
+    from core.evaluation.verdict import deltas_display
 
     return deltas_display(result.deltas, metrics, confidence=result.confidence)
 
 
 def delta_sentences(result: RetrievalEvalResult, metric: str | None = None) -> list[str]:
     """One plain sentence per tuned model and dim for `metric` (the primary metric by default),
-    from core.verdict.row_sentence."""
-    from core.verdict import row_sentence
+    from core.evaluation.verdict.row_sentence."""
+    from core.evaluation.verdict import row_sentence
 
     if result.deltas.empty:
         return []
@@ -480,9 +480,9 @@ def ragas_display_table(ragas: pd.DataFrame) -> pd.DataFrame:
 
 def ragas_deltas_table(result: RagasEvalResult) -> pd.DataFrame:
     """Each retriever minus base per RAGAS metric: Δ, CI, sign-flip p, Holm p and the verdict
-    (core.verdict; the metrics of one retriever are one exploratory family)."""
-    from core.statistics import format_p, holm_adjust
-    from core.verdict import is_significant, verdict_text
+    (core.evaluation.verdict; the metrics of one retriever are one exploratory family)."""
+    from core.evaluation.statistics import format_p, holm_adjust
+    from core.evaluation.verdict import is_significant, verdict_text
 
     rows = []
     for other, metrics in result.summary.get("comparisons", {}).items():
@@ -837,7 +837,7 @@ def _ragas_html(
     figures: _Figures,
 ) -> str:
     from core.charts import ragas_bars_figure
-    from core.ragas_eval import summary_table
+    from core.rag.scoring import summary_table
 
     parts = [
         f"<h2>RAG evaluation (RAGAS): {_e(run.manifest.name)}</h2>",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.config import ChromaSettings, data_dir
-from core.corpus import Chunk, load_chunks
+from core.documents.corpus import Chunk, load_chunks
 from core.errors import ConfigError, StoreError
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
 

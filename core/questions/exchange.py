@@ -7,7 +7,7 @@ Import paths:
 3. Chunk texts without a corpus: the distinct texts become a new corpus run, as in the
    canonical recipe where the corpus is all contexts of the pairs.
 An optional evidence column (a verbatim quote of the answer) makes every chunk holding the quote
-relevant (core.leakage). A mapped split column is kept and checked for leaks; otherwise splits are
+relevant (core.questions.leakage). A mapped split column is kept and checked for leaks; otherwise splits are
 dealt by chunk. `preview_import` does everything but save, so a page can show what the gate
 rejects and why before anything is written; a refused import leaves no run behind.
 """
@@ -25,18 +25,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.config import SAMPLE_DIR
-from core.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
-from core.dataset import QAItem
+from core.documents.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
 from core.errors import InputError, RunError
-from core.leakage import RESPLIT_FIX, SPLIT_COLUMN_FIX, EvidenceIndex, match_evidence
-from core.runs import Run, create_run, discard_on_failure
-from core.splits import SplitConfig, assign_splits, check_no_leak, normalize_split, split_counts
+from core.questions.dataset import QAItem
+from core.questions.leakage import RESPLIT_FIX, SPLIT_COLUMN_FIX, EvidenceIndex, match_evidence
+from core.questions.splits import (
+    SplitConfig,
+    assign_splits,
+    check_no_leak,
+    normalize_split,
+    split_counts,
+)
+from core.runs.folders import Run, create_run, discard_on_failure
 from core.text import normalize_space
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from core.gate import GateConfig
+    from core.questions.gate import GateConfig
 
 SAMPLE_QA_PATH = SAMPLE_DIR / "qa_sample.jsonl"
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
@@ -186,7 +192,7 @@ def import_gate_config() -> GateConfig:
     """The gate for imported (human-written) questions: the text and duplicate rules, without
     the generated-question length rule ("What is Python?" is a real question) and without the
     embedding near-duplicate check."""
-    from core.gate import GateConfig
+    from core.questions.gate import GateConfig
 
     return GateConfig(check_near_duplicates=False, check_length=False)
 
@@ -218,7 +224,7 @@ def imported_chunks(name: str, texts: list[str]) -> tuple[list[Chunk], dict[str,
 
 def _write_imported_corpus(name: str, chunks: list[Chunk]) -> Run:
     """A corpus run whose chunks are the distinct contexts of an imported file."""
-    from core.documents import DOCUMENTS_FILE, FileReport
+    from core.documents.stage import DOCUMENTS_FILE, FileReport
 
     run = create_run(
         "corpus",
@@ -298,7 +304,7 @@ def rows_to_items(
 
 
 def attach_evidence(items: list[QAItem], chunks: Sequence[Chunk]) -> tuple[list[QAItem], int]:
-    """Gold and linked chunks from each item's evidence quote (core.leakage). The item's own
+    """Gold and linked chunks from each item's evidence quote (core.questions.leakage). The item's own
     chunk stays its primary gold chunk. Returns the items and how many quotes were not found in
     their own chunk (those keep their gold chunk only, with a note in meta)."""
     matches = iter(EvidenceIndex.of(chunks).match_many([i.evidence for i in items if i.evidence]))
@@ -352,7 +358,7 @@ class ImportPreview:
 
     def rejections(self) -> dict[str, int]:
         """Rejected questions by reason, most frequent first."""
-        from core.gate import gate_counts
+        from core.questions.gate import gate_counts
 
         return dict(gate_counts(self.items)["by_reason"])
 
@@ -412,7 +418,7 @@ def preview_import(
 
     gate_report: dict[str, Any] | None = None
     if gate_config is not None:
-        from core.gate import apply_gate
+        from core.questions.gate import apply_gate
 
         report = apply_gate(items, {c.id: c.text for c in chunks}, gate_config)
         items = report.items
@@ -442,7 +448,7 @@ def preview_import(
 def save_import(preview: ImportPreview) -> ImportResult:
     """Write a previewed import: the new corpus run (when the contexts make one) and the qa run.
     Nothing is left behind when saving fails."""
-    from core.questions import save_qa_run
+    from core.questions.generation import save_qa_run
 
     with discard_on_failure() as created:
         corpus_run_id = preview.corpus_run_id
@@ -581,7 +587,7 @@ def export_hf_zip(items: Sequence[QAItem], chunk_texts: dict[str, str], name: st
 
 
 def find_evidence_chunk(evidence: str, chunks: Sequence[Chunk]) -> tuple[str | None, str]:
-    """The primary chunk holding a verbatim quote (core.leakage.match_evidence) and how it was
+    """The primary chunk holding a verbatim quote (core.questions.leakage.match_evidence) and how it was
     found: "contained", "overlap" (straddling two chunks) or "not_found"."""
     found = match_evidence(evidence, chunks)
     return found.primary, found.how
@@ -612,11 +618,11 @@ def load_sample_qa(
 ) -> Run:
     """A qa run of the hand-written sample questions on a corpus run built from the sample PDF.
 
-    Each question's gold chunks are every chunk containing its evidence quote (core.leakage);
+    Each question's gold chunks are every chunk containing its evidence quote (core.questions.leakage);
     questions whose quote is in no chunk are kept as rejected (`evidence_not_found`); none found
     at all raises."""
-    from core.gate import gate_counts
-    from core.questions import save_qa_run
+    from core.questions.gate import gate_counts
+    from core.questions.generation import save_qa_run
 
     rows = read_sample_qa(path)
     chunks = load_chunks(corpus_run_id)

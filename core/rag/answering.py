@@ -3,7 +3,7 @@
 How it works:
 1. A retriever (a LangChain `BaseRetriever`) embeds the question with the model's query prompt,
    truncated to the chosen Matryoshka dimension, and asks a search function for the top k chunk
-   ids: Chroma through `core.store` in the app, an exact numpy search in tests. Search is injected,
+   ids: Chroma through `core.documents.vector_store` in the app, an exact numpy search in tests. Search is injected,
    so the chain never depends on where the vectors live.
 2. The chat model is our `core.llm.LLM` wrapped as a LangChain `BaseChatModel`, so every answer
    goes through our disk cache, retries, concurrency limit and token counts.
@@ -32,11 +32,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from core.config import ChromaSettings
-from core.corpus import Chunk, load_chunks
-from core.dataset import QAItem, load_qa
+from core.documents.corpus import Chunk, load_chunks
 from core.errors import ConfigError, InputError, LLMError, RunError, StoppedError
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
-from core.runs import Run, check_same_lineage, create_run, load_run, write_text_atomic
+from core.questions.dataset import QAItem, load_qa
+from core.runs.folders import Run, check_same_lineage, create_run, load_run, write_text_atomic
 
 if TYPE_CHECKING:
     from core.embeddings import ModelSpec
@@ -154,8 +154,8 @@ def exact_search(chunk_ids: Sequence[str], embeddings: np.ndarray) -> SearchFn:
 
 
 def chroma_search(settings: ChromaSettings, collection: str) -> SearchFn:
-    """Search one Chroma collection through core.store."""
-    from core.store import search
+    """Search one Chroma collection through core.documents.vector_store."""
+    from core.documents.vector_store import search
 
     def run(queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         return search(settings, collection, queries, k)
@@ -578,8 +578,8 @@ def run_rag(
 ) -> Run:
     """Answer with a model's Chroma collection for the qa run's corpus at `config.dim`
     (indexing the missing chunks first when `ensure_index`)."""
+    from core.documents.vector_store import collection_name, index_corpus
     from core.embeddings import native_dim
-    from core.store import collection_name, index_corpus
 
     settings = chroma or ChromaSettings()
     qa_run = load_run(qa_run_id)

@@ -1,8 +1,8 @@
-"""Entry point of a fine-tune job: `python -m core.finetune_job <run_id> [--resume]`.
+"""Entry point of a fine-tune job: `python -m core.finetune.job <run_id> [--resume]`.
 
-Started in the background by `core.jobs.start_job` (or by hand, or under
-`torchrun --nproc_per_node N -m core.finetune_job <run_id>` for several GPUs; see docs/multi_gpu.md).
-It runs `core.finetune.run_finetune`, which records everything in the run folder. Exit status:
+Started in the background by `core.runs.jobs.start_job` (or by hand, or under
+`torchrun --nproc_per_node N -m core.finetune.job <run_id>` for several GPUs; see docs/multi_gpu.md).
+It runs `core.finetune.trainer.run_finetune`, which records everything in the run folder. Exit status:
 0 when the run ends done or stopped, 1 when it failed.
 """
 
@@ -17,7 +17,7 @@ from core.config import apply_offline_env
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, set the offline environment, run the fine-tune."""
-    parser = argparse.ArgumentParser(prog="python -m core.finetune_job", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m core.finetune.job", description=__doc__)
     parser.add_argument("run_id", help="the model run to train (created by the Fine-tune page)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from core.finetune import run_finetune
+    from core.finetune.trainer import run_finetune
 
     status = run_finetune(args.run_id, resume=args.resume)
     print(f"fine-tune {args.run_id} ended: {status}", flush=True)

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.runs import Run, read_jsonl_artifact, write_text_atomic
+from core.runs.folders import Run, read_jsonl_artifact, write_text_atomic
 
 CHUNKS_FILE = "chunks.jsonl"
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from core.config import REPO_ROOT
 from core.errors import RunError
-from core.runs import Run, load_run
+from core.runs.folders import Run, load_run
 
 JOB_LOG = "job.log"
 STOP_FILE = "STOP"
@@ -83,7 +83,7 @@ def is_process_alive(pid: int | None, started: float | None = None) -> bool:
 
 
 def job_command(
-    run_id: str, module: str = "core.finetune_job", args: tuple[str, ...] = ()
+    run_id: str, module: str = "core.finetune.job", args: tuple[str, ...] = ()
 ) -> list[str]:
     """The command line that runs a job module for one run."""
     return [sys.executable, "-m", module, run_id, *args]
@@ -91,7 +91,7 @@ def job_command(
 
 def start_job(
     run: Run | str,
-    module: str = "core.finetune_job",
+    module: str = "core.finetune.job",
     args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> int:
