@@ -59,7 +59,8 @@ def build_data(
 
 
 def run_ours(model, chunks: dict[str, str], queries, dims) -> dict[int, dict[str, float]]:  # noqa: ANN001
-    from core.evaluation.stage import encode_corpus_and_queries, id_tie_ranks, score_dims
+    from core.evaluation.scoring import encode_corpus_and_queries, score_dims
+    from core.evaluation.search import id_tie_ranks
 
     ids = list(chunks)
     index_of = {cid: i for i, cid in enumerate(ids)}

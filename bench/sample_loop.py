@@ -27,7 +27,8 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
     """Run the loop and return the markdown summary."""
     from core.documents.stage import ingest_sample_corpus
     from core.embeddings import ModelSpec
-    from core.evaluation.stage import BM25_LABEL, RetrievalEvalConfig, evaluate_retrieval
+    from core.evaluation.config import BM25_LABEL, RetrievalEvalConfig
+    from core.evaluation.stage import evaluate_retrieval
     from core.evaluation.verdict import deltas_display
     from core.finetune.trainer import FinetuneConfig, create_finetune_run, run_finetune
     from core.questions.exchange import load_sample_qa

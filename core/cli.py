@@ -197,7 +197,8 @@ def stage_eval_retrieval(
 ) -> str:
     """Base vs tuned retrieval per dim with CIs; returns the retrieval_eval run id. The verdicts
     (core.evaluation.verdict) go to stderr as text and to stdout in the JSON result."""
-    from core.evaluation.stage import RetrievalEvalConfig, evaluate_retrieval
+    from core.evaluation.config import RetrievalEvalConfig
+    from core.evaluation.stage import evaluate_retrieval
     from core.evaluation.verdict import deltas_display
 
     specs = tuple(parse_model(m) for m in (models or ["default"]))

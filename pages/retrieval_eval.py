@@ -13,22 +13,19 @@ from core.charts import (
 )
 from core.embeddings import DEFAULT_MODEL_LABEL, ModelSpec
 from core.errors import RunError
+from core.evaluation.config import BM25_LABEL, SAMPLE_STS_CSV, RetrievalEvalConfig
+from core.evaluation.flips import compute_flips
 from core.evaluation.metrics import metric_names
-from core.evaluation.stage import (
-    BM25_LABEL,
+from core.evaluation.results import (
     DELTAS_FILE,
     METRICS_FILE,
     PER_QUERY_FILE,
-    SAMPLE_STS_CSV,
     TRADEOFF_FILE,
-    RetrievalEvalConfig,
     RetrievalEvalResult,
-    compare_similarity,
-    compute_flips,
-    evaluate_retrieval,
     load_retrieval_eval,
-    load_similarity_pairs,
 )
+from core.evaluation.similarity import compare_similarity, load_similarity_pairs
+from core.evaluation.stage import evaluate_retrieval
 from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
 from core.runs.folders import Run, load_run, model_runs_for_qa
 from pages._ui import StreamlitProgress, cached_model, chroma_settings, error_boundary, run_picker

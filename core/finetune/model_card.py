@@ -18,7 +18,7 @@ from core.errors import ConfigError, RunError
 from core.runs.folders import Run, load_run, write_text_atomic
 
 if TYPE_CHECKING:
-    from core.evaluation.stage import RetrievalEvalResult
+    from core.evaluation.results import RetrievalEvalResult
 
 START = "<!-- ragbench:protocol:start -->"
 END = "<!-- ragbench:protocol:end -->"

@@ -41,7 +41,7 @@ from core.runs.folders import RUN_KINDS, Run, load_run
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from core.evaluation.stage import RetrievalEvalResult
+    from core.evaluation.results import RetrievalEvalResult
     from core.rag.scoring import RagasEvalResult
 
 HEADLINE_METRICS = ("ndcg@10", "hit_rate@5", "mrr@10", "map@100")
@@ -303,7 +303,7 @@ def retrieval_headline(
 
 def compare_runs(run_ids: Sequence[str]) -> Comparison:
     """Load finished retrieval_eval and ragas_eval runs and line up their headline figures."""
-    from core.evaluation.stage import load_retrieval_eval
+    from core.evaluation.results import load_retrieval_eval
     from core.rag.scoring import load_ragas_eval, summary_table
 
     runs = load_eval_runs(run_ids)

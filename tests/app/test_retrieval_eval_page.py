@@ -10,7 +10,8 @@ import pytest
 from core.config import SAMPLE_DIR
 from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec
-from core.evaluation.stage import RetrievalEvalConfig, evaluate_retrieval
+from core.evaluation.config import RetrievalEvalConfig
+from core.evaluation.stage import evaluate_retrieval
 from core.questions.dataset import QAItem, save_qa
 from core.runs.folders import create_run
 from tests.app.conftest import page_path
@@ -132,7 +133,7 @@ def test_run_button_evaluates_the_base_model(app, qa_run, minilm):
     assert not app.error, [e.value for e in app.error]
     picked = app.selectbox(key="reval_pick").value
     assert picked is not None and picked.startswith("retrieval_eval-")
-    from core.evaluation.stage import load_retrieval_eval
+    from core.evaluation.results import load_retrieval_eval
 
     result = load_retrieval_eval(picked)
     assert sorted(result.metrics["dim"].dropna().unique().tolist()) == [64, 384]

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from core.evaluation.stage import load_retrieval_eval
+from core.evaluation.results import load_retrieval_eval
 from core.report.html import fmt_ci, lineage_chain
 from core.runs.folders import list_runs
 from tests.app.conftest import page_path

@@ -344,7 +344,7 @@ PAIRS_FILES = [
 
 @pytest.mark.parametrize(("data", "words"), [pytest.param(d, w, id=i) for i, d, w in PAIRS_FILES])
 def test_a_bad_similarity_pairs_file_is_refused_with_a_clear_reason(baseline, data, words):
-    from core.evaluation.stage import load_similarity_pairs
+    from core.evaluation.similarity import load_similarity_pairs
 
     with pytest.raises(InputError) as excinfo:
         load_similarity_pairs(data, name="pairs.csv")
@@ -356,7 +356,8 @@ def test_a_bad_similarity_pairs_file_is_refused_with_a_clear_reason(baseline, da
 
 
 def test_questions_pointing_at_another_corpus_are_refused_before_any_work(baseline):
-    from core.evaluation.stage import RetrievalEvalConfig, evaluate_retrieval
+    from core.evaluation.config import RetrievalEvalConfig
+    from core.evaluation.stage import evaluate_retrieval
     from core.questions.dataset import QAItem, save_qa
     from core.runs.folders import create_run
 

@@ -15,6 +15,9 @@ from core.config import SAMPLE_DIR
 from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec, encode_texts, truncate_normalize
 from core.errors import ConfigError, InputError, LineageError
+from core.evaluation.chroma_check import chroma_agreement
+from core.evaluation.config import BM25_LABEL, RetrievalEvalConfig, dims_for
+from core.evaluation.flips import compute_flips, flip_rows
 from core.evaluation.metrics import (
     SEARCH_DEPTH,
     metric_names,
@@ -22,25 +25,15 @@ from core.evaluation.metrics import (
     score_relevance,
     st_metric_key,
 )
-from core.evaluation.stage import (
-    BM25_LABEL,
-    RetrievalEvalConfig,
-    chroma_agreement,
+from core.evaluation.results import load_retrieval_eval
+from core.evaluation.search import id_tie_ranks, search_bm25, search_exact, top_k_from_scores
+from core.evaluation.similarity import (
     compare_similarity,
-    compute_flips,
-    dims_for,
-    evaluate_retrieval,
-    flip_rows,
-    id_tie_ranks,
-    load_retrieval_eval,
     load_similarity_pairs,
-    model_labels,
     pair_cosines,
-    search_bm25,
-    search_exact,
     similarity_score,
-    top_k_from_scores,
 )
+from core.evaluation.stage import evaluate_retrieval, model_labels
 from core.questions.dataset import QAItem, save_qa
 from core.runs.folders import create_run, load_run
 

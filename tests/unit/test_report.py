@@ -17,7 +17,9 @@ from core.config import SAMPLE_DIR
 from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec
 from core.errors import InputError
-from core.evaluation.stage import RetrievalEvalConfig, evaluate_retrieval, load_retrieval_eval
+from core.evaluation.config import RetrievalEvalConfig
+from core.evaluation.results import load_retrieval_eval
+from core.evaluation.stage import evaluate_retrieval
 from core.questions.dataset import QAItem, save_qa
 from core.rag.answering import RagSample, save_samples
 from core.rag.scoring import RagasConfig, evaluate_rag

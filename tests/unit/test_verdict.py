@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
+from core.evaluation.config import RetrievalEvalConfig
 from core.evaluation.metrics import metric_names
-from core.evaluation.stage import DimScores, RetrievalEvalConfig, _deltas_frame
+from core.evaluation.scoring import DimScores, deltas_frame
 from core.evaluation.statistics import (
     detectable_delta,
     minimum_detectable_delta,
@@ -53,7 +54,7 @@ def test_holm_not_the_raw_p_decides_the_stage_verdict():
     tuned = np.array([1] * 6 + [1] * 10 + [0] * 4)
     scored = [scores("base", "base", d, base) for d in DIMS]
     scored += [scores("tuned", "tuned", d, tuned) for d in DIMS]
-    deltas = _deltas_frame(scored, "base", RetrievalEvalConfig(qa_run_id="x", n_resamples=500))
+    deltas = deltas_frame(scored, "base", RetrievalEvalConfig(qa_run_id="x", n_resamples=500))
     hit = deltas[deltas["metric"] == "hit_rate@5"]
     assert hit["p_value"].tolist() == pytest.approx([2 * 0.5**6] * 4)
     assert (hit["ci_low"] > 0).all()  # the interval alone would call it real

@@ -1,0 +1,212 @@
+"""A retrieval_eval run's results as tables, and their files: metrics.csv, deltas.csv, tradeoff.csv,
+per_query.jsonl, flips.json, similarity.csv and result.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from core.errors import RunError
+from core.evaluation.verdict import (
+    PRIMARY_METRIC,
+    Headline,
+    alpha_of,
+    assign_families,
+    headline_verdicts,
+)
+from core.runs.folders import Run, load_run, write_text_atomic
+
+if TYPE_CHECKING:
+    pass
+
+
+METRICS_FILE = "metrics.csv"
+
+
+DELTAS_FILE = "deltas.csv"
+
+
+TRADEOFF_FILE = "tradeoff.csv"
+
+
+PER_QUERY_FILE = "per_query.jsonl"
+
+
+FLIPS_FILE = "flips.json"
+
+
+SIMILARITY_FILE = "similarity.csv"
+
+
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class RetrievalEvalResult:
+    """Everything a retrieval_eval run holds, as tables."""
+
+    run_id: str
+    qa_run_id: str
+    corpus_run_id: str
+    split: str | None
+    corpus_size: int
+    n_queries: int
+    base_label: str
+    models: list[dict[str, Any]]  # label, kind (base/tuned/bm25), source, ref, native_dim, dims
+    metrics: pd.DataFrame
+    deltas: pd.DataFrame
+    tradeoff: pd.DataFrame
+    per_query: pd.DataFrame
+    flips: dict[str, Any]
+    similarity: pd.DataFrame | None = None
+    chroma: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    random_baseline: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    gold_counts: dict[str, int] = field(default_factory=dict)  # gold chunks -> questions
+
+    @property
+    def primary_metric(self) -> str:
+        return str(self.config.get("primary_metric") or PRIMARY_METRIC)
+
+    @property
+    def confidence(self) -> float:
+        return float(self.config.get("confidence") or 0.95)
+
+    def headlines(self) -> list[Headline]:
+        """The headline verdict of each tuned model on the primary metric (core.evaluation.verdict)."""
+        return headline_verdicts(self.deltas, self.primary_metric)
+
+    def gold_summary(self) -> str:
+        """'22 questions, 1 with 2 gold chunks' (chunks overlap, so a quote can sit in two)."""
+        multi = {int(k): v for k, v in self.gold_counts.items() if int(k) > 1}
+        text = f"{self.n_queries} questions"
+        if multi:
+            parts = [f"{v} with {k} gold chunks" for k, v in sorted(multi.items())]
+            text += ", " + ", ".join(parts)
+        else:
+            text += ", one gold chunk each"
+        return text
+
+    def model_labels(self, kinds: Sequence[str] = ("base", "tuned", "bm25")) -> list[str]:
+        return [m["label"] for m in self.models if m["kind"] in kinds]
+
+
+PER_QUERY_COLUMNS = [
+    "query_id",
+    "question",
+    "model",
+    "dim",
+    "gold_ids",
+    "gold_rank",
+    "top_ids",
+    "top_scores",
+]
+
+
+def per_query_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The per-query table (built at evaluation, and read back from per_query.jsonl)."""
+    frame = pd.DataFrame(list(rows), columns=PER_QUERY_COLUMNS)
+    frame["dim"] = frame["dim"].astype("Int64")
+    frame["gold_rank"] = frame["gold_rank"].astype("Int64")
+    return frame
+
+
+def save_retrieval_eval(run: Run, result: RetrievalEvalResult) -> None:
+    """Write every artifact of a retrieval_eval run (atomically, one file at a time)."""
+    write_text_atomic(run.artifact(METRICS_FILE), result.metrics.to_csv(index=False))
+    write_text_atomic(run.artifact(DELTAS_FILE), result.deltas.to_csv(index=False))
+    write_text_atomic(run.artifact(TRADEOFF_FILE), result.tradeoff.to_csv(index=False))
+    lines = []
+    for rec in result.per_query.to_dict(orient="records"):
+        rec["dim"] = None if pd.isna(rec["dim"]) else int(rec["dim"])
+        rec["gold_rank"] = None if pd.isna(rec["gold_rank"]) else int(rec["gold_rank"])
+        lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
+    write_text_atomic(run.artifact(PER_QUERY_FILE), "".join(lines))
+    run.write_json(FLIPS_FILE, result.flips)
+    if result.similarity is not None:
+        write_text_atomic(run.artifact(SIMILARITY_FILE), result.similarity.to_csv(index=False))
+    run.write_json(
+        RESULT_FILE,
+        {
+            "qa_run_id": result.qa_run_id,
+            "corpus_run_id": result.corpus_run_id,
+            "split": result.split,
+            "corpus_size": result.corpus_size,
+            "n_queries": result.n_queries,
+            "base_label": result.base_label,
+            "models": result.models,
+            "chroma": result.chroma,
+            "warnings": result.warnings,
+            "random_baseline": result.random_baseline,
+            "config": result.config,
+            "gold_counts": result.gold_counts,
+            "headlines": [h.to_dict() for h in result.headlines()],
+        },
+    )
+
+
+def load_retrieval_eval(run: Run | str) -> RetrievalEvalResult:
+    """Read a finished retrieval_eval run back into tables."""
+    if isinstance(run, str):
+        run = load_run(run)
+    if run.kind != "retrieval_eval":
+        raise RunError(f"Run {run.id} is a {run.kind} run, not a retrieval_eval run.")
+    info = run.read_json(RESULT_FILE)
+
+    def read_csv(name: str) -> pd.DataFrame:
+        path = run.artifact(name)
+        if not path.exists():
+            raise RunError(f"Run {run.id} has no {name}.", fix="re-run the evaluation")
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame()
+        if "dim" in frame:
+            frame["dim"] = frame["dim"].astype("Int64")
+        return frame
+
+    deltas = read_csv(DELTAS_FILE)
+    if "warning" in deltas:
+        deltas["warning"] = deltas["warning"].fillna("")
+    config = info.get("config", {})
+    if not deltas.empty and "family" not in deltas:
+        # Saved before verdicts were Holm-adjusted by family: decide them now, the same way.
+        deltas = assign_families(
+            deltas.drop(columns=["p_holm", "significant"], errors="ignore"),
+            config.get("primary_metric") or PRIMARY_METRIC,
+            alpha_of(config.get("confidence") or 0.95),
+        )
+    per_query_path = run.artifact(PER_QUERY_FILE)
+    records = [
+        json.loads(line)
+        for line in per_query_path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    per_query = per_query_table(records)
+    similarity_path = run.artifact(SIMILARITY_FILE)
+    return RetrievalEvalResult(
+        run_id=run.id,
+        qa_run_id=info["qa_run_id"],
+        corpus_run_id=info["corpus_run_id"],
+        split=info.get("split"),
+        corpus_size=int(info["corpus_size"]),
+        n_queries=int(info["n_queries"]),
+        base_label=info["base_label"],
+        models=info["models"],
+        metrics=read_csv(METRICS_FILE),
+        deltas=deltas,
+        tradeoff=read_csv(TRADEOFF_FILE),
+        per_query=per_query,
+        flips=run.read_json(FLIPS_FILE),
+        similarity=pd.read_csv(similarity_path) if similarity_path.exists() else None,
+        chroma=info.get("chroma", []),
+        warnings=info.get("warnings", []),
+        random_baseline=info.get("random_baseline", {}),
+        config=info.get("config", {}),
+        gold_counts=info.get("gold_counts", {}),
+    )
