@@ -214,7 +214,7 @@ def run_one(
     )
     from transformers import TrainerCallback
 
-    from core.finetune.trainer import default_dims
+    from core.finetune.config import default_dims
 
     cuda = device.startswith("cuda")
     model = build_model(shape, workdir / shape, device, args.seed)

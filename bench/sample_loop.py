@@ -30,7 +30,9 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
     from core.evaluation.config import BM25_LABEL, RetrievalEvalConfig
     from core.evaluation.stage import evaluate_retrieval
     from core.evaluation.verdict import deltas_display
-    from core.finetune.trainer import FinetuneConfig, create_finetune_run, run_finetune
+    from core.finetune.config import FinetuneConfig
+    from core.finetune.control import create_finetune_run
+    from core.finetune.trainer import run_finetune
     from core.questions.exchange import load_sample_qa
 
     started = time.monotonic()

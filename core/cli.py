@@ -170,12 +170,10 @@ def stage_questions(
 
 def stage_finetune(qa_run: str, *, options: dict[str, Any], base: str, progress: _Printer) -> str:
     """Train in the foreground (same code as the background job); returns the model run id."""
-    from core.finetune.trainer import (
-        FinetuneConfig,
-        create_finetune_run,
-        read_metrics,
-        run_finetune,
-    )
+    from core.finetune.artifacts import read_metrics
+    from core.finetune.config import FinetuneConfig
+    from core.finetune.control import create_finetune_run
+    from core.finetune.trainer import run_finetune
     from core.runs.folders import load_run
 
     name = options.pop("name", "")

@@ -13,8 +13,8 @@ import streamlit as st
 
 from core.embeddings import ModelSpec
 from core.errors import ConfigError
-from core.finetune.model_card import END, START, push_to_hub, read_model_card
-from core.finetune.trainer import (
+from core.finetune.artifacts import last_checkpoint, model_zip_bytes, read_metrics
+from core.finetune.config import (
     DEVICES,
     LOSSES,
     PRECISIONS,
@@ -23,13 +23,9 @@ from core.finetune.trainer import (
     check_config,
     default_dims,
     describe_base_model,
-    last_checkpoint,
-    model_zip_bytes,
-    read_metrics,
-    resume_job,
-    start_finetune,
-    stop_finetune,
 )
+from core.finetune.control import resume_job, start_finetune, stop_finetune
+from core.finetune.model_card import END, START, push_to_hub, read_model_card
 from core.runs.folders import list_runs, load_run
 from core.runs.jobs import JobStatus, job_status, tail_log
 from pages._ui import device_description, error_boundary, run_picker

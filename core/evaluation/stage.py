@@ -50,13 +50,13 @@ from core.evaluation.metrics import (
 from core.evaluation.results import RetrievalEvalResult, save_retrieval_eval
 from core.evaluation.scoring import (
     deltas_frame,
+    encode_corpus_and_queries,
+    gold_counts,
     gold_indices,
     metrics_frame,
     per_query_frame,
-    score_ranking,
-    encode_corpus_and_queries,
-    gold_counts,
     score_dims,
+    score_ranking,
 )
 from core.evaluation.search import id_tie_ranks, search_bm25
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import types
 
+from core.finetune.artifacts import METRICS_FILE
+from core.finetune.config import FinetuneConfig
 from core.finetune.model_card import START, write_model_card
-from core.finetune.trainer import METRICS_FILE, FinetuneConfig
 from core.runs.folders import create_run, load_run
 from core.runs.jobs import STOP_FILE, append_event, process_start_time
 from tests.app.conftest import page_path
@@ -147,7 +148,7 @@ def test_start_launches_a_job_and_the_live_view_can_stop_it(app, monkeypatch):
         )
         return os.getpid()
 
-    monkeypatch.setattr("core.finetune.trainer.start_job", fake_start_job)
+    monkeypatch.setattr("core.finetune.control.start_job", fake_start_job)
     open_page(app)
     app.button(key="ft_start").click().run()
     assert not app.exception, app.exception
@@ -201,7 +202,7 @@ def test_stopped_run_with_a_checkpoint_offers_resume(app, monkeypatch):
     resumed = []
     new_run = types.SimpleNamespace(id="model-resumed")
     monkeypatch.setattr(
-        "core.finetune.trainer.resume_job", lambda run_id: resumed.append(run_id) or new_run
+        "core.finetune.control.resume_job", lambda run_id: resumed.append(run_id) or new_run
     )
     open_page(app)
     assert any("Stopped." in w.value for w in app.warning)

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import RunError
-from core.finetune.trainer import METRICS_FILE, OOM_HINT, FinetuneConfig, run_finetune
+from core.finetune.artifacts import METRICS_FILE
+from core.finetune.config import FinetuneConfig
+from core.finetune.trainer import OOM_HINT, run_finetune
 from core.runs.folders import create_run, delete_run, list_runs, load_run
 from core.runs.jobs import (
     DIED_HINT,

@@ -12,7 +12,9 @@ import time
 import pytest
 
 from core.embeddings import ModelSpec
-from core.finetune.trainer import OOM_HINT, FinetuneConfig, read_metrics, run_finetune
+from core.finetune.artifacts import read_metrics
+from core.finetune.config import FinetuneConfig
+from core.finetune.trainer import OOM_HINT, run_finetune
 from core.runs.folders import create_run, load_run
 from core.runs.jobs import job_status, read_progress, start_job, tail_log
 from tests.support.finetune_data import make_qa_run

@@ -11,16 +11,11 @@ import pytest
 import core.finetune.trainer
 from core.embeddings import ModelSpec, load_model, truncate_normalize
 from core.errors import RunError
+from core.finetune.artifacts import CHECKPOINT_DIR, last_checkpoint, read_metrics
+from core.finetune.config import FinetuneConfig
+from core.finetune.control import resume_finetune
 from core.finetune.model_card import END, START, read_model_card
-from core.finetune.trainer import (
-    CHECKPOINT_DIR,
-    OOM_HINT,
-    FinetuneConfig,
-    last_checkpoint,
-    read_metrics,
-    resume_finetune,
-    run_finetune,
-)
+from core.finetune.trainer import OOM_HINT, run_finetune
 from core.questions.dataset import load_qa
 from core.runs.folders import create_run, load_run
 from core.runs.jobs import job_status, read_progress
@@ -200,7 +195,7 @@ def test_model_zip_holds_the_model_folder():
     import io
     import zipfile
 
-    from core.finetune.trainer import model_zip_bytes
+    from core.finetune.artifacts import model_zip_bytes
 
     run = create_run("model")
     (run.path / "model" / "1_Pooling").mkdir(parents=True)
@@ -244,7 +239,7 @@ def test_hard_negative_mining_never_picks_a_validation_or_test_chunk(minilm):
     (gold or linked), and never from another gold chunk of the pair's own question."""
     from datasets import Dataset
 
-    from core.finetune.trainer import mine_negatives, prepare_data
+    from core.finetune.data import mine_negatives, prepare_data
 
     _, qa = make_qa_run(n_chunks=30, seed=3)
     data = prepare_data(qa.id)

@@ -15,7 +15,9 @@ import pytest
 
 from core.embeddings import ModelSpec, load_model
 from core.errors import RunError
-from core.finetune.trainer import FinetuneConfig, create_finetune_run, read_metrics
+from core.finetune.artifacts import read_metrics
+from core.finetune.config import FinetuneConfig
+from core.finetune.control import create_finetune_run
 from core.runs.folders import create_run, load_run
 from core.runs.jobs import (
     DIED_HINT,

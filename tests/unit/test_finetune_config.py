@@ -6,16 +6,16 @@ import pytest
 
 from core.embeddings import ModelSpec
 from core.errors import ConfigError, InputError
-from core.finetune.trainer import (
+from core.finetune.config import (
     FinetuneConfig,
     check_config,
     choose_precision,
     default_dims,
     describe_base_model,
-    describe_failure,
-    parse_eval_metrics,
     resolve_dims,
 )
+from core.finetune.evaluator import parse_eval_metrics
+from core.finetune.trainer import describe_failure
 
 
 def test_defaults_follow_the_recipes():
