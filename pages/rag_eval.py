@@ -11,21 +11,17 @@ from core.charts import ragas_bars_figure
 from core.config import LLMSettings
 from core.embeddings import ModelSpec
 from core.rag.answering import RagConfig, base_spec_of
-from core.rag.scoring import (
+from core.rag.metrics import (
     DEFAULT_METRICS,
     LLM_METRICS,
     METRICS,
     NON_LLM_METRICS,
     RagasConfig,
-    RagasEvalResult,
     estimate_judge_calls,
-    export_json,
-    load_ragas_eval,
-    per_question_table,
-    retrieval_flips,
-    sample_reasons,
-    summary_table,
 )
+from core.rag.results import RagasEvalResult, export_json, load_ragas_eval
+from core.rag.side_by_side import per_question_table, retrieval_flips, sample_reasons
+from core.rag.summary import summary_table
 from core.report.html import ragas_deltas_table
 from core.runs.folders import list_runs, load_run, model_runs_for_qa
 from pages._ui import (
@@ -176,7 +172,7 @@ def run_ui(choice: dict) -> None:
     """Generate both retrievers' answers and score them, with progress."""
     from core.llm import make_llm
     from core.rag.judges import SentenceTransformerEmbeddings
-    from core.rag.scoring import RetrieverChoice, compare_retrievers
+    from core.rag.stage import RetrieverChoice, compare_retrievers
 
     with error_boundary("RAG evaluation"):
         llm = make_llm(choice["settings"])
@@ -293,7 +289,7 @@ def retry_ui(result: RagasEvalResult) -> None:
         return
     from core.llm import make_llm
     from core.rag.judges import SentenceTransformerEmbeddings
-    from core.rag.scoring import retry_failed
+    from core.rag.stage import retry_failed
 
     with error_boundary("Retry"):
         llm = make_llm(llm_settings())

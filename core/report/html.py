@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from core.evaluation.results import RetrievalEvalResult
-    from core.rag.scoring import RagasEvalResult
+    from core.rag.results import RagasEvalResult
 
 HEADLINE_METRICS = ("ndcg@10", "hit_rate@5", "mrr@10", "map@100")
 EVAL_KINDS = ("retrieval_eval", "ragas_eval")
@@ -304,7 +304,8 @@ def retrieval_headline(
 def compare_runs(run_ids: Sequence[str]) -> Comparison:
     """Load finished retrieval_eval and ragas_eval runs and line up their headline figures."""
     from core.evaluation.results import load_retrieval_eval
-    from core.rag.scoring import load_ragas_eval, summary_table
+    from core.rag.results import load_ragas_eval
+    from core.rag.summary import summary_table
 
     runs = load_eval_runs(run_ids)
     several = len(runs) > 1
@@ -837,7 +838,7 @@ def _ragas_html(
     figures: _Figures,
 ) -> str:
     from core.charts import ragas_bars_figure
-    from core.rag.scoring import summary_table
+    from core.rag.summary import summary_table
 
     parts = [
         f"<h2>RAG evaluation (RAGAS): {_e(run.manifest.name)}</h2>",

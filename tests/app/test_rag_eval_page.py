@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.llm import LLM, ScriptedBackend
-from core.rag.scoring import RagasConfig, evaluate_rag
+from core.rag.metrics import RagasConfig
+from core.rag.stage import evaluate_rag
 from tests.app.conftest import page_path
 from tests.unit.test_ragas_eval import GOLD, OTHER, happy, judge_input, rag_runs, sample, schema_of
 

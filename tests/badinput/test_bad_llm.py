@@ -250,7 +250,8 @@ def fake_encoder(texts: list[str]) -> np.ndarray:
 
 
 def run_rag_stage(llm: LLM, qa_run_id: str):  # noqa: ANN201
-    from core.rag.answering import RagConfig, exact_search, generate_answers
+    from core.rag.answering import RagConfig, generate_answers
+    from core.rag.chain import exact_search
 
     chunks = load_chunks(load_run(qa_run_id).manifest.parents["corpus"])
     search = exact_search([c.id for c in chunks], fake_encoder([c.text for c in chunks]))

@@ -14,13 +14,9 @@ from core.config import LLMSettings
 from core.embeddings import ModelSpec
 from core.llm import make_llm
 from core.rag.answering import RagConfig, load_samples
-from core.rag.scoring import (
-    NON_LLM_METRICS,
-    RagasConfig,
-    RetrieverChoice,
-    compare_retrievers,
-    load_ragas_eval,
-)
+from core.rag.metrics import NON_LLM_METRICS, RagasConfig
+from core.rag.results import load_ragas_eval
+from core.rag.stage import RetrieverChoice, compare_retrievers
 from core.runs.folders import load_run
 
 N_QUESTIONS = 3

@@ -11,8 +11,11 @@ import pytest
 
 from core.config import LLMSettings
 from core.llm import make_llm
-from core.rag.answering import RagConfig, generate_answers, load_samples, model_query_encoder
-from core.rag.scoring import LLM_METRICS, RagasConfig, evaluate_rag, load_ragas_eval, retry_failed
+from core.rag.answering import RagConfig, generate_answers, load_samples
+from core.rag.chain import model_query_encoder
+from core.rag.metrics import LLM_METRICS, RagasConfig
+from core.rag.results import load_ragas_eval
+from core.rag.stage import evaluate_rag, retry_failed
 from tests.support.openai_server import ChatServer, Reply
 from tests.unit.test_rag import QUESTIONS, TEXTS, FakeEncoder, fake_search, make_runs
 from tests.unit.test_ragas_eval import happy, schema_of

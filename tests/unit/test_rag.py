@@ -12,13 +12,11 @@ from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.errors import ConfigError, LLMError, RunError
 from core.llm import LLM, ScriptedBackend
 from core.questions.dataset import QAItem, save_qa
-from core.rag.answering import (
-    RagConfig,
+from core.rag.answering import RagConfig, generate_answers, load_samples
+from core.rag.chain import (
     build_rag_chain,
     exact_search,
     format_contexts,
-    generate_answers,
-    load_samples,
     make_chat_model,
     make_retriever,
     model_query_encoder,

@@ -14,16 +14,11 @@ import pytest
 from core.errors import ConfigError, LineageError, LLMError
 from core.llm import LLM, ScriptedBackend
 from core.rag.answering import RagSample, save_samples
-from core.rag.scoring import (
-    LLM_METRICS,
-    NON_LLM_METRICS,
-    RagasConfig,
-    evaluate_rag,
-    load_ragas_eval,
-    per_question_table,
-    retry_failed,
-    summary_table,
-)
+from core.rag.metrics import LLM_METRICS, NON_LLM_METRICS, RagasConfig
+from core.rag.results import load_ragas_eval
+from core.rag.side_by_side import per_question_table
+from core.rag.stage import evaluate_rag, retry_failed
+from core.rag.summary import summary_table
 from core.runs.folders import create_run, load_run
 from tests.unit.test_rag import FakeEncoder
 

@@ -22,7 +22,8 @@ from core.evaluation.results import load_retrieval_eval
 from core.evaluation.stage import evaluate_retrieval
 from core.questions.dataset import QAItem, save_qa
 from core.rag.answering import RagSample, save_samples
-from core.rag.scoring import RagasConfig, evaluate_rag
+from core.rag.metrics import RagasConfig
+from core.rag.stage import evaluate_rag
 from core.report.html import (
     HEADLINE_METRICS,
     RANDOM_LABEL,

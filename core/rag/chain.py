@@ -1,0 +1,261 @@
+"""The LangChain RAG chain: a retriever that embeds the question with the model's query prompt
+(truncated to the chosen Matryoshka dim) and asks an injected search function (Chroma in the app,
+exact search in tests) for the top k chunks; our LLM as the chat model (cache, retries, limits,
+token counts); a prompt with numbered passages. LangChain is imported inside functions."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.config import ChromaSettings
+from core.documents.corpus import Chunk
+from core.errors import ConfigError, RunError
+
+if TYPE_CHECKING:
+    from core.llm import LLM
+
+
+PROMPT_VERSION = "rag-v1"
+
+
+SYSTEM_PROMPT = (
+    "You answer questions about a document collection. Use only the numbered context passages. "
+    "If they do not contain the answer, say that the passages do not say. "
+    "Answer in one to three plain sentences."
+)
+
+
+USER_TEMPLATE = "Context passages:\n\n{context}\n\nQuestion: {question}"
+
+
+# (n_queries, dim) L2-normalised query embeddings for a list of questions.
+QueryEncoder = Callable[[list[str]], np.ndarray]
+
+
+# Top-k (chunk id, similarity) per query embedding.
+SearchFn = Callable[[np.ndarray, int], list[list[tuple[str, float]]]]
+
+
+def model_query_encoder(model: Any, dim: int | None = None, batch_size: int = 32) -> QueryEncoder:
+    """Questions -> (n, dim) embeddings with the model's own query prompt (as retrieval eval does)."""
+    from core.embeddings import encode_texts, query_prompt
+
+    prompt = query_prompt(model)
+    lock = threading.Lock()  # one encode at a time on a shared model
+
+    def encode(questions: list[str]) -> np.ndarray:
+        with lock:
+            return encode_texts(
+                model, list(questions), dim=dim, prompt=prompt, batch_size=batch_size
+            )
+
+    return encode
+
+
+def exact_search(chunk_ids: Sequence[str], embeddings: np.ndarray) -> SearchFn:
+    """Exact cosine search over in-memory L2-normalised chunk embeddings (n_chunks, dim);
+    ties go to the smaller chunk id, as in retrieval eval."""
+    ids = list(chunk_ids)
+    corpus = np.asarray(embeddings, dtype=np.float32)
+    if corpus.ndim != 2 or corpus.shape[0] != len(ids):
+        raise ConfigError(f"Expected ({len(ids)}, dim) chunk embeddings, got {corpus.shape}.")
+    tie = np.argsort(np.argsort(np.array(ids, dtype=object)))  # rank of each id in sorted order
+
+    def search(queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        scores = q @ corpus.T  # (n_queries, n_chunks)
+        out = []
+        for row in scores:
+            order = np.lexsort((tie, -row))[:k]
+            out.append([(ids[i], float(row[i])) for i in order])
+        return out
+
+    return search
+
+
+def chroma_search(settings: ChromaSettings, collection: str) -> SearchFn:
+    """Search one Chroma collection through core.documents.vector_store."""
+    from core.documents.vector_store import search
+
+    def run(queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        return search(settings, collection, queries, k)
+
+    return run
+
+
+@functools.cache
+def _langchain_classes() -> tuple[type, type]:
+    """The retriever and chat-model classes, defined on first use (LangChain is heavy)."""
+    from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.messages import AIMessage, BaseMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from langchain_core.retrievers import BaseRetriever
+    from pydantic import ConfigDict, PrivateAttr
+
+    class ChunkRetriever(BaseRetriever):
+        """Top-k chunks of our corpus for a question: encode, then search (both injected)."""
+
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+
+        encode: Any
+        search: Any
+        chunks: dict[str, Any]
+        k: int = 5
+        _prefetched: dict[str, list[tuple[str, float]]] = PrivateAttr(default_factory=dict)
+        _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+        def prefetch(self, questions: list[str]) -> None:
+            """Retrieve for many questions at once (one encode, one search call)."""
+            todo = [q for q in dict.fromkeys(questions) if q not in self._prefetched]
+            if not todo:
+                return
+            hits = self.search(self.encode(todo), self.k)
+            if len(hits) != len(todo):
+                raise RunError(
+                    f"Search returned {len(hits)} result lists for {len(todo)} questions."
+                )
+            with self._lock:
+                self._prefetched.update(zip(todo, hits, strict=True))
+
+        def _hits(self, query: str) -> list[tuple[str, float]]:
+            with self._lock:
+                hit = self._prefetched.get(query)
+            if hit is None:
+                hit = self.search(self.encode([query]), self.k)[0]
+            return hit
+
+        def _get_relevant_documents(
+            self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        ) -> list[Document]:
+            docs = []
+            for rank, (chunk_id, score) in enumerate(self._hits(query)[: self.k], start=1):
+                chunk = self.chunks.get(chunk_id)
+                if chunk is None:
+                    raise RunError(
+                        f"The vector store returned chunk {chunk_id}, which is not in the corpus run.",
+                        fix="re-index the corpus run (the collection holds chunks of another corpus)",
+                    )
+                docs.append(
+                    Document(
+                        page_content=chunk.text,
+                        metadata={
+                            "chunk_id": chunk_id,
+                            "score": float(score),
+                            "rank": rank,
+                            "source": chunk.source,
+                            "page": chunk.page,
+                        },
+                    )
+                )
+            return docs
+
+    class LLMChatModel(BaseChatModel):
+        """Our LLM client as a LangChain chat model (cache, retries, token counts are ours)."""
+
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+
+        llm: Any
+        temperature: float = 0.0
+        max_tokens: int = 256
+
+        @property
+        def _llm_type(self) -> str:
+            return "ragbench-llm"
+
+        @property
+        def _identifying_params(self) -> dict[str, Any]:
+            return {"backend": self.llm.backend.identity, "temperature": self.temperature}
+
+        def _generate(
+            self,
+            messages: list[BaseMessage],
+            stop: list[str] | None = None,
+            run_manager: CallbackManagerForLLMRun | None = None,
+            **kwargs: Any,
+        ) -> ChatResult:
+            payload = [{"role": _role_of(m), "content": _text_of(m)} for m in messages]
+            completion = self.llm.complete(
+                payload, temperature=self.temperature, max_tokens=self.max_tokens
+            )
+            text = completion.text
+            if stop:
+                for token in stop:
+                    text = text.split(token)[0]
+            message = AIMessage(
+                content=text,
+                usage_metadata={
+                    "input_tokens": completion.prompt_tokens,
+                    "output_tokens": completion.completion_tokens,
+                    "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+                },
+                response_metadata={
+                    "model": completion.model,
+                    "cached": completion.cached,
+                    "latency_s": completion.latency_s,
+                },
+            )
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    return ChunkRetriever, LLMChatModel
+
+
+def _role_of(message: Any) -> str:
+    return {"human": "user", "ai": "assistant", "system": "system"}.get(message.type, "user")
+
+
+def _text_of(message: Any) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+
+
+def make_retriever(
+    encode: QueryEncoder, search: SearchFn, chunks: Sequence[Chunk], k: int = 5
+) -> Any:
+    """A LangChain retriever over our chunks (returns Documents with chunk_id, score, rank)."""
+    retriever_cls, _ = _langchain_classes()
+    return retriever_cls(encode=encode, search=search, chunks={c.id: c for c in chunks}, k=k)
+
+
+def make_chat_model(llm: LLM, temperature: float = 0.0, max_tokens: int = 256) -> Any:
+    """Our LLM as a LangChain chat model."""
+    _, chat_cls = _langchain_classes()
+    return chat_cls(llm=llm, temperature=temperature, max_tokens=max_tokens)
+
+
+def format_contexts(docs: Sequence[Any], max_chars: int = 2000) -> str:
+    """Numbered passages for the prompt: '[1] text', each cut to `max_chars`."""
+    parts = []
+    for i, doc in enumerate(docs, start=1):
+        text = doc.page_content.strip()
+        if len(text) > max_chars:
+            text = text[:max_chars].rstrip() + " …"
+        parts.append(f"[{i}] {text}")
+    return "\n\n".join(parts) if parts else "(no passages were retrieved)"
+
+
+def build_rag_chain(retriever: Any, chat_model: Any, max_context_chars: int = 2000) -> Any:
+    """question -> {"question", "documents", "context", "message", "answer"}: retrieve top-k,
+    prompt with numbered passages, answer with the chat model (`message` keeps its metadata)."""
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnableParallel, RunnablePassthrough
+
+    prompt = ChatPromptTemplate.from_messages([("system", SYSTEM_PROMPT), ("human", USER_TEMPLATE)])
+    return (
+        RunnableParallel(question=RunnablePassthrough(), documents=retriever)
+        | RunnablePassthrough.assign(
+            context=lambda x: format_contexts(x["documents"], max_context_chars)
+        )
+        | RunnablePassthrough.assign(message=prompt | chat_model)
+        | RunnablePassthrough.assign(answer=lambda x: _text_of(x["message"]))
+    )

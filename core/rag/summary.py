@@ -1,0 +1,152 @@
+"""Summaries of RAGAS scores: per retriever and metric the mean over the samples that scored, a
+bootstrap interval, the failures by reason and the spread of repeats; paired deltas against the
+base retriever; and the summary as a table (one column list for the page and the report)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from core.rag.metrics import BASE_LABEL
+
+if TYPE_CHECKING:
+    from core.rag.metrics import RagasConfig
+
+
+def summarize_scores(scores: pd.DataFrame, config: RagasConfig) -> dict[str, Any]:
+    """Per retriever per metric: mean over successful samples with a bootstrap CI, counts of
+    ok/failed/skipped samples, failures by reason (per judgement), and the spread over repeats;
+    plus paired deltas of every retriever against base."""
+    from core.evaluation.statistics import bootstrap_ci
+
+    out: dict[str, Any] = {"retrievers": {}, "comparisons": {}}
+    per_sample: dict[tuple[str, str], pd.Series] = {}
+    for (retriever, metric), group in scores.groupby(["retriever", "metric"], sort=False):
+        ok = group[group["status"] == "ok"]
+        values = ok.groupby("sample_id")["value"].mean()  # mean over successful repeats
+        per_sample[(retriever, metric)] = values
+        statuses = group.groupby("sample_id")["status"].agg(set)
+        n_failed = int(sum(("ok" not in s) and ("failed" in s) for s in statuses))
+        n_skipped = int(sum(s == {"skipped"} for s in statuses))
+        failed = group[group["status"] == "failed"]
+        entry: dict[str, Any] = {
+            "n_samples": int(len(statuses)),
+            "n_ok": int(len(values)),
+            "n_failed": n_failed,
+            "n_skipped": n_skipped,
+            "n_judgements": int(len(group)),
+            "n_failed_judgements": int(len(failed)),
+            "failures": {str(k): int(v) for k, v in Counter(failed["error"]).items()},
+            "mean": None,
+            "ci_low": None,
+            "ci_high": None,
+        }
+        if len(values):
+            arr = values.to_numpy(dtype=np.float64)
+            if len(arr) >= 2:
+                mean, low, high = bootstrap_ci(
+                    arr, config.n_resamples, config.confidence, config.seed
+                )
+                entry.update(mean=float(mean[0]), ci_low=float(low[0]), ci_high=float(high[0]))
+            else:
+                entry.update(mean=float(arr[0]), ci_low=float(arr[0]), ci_high=float(arr[0]))
+        repeats = sorted(group["repeat"].unique())
+        if len(repeats) > 1:
+            means = [float(ok[ok["repeat"] == r]["value"].mean()) for r in repeats]
+            finite = [m for m in means if math.isfinite(m)]
+            within = ok.groupby("sample_id")["value"].std(ddof=0)
+            entry["repeats"] = {
+                "n": len(repeats),
+                "means": [None if not math.isfinite(m) else m for m in means],
+                "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
+                "min": min(finite) if finite else None,
+                "max": max(finite) if finite else None,
+                "mean_within_sample_std": float(within.mean()) if len(within) else None,
+            }
+        out["retrievers"].setdefault(str(retriever), {})[str(metric)] = entry
+    out["comparisons"] = _compare(per_sample, config)
+    return out
+
+
+def _compare(
+    per_sample: Mapping[tuple[str, str], pd.Series], config: RagasConfig
+) -> dict[str, Any]:
+    """Paired deltas (other minus base) over samples both retrievers scored."""
+    from core.evaluation.statistics import bootstrap_ci, sign_flip_pvalue
+
+    retrievers = {r for r, _ in per_sample}
+    if BASE_LABEL not in retrievers:
+        return {}
+    out: dict[str, Any] = {}
+    for other in sorted(retrievers - {BASE_LABEL}):
+        for (r, metric), base_values in per_sample.items():
+            if r != BASE_LABEL or (other, metric) not in per_sample:
+                continue
+            joined = pd.concat(
+                [base_values, per_sample[(other, metric)]], axis=1, join="inner"
+            ).dropna()
+            entry: dict[str, Any] = {"n_pairs": int(len(joined))}
+            if len(joined) >= 2:
+                diffs = (joined.iloc[:, 1] - joined.iloc[:, 0]).to_numpy(dtype=np.float64)
+                delta, low, high = (
+                    float(x[0])
+                    for x in bootstrap_ci(diffs, config.n_resamples, config.confidence, config.seed)
+                )
+                entry.update(
+                    delta=delta,
+                    ci_low=low,
+                    ci_high=high,
+                    p_value=float(sign_flip_pvalue(diffs, seed=config.seed)[0]),
+                    n_better=int((diffs > 0).sum()),
+                    n_worse=int((diffs < 0).sum()),
+                )
+            out.setdefault(other, {})[str(metric)] = entry
+    return out
+
+
+def summary_table(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """summary.json as one row per (retriever, metric), for display and CSV download."""
+    rows = []
+    for retriever, metrics in summary.get("retrievers", {}).items():
+        for metric, e in metrics.items():
+            rep = e.get("repeats") or {}
+            rows.append(
+                {
+                    "retriever": retriever,
+                    "metric": metric,
+                    "mean": e.get("mean"),
+                    "ci_low": e.get("ci_low"),
+                    "ci_high": e.get("ci_high"),
+                    "n_ok": e.get("n_ok"),
+                    "n_failed": e.get("n_failed"),
+                    "n_skipped": e.get("n_skipped"),
+                    "failures": ", ".join(
+                        f"{k}: {v}" for k, v in sorted(e.get("failures", {}).items())
+                    ),
+                    "repeat_std": rep.get("std"),
+                    "repeat_min": rep.get("min"),
+                    "repeat_max": rep.get("max"),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "retriever",
+            "metric",
+            "mean",
+            "ci_low",
+            "ci_high",
+            "n_ok",
+            "n_failed",
+            "n_skipped",
+            "failures",
+            "repeat_std",
+            "repeat_min",
+            "repeat_max",
+        ],
+    )
