@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from core.config import ChromaSettings
 from core.errors import StoreError
-from core.runs.folders import delete_run, descendants_of, load_run
+from core.runs.folders import delete_run, load_run
+from core.runs.lineage import descendants_of
 
 
 @dataclass(frozen=True)

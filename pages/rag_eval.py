@@ -22,8 +22,9 @@ from core.rag.metrics import (
 from core.rag.results import RagasEvalResult, export_json, load_ragas_eval
 from core.rag.side_by_side import per_question_table, retrieval_flips, sample_reasons
 from core.rag.summary import summary_table
-from core.report.html import ragas_deltas_table
-from core.runs.folders import list_runs, load_run, model_runs_for_qa
+from core.report.tables import ragas_deltas_table
+from core.runs.folders import list_runs, load_run
+from core.runs.lineage import model_runs_for_qa
 from pages._ui import (
     StreamlitProgress,
     cached_model,

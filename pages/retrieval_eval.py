@@ -27,7 +27,8 @@ from core.evaluation.results import (
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
 from core.evaluation.stage import evaluate_retrieval
 from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
-from core.runs.folders import Run, load_run, model_runs_for_qa
+from core.runs.folders import Run, load_run
+from core.runs.lineage import model_runs_for_qa
 from pages._ui import StreamlitProgress, cached_model, chroma_settings, error_boundary, run_picker
 
 RESULT_KEY = "reval_result_run"

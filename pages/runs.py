@@ -8,24 +8,14 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core.charts import comparison_figure, ragas_comparison_figure
 from core.deletion import delete_with_dependants
-from core.report.html import (
-    EVAL_KINDS,
-    HEADLINE_METRICS,
-    Comparison,
-    build_report,
-    compare_runs,
-    comparison_figure,
-    deltas_table,
-    headline_table,
-    lineage_chain,
-    ragas_comparison_figure,
-    ragas_deltas_table,
-    ragas_display_table,
-    redact,
-    report_zip,
-)
-from core.runs.folders import RUN_KINDS, Run, descendants_of, list_runs, load_run
+from core.report.comparison import EVAL_KINDS, HEADLINE_METRICS, Comparison, compare_runs
+from core.report.export import build_report, report_zip
+from core.report.redaction import redact
+from core.report.tables import deltas_table, headline_table, ragas_deltas_table, ragas_display_table
+from core.runs.folders import RUN_KINDS, Run, list_runs, load_run
+from core.runs.lineage import descendants_of, lineage_chain
 from pages._ui import chroma_settings, error_boundary, llm_settings
 
 

@@ -29,9 +29,10 @@ from core.documents.parsing import (
     parse_file,
     sanitize_filename,
 )
-from core.errors import ConfigError, InputError, RagbenchError, RunError, StoppedError
+from core.errors import ConfigError, InputError, RunError
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
 from core.runs.folders import Run, create_run, load_run, write_bytes_atomic
+from core.runs.guard import stage_run
 
 if TYPE_CHECKING:
     from core.documents.vector_store import IndexReport
@@ -217,7 +218,7 @@ def build_corpus(
         },
     )
     run.set_status("running")
-    try:
+    with stage_run(run):
         docs, reports = parse_files(
             files, max_bytes=max_bytes, on_progress=on_progress, should_stop=should_stop
         )
@@ -235,15 +236,6 @@ def build_corpus(
         _store_originals(run, files, reports)
         save_chunks(run, result.chunks)
         run.write_json(DOCUMENTS_FILE, [r.model_dump() for r in reports])
-    except StoppedError as exc:
-        run.set_status("stopped", error=str(exc))
-        raise
-    except RagbenchError as exc:
-        run.set_status("failed", error=str(exc))
-        raise
-    except Exception as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
     run.set_status(
         "done",
         n_documents=len(docs),

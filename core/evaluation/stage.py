@@ -38,7 +38,7 @@ from core.embeddings import (
     query_prompt,
     truncate_normalize,
 )
-from core.errors import ConfigError, InputError, RunError, StoppedError
+from core.errors import ConfigError, InputError, RunError
 from core.evaluation.chroma_check import chroma_report
 from core.evaluation.config import BM25_LABEL, TOP_SAVED, dims_for
 from core.evaluation.flips import compute_flips
@@ -66,7 +66,9 @@ from core.evaluation.statistics import (
 )
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
 from core.questions.dataset import QAItem, load_qa
-from core.runs.folders import Run, check_same_lineage, create_run, load_run
+from core.runs.folders import Run, create_run, load_run
+from core.runs.guard import stage_run
+from core.runs.lineage import check_same_lineage
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -195,7 +197,7 @@ def evaluate_retrieval(
         parents=parents,
     )
     run.set_status("running")
-    try:
+    with stage_run(run):
         result = _evaluate(
             run,
             config,
@@ -213,12 +215,6 @@ def evaluate_retrieval(
             on_progress,
             should_stop,
         )
-    except StoppedError as exc:
-        run.set_status("stopped", error=str(exc))
-        raise
-    except BaseException as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
     return result
 
 

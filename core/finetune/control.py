@@ -12,7 +12,8 @@ from core.errors import ConfigError, RunError
 from core.finetune.artifacts import CHECKPOINT_DIR, METRICS_FILE, last_checkpoint
 from core.finetune.config import default_dims, describe_base_model
 from core.finetune.trainer import run_finetune
-from core.runs.folders import Run, create_run, discard_on_failure, load_run
+from core.runs.folders import Run, create_run, load_run
+from core.runs.guard import discard_on_failure
 from core.runs.jobs import request_stop, start_job
 
 if TYPE_CHECKING:

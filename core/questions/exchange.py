@@ -36,7 +36,8 @@ from core.questions.splits import (
     normalize_split,
     split_counts,
 )
-from core.runs.folders import Run, create_run, discard_on_failure
+from core.runs.folders import Run, create_run
+from core.runs.guard import discard_on_failure
 from core.text import normalize_space
 
 if TYPE_CHECKING:

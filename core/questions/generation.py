@@ -42,7 +42,8 @@ from core.questions.prompts import (
     coerce_questions,
 )
 from core.questions.splits import SplitConfig, assign_splits, check_no_leak, split_counts
-from core.runs.folders import Run, create_run, discard_on_failure, load_run
+from core.runs.folders import Run, create_run, load_run
+from core.runs.guard import discard_on_failure, stage_run
 
 if TYPE_CHECKING:
     from core.llm import LLM
@@ -451,7 +452,12 @@ def generate_question_run(
     run.set_status("running")
     before = llm.usage.to_dict()
     failures: list[ChunkFailure] = []
-    try:
+
+    def save_failures(exc: BaseException) -> None:
+        if isinstance(exc, RagbenchError) and not isinstance(exc, StoppedError):
+            _write_failure_report(run, failures, llm, before, estimate)
+
+    with stage_run(run, on_failure=save_failures):
         raw_items, failures = generate_questions(
             chunks, llm, config, on_progress=on_progress, should_stop=should_stop
         )
@@ -480,16 +486,6 @@ def generate_question_run(
         items = cap_per_chunk(report.items, config.n_per_chunk)
         items = assign_splits(items, config.split)
         check_no_leak(items)
-    except StoppedError as exc:
-        run.set_status("stopped", error=str(exc))
-        raise
-    except RagbenchError as exc:
-        _write_failure_report(run, failures, llm, before, estimate)
-        run.set_status("failed", error=str(exc))
-        raise
-    except Exception as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
     usage = {
         **_usage_delta(before, llm.usage.to_dict()),
         "label": llm.label,

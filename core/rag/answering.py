@@ -40,7 +40,9 @@ from core.rag.chain import (
     make_retriever,
     model_query_encoder,
 )
-from core.runs.folders import Run, check_same_lineage, create_run, load_run, write_text_atomic
+from core.runs.folders import Run, create_run, load_run, write_text_atomic
+from core.runs.guard import stage_run
+from core.runs.lineage import check_same_lineage
 
 if TYPE_CHECKING:
     from core.embeddings import ModelSpec
@@ -279,7 +281,7 @@ def generate_answers(
     run.set_status("running")
     usage_before = llm.usage.to_dict()
     started = time.monotonic()
-    try:
+    with stage_run(run):
         samples = answer_questions(
             items,
             chunks,
@@ -290,12 +292,6 @@ def generate_answers(
             on_progress=on_progress,
             should_stop=should_stop,
         )
-    except StoppedError as exc:
-        run.set_status("stopped", error=str(exc))
-        raise
-    except BaseException as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
     save_samples(run, samples)
     usage = _usage_delta(usage_before, llm.usage.to_dict())
     usage["seconds"] = round(time.monotonic() - started, 3)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.errors import ConfigError, LineageError, RunError, StoppedError
+from core.errors import ConfigError, LineageError, RunError
 from core.progress import ProgressCallback, StopCheck
 from core.rag.answering import load_samples
 from core.rag.metrics import RagasConfig, check_components, is_low_confidence_judge
@@ -23,6 +23,7 @@ from core.rag.results import (
 from core.rag.scoring import Job, ScoreRow, plan_jobs, score_jobs
 from core.rag.summary import summarize_scores
 from core.runs.folders import Run, create_run, load_run
+from core.runs.guard import stage_run
 
 if TYPE_CHECKING:
     from core.llm import LLM
@@ -109,7 +110,7 @@ def _score_into(
 ) -> Run:
     """Score `jobs`, merge them with `kept` rows in the order of `plan`, and save everything."""
     run.set_status("running")
-    try:
+    with stage_run(run):
         rows, usage = score_jobs(
             jobs,
             judge=judge,
@@ -118,12 +119,6 @@ def _score_into(
             on_progress=on_progress,
             should_stop=should_stop,
         )
-    except StoppedError as exc:
-        run.set_status("stopped", error=str(exc))
-        raise
-    except BaseException as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
     order = {(j.retriever, j.sample.id, j.metric, j.repeat): i for i, j in enumerate(plan)}
     all_rows = sorted(
         [*kept, *rows],

@@ -6,14 +6,13 @@ a half-written manifest or artifact behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -22,12 +21,20 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from core.config import data_dir
-from core.errors import LineageError, RunError
+from core.errors import RunError
 
 T = TypeVar("T")
+
+
 RunKind = Literal["corpus", "qa", "model", "retrieval_eval", "rag", "ragas_eval"]
+
+
 RunStatus = Literal["pending", "running", "done", "failed", "stopped"]
+
+
 RUN_KINDS: tuple[str, ...] = ("corpus", "qa", "model", "retrieval_eval", "rag", "ragas_eval")
+
+
 TRACKED_LIBRARIES = (
     "torch",
     "sentence-transformers",
@@ -225,11 +232,6 @@ def list_runs(kind: str | Iterable[str] | None = None, root: Path | None = None)
     return runs
 
 
-def children_of(run_id: str, root: Path | None = None) -> list[Run]:
-    """Runs that name `run_id` as a parent."""
-    return [r for r in list_runs(root=root) if run_id in r.manifest.parents.values()]
-
-
 def read_jsonl_artifact(
     run: Run | str,
     kind: str,
@@ -265,31 +267,9 @@ def read_jsonl_artifact(
     return out
 
 
-def descendants_of(run_id: str, root: Path | None = None) -> list[Run]:
-    """Every run that depends on `run_id`, directly or through others, each before its parents
-    (so deleting in this order never leaves an orphan)."""
-    runs = list_runs(root=root)
-    found: dict[str, Run] = {}
-    frontier = [run_id]
-    while frontier:
-        current = frontier.pop()
-        for run in runs:
-            if current in run.manifest.parents.values() and run.id not in found:
-                found[run.id] = run
-                frontier.append(run.id)
-    ordered: list[Run] = []
-    remaining = dict(found)
-    while remaining:
-        # A run is ready when no remaining run names it as a parent.
-        ready = [
-            r
-            for r in remaining.values()
-            if not any(r.id in o.manifest.parents.values() for o in remaining.values())
-        ]
-        for r in ready:
-            ordered.append(r)
-            del remaining[r.id]
-    return ordered
+def children_of(run_id: str, root: Path | None = None) -> list[Run]:
+    """Runs that name `run_id` as a parent."""
+    return [r for r in list_runs(root=root) if run_id in r.manifest.parents.values()]
 
 
 def delete_run(run_id: str, root: Path | None = None, force: bool = False) -> None:
@@ -305,72 +285,3 @@ def delete_run(run_id: str, root: Path | None = None, force: bool = False) -> No
     trash = run.path.with_name(f".deleted-{run.path.name}-{secrets.token_hex(2)}")
     os.replace(run.path, trash)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def discard_on_failure(root: Path | None = None) -> Iterator[list[Run]]:
-    """Runs appended to the yielded list are deleted when the block raises (newest first), so
-    a failed or refused stage leaves no half-made run behind; the error is re-raised."""
-    created: list[Run] = []
-    try:
-        yield created
-    except BaseException:
-        for run in reversed(created):
-            with contextlib.suppress(RunError, OSError):
-                delete_run(run.id, root=root, force=True)
-        raise
-
-
-def root_of_kind(run: Run, kind: str, root: Path | None = None) -> Run | None:
-    """Walk the parents of `run` (breadth-first) to the nearest ancestor of `kind` (itself included)."""
-    queue = [run]
-    seen: set[str] = set()
-    while queue:
-        current = queue.pop(0)
-        if current.id in seen:
-            continue
-        seen.add(current.id)
-        if current.kind == kind:
-            return current
-        for parent_id in current.manifest.parents.values():
-            try:
-                queue.append(load_run(parent_id, root=root))
-            except RunError:
-                continue
-    return None
-
-
-def check_same_lineage(a: Run, b: Run, kind: str = "corpus", root: Path | None = None) -> None:
-    """Refuse to combine two runs whose nearest `kind` ancestors differ (default: the corpus)."""
-    root_a = root_of_kind(a, kind, root=root)
-    root_b = root_of_kind(b, kind, root=root)
-    if root_a is None or root_b is None:
-        missing = a if root_a is None else b
-        raise LineageError(
-            f"Run {missing.id} has no {kind} ancestor, so it cannot be combined with "
-            f"{(b if missing is a else a).id}."
-        )
-    if root_a.id != root_b.id:
-        raise LineageError(
-            f"Run {a.id} comes from {kind} {root_a.id} but run {b.id} comes from {kind} "
-            f"{root_b.id}; they do not belong together.",
-            fix=f"pick runs built on the same {kind}",
-        )
-
-
-def model_runs_for_qa(qa_run_id: str, root: Path | None = None) -> tuple[list[Run], int]:
-    """Finished model runs fine-tuned on this qa run's lineage, newest first, and how many other
-    model runs were left out (trained on another question set: comparing them would leak)."""
-    qa_run = load_run(qa_run_id, root=root)
-    ok: list[Run] = []
-    hidden = 0
-    for run in list_runs("model", root=root):
-        if run.manifest.status not in ("done", "stopped"):
-            continue
-        try:
-            check_same_lineage(run, qa_run, kind="qa", root=root)
-        except RunError:  # LineageError is a RunError
-            hidden += 1
-            continue
-        ok.append(run)
-    return ok, hidden

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from core.evaluation.results import load_retrieval_eval
-from core.report.html import fmt_ci, lineage_chain
+from core.report.tables import fmt_ci
 from core.runs.folders import list_runs
+from core.runs.lineage import lineage_chain
 from tests.app.conftest import page_path
 from tests.unit.test_report import build_world
 

@@ -58,7 +58,7 @@ def test_ingest_reports_skipped_files_and_keeps_going(tmp_path):
 @pytest.mark.slow
 def test_loop_from_config_matches_what_the_ui_reads(tmp_path):
     from core.evaluation.results import load_retrieval_eval
-    from core.report.html import build_report
+    from core.report.export import build_report
 
     config = tmp_path / "loop.toml"
     config.write_text(

@@ -21,7 +21,7 @@ from core.evaluation.stage import evaluate_retrieval
 from core.evaluation.verdict import row_sentence
 from core.finetune.model_card import TEST_END, TEST_START, read_model_card
 from core.questions.dataset import QAItem, save_qa
-from core.report.html import build_report
+from core.report.export import build_report
 from core.runs.folders import create_run, list_runs
 from tests.integration.test_retrieval_eval import NoisyModel, _st_scores, _st_value
 

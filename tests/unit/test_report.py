@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.charts import comparison_figure
 from core.config import SAMPLE_DIR
 from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec
@@ -24,24 +25,12 @@ from core.questions.dataset import QAItem, save_qa
 from core.rag.answering import RagSample, save_samples
 from core.rag.metrics import RagasConfig
 from core.rag.stage import evaluate_rag
-from core.report.html import (
-    HEADLINE_METRICS,
-    RANDOM_LABEL,
-    REDACTED,
-    REPORT_HTML,
-    build_report,
-    compare_runs,
-    comparison_figure,
-    fmt,
-    fmt_ci,
-    headline_table,
-    known_secrets,
-    lineage_chain,
-    redact,
-    report_zip,
-    scrub_text,
-)
+from core.report.comparison import HEADLINE_METRICS, RANDOM_LABEL, compare_runs
+from core.report.export import REPORT_HTML, build_report, report_zip
+from core.report.redaction import REDACTED, known_secrets, redact, scrub_text
+from core.report.tables import fmt, fmt_ci, headline_table
 from core.runs.folders import create_run, load_run
+from core.runs.lineage import lineage_chain
 
 # Secrets planted in configs; none may appear anywhere in a report.
 KEY_SECRET = "sk-planted-0123456789abcdefXYZ"

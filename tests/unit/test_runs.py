@@ -7,7 +7,8 @@ import json
 import pytest
 
 from core.errors import LineageError, RunError
-from core.runs.folders import check_same_lineage, create_run, delete_run, list_runs, load_run
+from core.runs.folders import create_run, delete_run, list_runs, load_run
+from core.runs.lineage import check_same_lineage
 
 
 def test_create_load_roundtrip(data_root):
@@ -84,7 +85,7 @@ def test_descendants_deepest_first():
     q = create_run("qa", parents={"corpus": c.id})
     m = create_run("model", parents={"qa": q.id})
     e = create_run("retrieval_eval", parents={"qa": q.id, "model": m.id})
-    from core.runs.folders import descendants_of
+    from core.runs.lineage import descendants_of
 
     ids = [r.id for r in descendants_of(c.id)]
     assert set(ids) == {q.id, m.id, e.id}
@@ -92,7 +93,7 @@ def test_descendants_deepest_first():
 
 
 def test_model_runs_for_qa_hides_other_question_sets():
-    from core.runs.folders import model_runs_for_qa
+    from core.runs.lineage import model_runs_for_qa
 
     c = create_run("corpus")
     q1 = create_run("qa", parents={"corpus": c.id})
