@@ -58,7 +58,7 @@ def sidebar() -> None:
                 from pages._ui import error_boundary, llm_settings
 
                 with error_boundary("Test connection"):
-                    from core.llm import check_connection
+                    from core.llm.client import check_connection
 
                     report = check_connection(llm_settings())
                     (st.success if report.ok else st.error)(report.message)

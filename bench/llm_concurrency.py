@@ -58,7 +58,8 @@ def measure(
     levels: tuple[int, ...] = (1, 4, 8), n_requests: int = 32, latency_s: float = 0.1
 ) -> list[dict[str, Any]]:
     """Wall time of `n_requests` distinct requests through LLM.map at each concurrency level."""
-    from core.llm import LLM, OpenAICompatibleBackend
+    from core.llm.backends import OpenAICompatibleBackend
+    from core.llm.client import LLM
 
     rows: list[dict[str, Any]] = []
     with FixedLatencyServer(latency_s) as server:

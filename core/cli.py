@@ -150,7 +150,7 @@ def stage_questions(
         return run.id
     if source != "llm":
         raise ConfigError(f"Question source {source!r} is not understood.", fix="use sample or llm")
-    from core.llm import make_llm
+    from core.llm.client import make_llm
     from core.questions.generation import GenerationConfig, generate_question_run
 
     llm = make_llm(llm_settings_from_env())

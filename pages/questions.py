@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.documents.corpus import load_chunks
 from core.errors import RagbenchError
-from core.llm import EMBEDDED_LABEL
+from core.llm.embedded import EMBEDDED_LABEL
 from core.questions.dataset import load_qa
 from core.questions.gate import REASONS, GateConfig
 from core.questions.generation import (
@@ -155,7 +155,7 @@ def generate_ui(corpus_id: str) -> None:
     if config is None:
         return
     with error_boundary("Estimating the cost"):
-        from core.llm import make_llm
+        from core.llm.client import make_llm
 
         chunks = select_chunks(load_chunks(corpus_id), config.max_chunks, config.seed)
         try:
@@ -172,7 +172,7 @@ def generate_ui(corpus_id: str) -> None:
         progress = StreamlitProgress("Generating questions")
         with error_boundary("Generating questions"):
             from core.embeddings import ModelSpec
-            from core.llm import make_llm
+            from core.llm.client import make_llm
 
             llm = make_llm(llm_settings())
             model = None

@@ -171,7 +171,7 @@ def setup_ui() -> dict | None:
 
 def run_ui(choice: dict) -> None:
     """Generate both retrievers' answers and score them, with progress."""
-    from core.llm import make_llm
+    from core.llm.client import make_llm
     from core.rag.judges import SentenceTransformerEmbeddings
     from core.rag.stage import RetrieverChoice, compare_retrievers
 
@@ -288,7 +288,7 @@ def retry_ui(result: RagasEvalResult) -> None:
     n_failed = int((result.scores["status"] == "failed").sum())
     if not n_failed or not st.button(f"Retry the {n_failed} failed judgement(s)", key="rag_retry"):
         return
-    from core.llm import make_llm
+    from core.llm.client import make_llm
     from core.rag.judges import SentenceTransformerEmbeddings
     from core.rag.stage import retry_failed
 

@@ -39,7 +39,7 @@ from core.questions.prompts import (
 from core.text import normalize_question
 
 if TYPE_CHECKING:
-    from core.llm import LLM
+    from core.llm.client import LLM
 
 REASONS: dict[str, str] = {
     "message_repr": "a leaked chat-message repr (AIMessage(, content=, additional_kwargs, …)",

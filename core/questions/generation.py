@@ -46,7 +46,7 @@ from core.runs.folders import Run, create_run, load_run
 from core.runs.guard import discard_on_failure, stage_run
 
 if TYPE_CHECKING:
-    from core.llm import LLM
+    from core.llm.client import LLM
 
 GATE_REPORT_FILE = "gate_report.json"
 USAGE_FILE = "usage.json"
@@ -191,7 +191,7 @@ def estimate_generation(
     counted as cached (they cost nothing). Answerability checks, when on, assume every
     question reaches them (an upper bound)."""
     config = config or GenerationConfig()
-    from core.llm import request_key
+    from core.llm.client import request_key
 
     calls = cached = prompt = completion = 0
     params = _cache_params(config)

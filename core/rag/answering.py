@@ -46,7 +46,7 @@ from core.runs.lineage import check_same_lineage
 
 if TYPE_CHECKING:
     from core.embeddings import ModelSpec
-    from core.llm import LLM
+    from core.llm.client import LLM
     from core.rag.chain import QueryEncoder, SearchFn
 
 

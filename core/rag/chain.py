@@ -17,7 +17,7 @@ from core.documents.corpus import Chunk
 from core.errors import ConfigError, RunError
 
 if TYPE_CHECKING:
-    from core.llm import LLM
+    from core.llm.client import LLM
 
 
 PROMPT_VERSION = "rag-v1"

@@ -40,7 +40,8 @@ from ragas.llms.base import InstructorBaseRagasLLM  # noqa: E402
 
 from core.errors import ConfigError, LLMError  # noqa: E402
 from core.jsonparse import extract_json  # noqa: E402
-from core.llm import LLM, Completion, request_key  # noqa: E402
+from core.llm.backends import Completion  # noqa: E402
+from core.llm.client import LLM, request_key  # noqa: E402
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from core.llm import LLM
+    from core.llm.client import LLM
 
 
 BASE_LABEL = "base"

@@ -42,7 +42,7 @@ from core.rag.answering import RagSample
 from core.rag.metrics import METRICS, _as_embeddings, check_components
 
 if TYPE_CHECKING:
-    from core.llm import LLM
+    from core.llm.client import LLM
     from core.rag.metrics import RagasConfig
 
 

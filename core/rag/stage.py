@@ -26,7 +26,7 @@ from core.runs.folders import Run, create_run, load_run
 from core.runs.guard import stage_run
 
 if TYPE_CHECKING:
-    from core.llm import LLM
+    from core.llm.client import LLM
 
 
 def _rag_runs(rag_runs: Mapping[str, str]) -> tuple[dict[str, Run], str]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from core.llm import LLM, ScriptedBackend
+from core.llm.client import LLM
 from core.rag.metrics import RagasConfig
 from core.rag.stage import evaluate_rag
 from tests.app.conftest import page_path
+from tests.support.scripted_llm import ScriptedBackend
 from tests.unit.test_ragas_eval import GOLD, OTHER, happy, judge_input, rag_runs, sample, schema_of
 
 

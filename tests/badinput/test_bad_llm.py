@@ -19,7 +19,8 @@ import pytest
 from core.config import LLMSettings
 from core.documents.corpus import load_chunks
 from core.errors import LLMError
-from core.llm import LLM, OpenAICompatibleBackend, check_connection, make_llm
+from core.llm.backends import OpenAICompatibleBackend
+from core.llm.client import LLM, check_connection, make_llm
 from core.questions.dataset import load_qa
 from core.questions.gate import GateConfig
 from core.questions.generation import GATE_REPORT_FILE, GenerationConfig, generate_question_run

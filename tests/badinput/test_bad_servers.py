@@ -12,7 +12,8 @@ from core.documents.stage import index_corpus_run
 from core.documents.vector_store import count_indexed, list_collections, search
 from core.embeddings import ModelSpec, encode_texts
 from core.errors import LLMError, StoreError
-from core.llm import LLM, Completion, OpenAICompatibleBackend
+from core.llm.backends import Completion, OpenAICompatibleBackend
+from core.llm.client import LLM
 from core.questions.gate import GateConfig
 from core.questions.generation import GATE_REPORT_FILE, GenerationConfig, generate_question_run
 from core.runs.folders import load_run

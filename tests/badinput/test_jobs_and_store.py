@@ -131,7 +131,7 @@ import sys
 from pathlib import Path
 from core.documents.corpus import Chunk, save_chunks
 from core.runs.jobs import append_event
-from core.llm import DiskCache
+from core.llm.client import DiskCache
 from core.runs.folders import create_run, load_run
 tag, n, shared = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 for i in range(n):

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from core.errors import LLMError
 from core.jsonparse import extract_json
-from core.llm import LLM, ScriptedBackend
+from core.llm.client import LLM
 from core.questions.dataset import QAItem
 from core.questions.gate import (
     QUESTION_WORDS,
@@ -39,6 +39,7 @@ from core.questions.gate import (
 )
 from core.questions.prompts import GeneratedQuestions, coerce_questions
 from tests.support.fuzzing import scaled
+from tests.support.scripted_llm import ScriptedBackend
 
 # --------------------------------------------------------------------------- strategies
 

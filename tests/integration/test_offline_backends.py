@@ -9,7 +9,7 @@ import pytest
 
 from core.config import LLMSettings
 from core.embeddings import ModelSpec, encode_texts, load_model, native_dim, truncate_normalize
-from core.llm import make_llm
+from core.llm.client import make_llm
 
 
 def test_offline_env_is_set():

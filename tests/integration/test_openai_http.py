@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 from core.config import LLMSettings
 from core.errors import LLMError
-from core.llm import LLM, OpenAICompatibleBackend, check_connection, make_llm
+from core.llm.backends import OpenAICompatibleBackend
+from core.llm.client import LLM, check_connection, make_llm
 from tests.support.openai_server import ChatServer, Reply
 
 MSG = [{"role": "user", "content": "Say hi"}]

@@ -7,7 +7,7 @@ import pytest
 
 from core.config import LLMSettings
 from core.documents.corpus import load_chunks
-from core.llm import make_llm
+from core.llm.client import make_llm
 from core.questions.dataset import QAItem, load_qa
 from core.questions.gate import REASONS, GateConfig, apply_gate
 from core.questions.generation import GenerationConfig, generate_question_run

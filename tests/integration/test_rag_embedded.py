@@ -12,7 +12,7 @@ import pytest
 
 from core.config import LLMSettings
 from core.embeddings import ModelSpec
-from core.llm import make_llm
+from core.llm.client import make_llm
 from core.rag.answering import RagConfig, load_samples
 from core.rag.metrics import NON_LLM_METRICS, RagasConfig
 from core.rag.results import load_ragas_eval

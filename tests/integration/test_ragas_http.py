@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from core.config import LLMSettings
-from core.llm import make_llm
+from core.llm.client import make_llm
 from core.rag.answering import RagConfig, generate_answers, load_samples
 from core.rag.chain import model_query_encoder
 from core.rag.metrics import LLM_METRICS, RagasConfig

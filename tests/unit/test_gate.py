@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError, LLMError
-from core.llm import LLM, ScriptedBackend
+from core.llm.client import LLM
 from core.questions.dataset import QAItem
 from core.questions.gate import (
     REASONS,
@@ -18,6 +18,7 @@ from core.questions.gate import (
     repair_question,
 )
 from core.questions.prompts import example_questions
+from tests.support.scripted_llm import ScriptedBackend
 
 CHUNK = (
     "Debian GNU/Linux is a free operating system. The archives are updated twice every day. "

@@ -7,7 +7,8 @@ from pydantic import BaseModel
 
 from core.config import LLMSettings
 from core.errors import ConfigError, LLMError
-from core.llm import LLM, ScriptedBackend, make_backend
+from core.llm.client import LLM, make_backend
+from tests.support.scripted_llm import ScriptedBackend
 
 
 class Questions(BaseModel):

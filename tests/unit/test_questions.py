@@ -9,7 +9,7 @@ import pytest
 
 from core.documents.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
 from core.errors import InputError, LLMError
-from core.llm import LLM, ScriptedBackend
+from core.llm.client import LLM
 from core.questions.dataset import QAItem, load_qa
 from core.questions.gate import REASONS, GateConfig
 from core.questions.generation import (
@@ -28,6 +28,7 @@ from core.questions.generation import (
 from core.questions.prompts import GeneratedQuestions, coerce_questions
 from core.questions.splits import check_no_leak
 from core.runs.folders import create_run, load_run
+from tests.support.scripted_llm import ScriptedBackend
 
 NO_DUPS = GateConfig(check_near_duplicates=False)
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.errors import ConfigError, LLMError, RunError
-from core.llm import LLM, ScriptedBackend
+from core.llm.client import LLM
 from core.questions.dataset import QAItem, save_qa
 from core.rag.answering import RagConfig, generate_answers, load_samples
 from core.rag.chain import (
@@ -22,6 +22,7 @@ from core.rag.chain import (
     model_query_encoder,
 )
 from core.runs.folders import create_run, load_run
+from tests.support.scripted_llm import ScriptedBackend
 
 TEXTS = [
     "The Debian archives are updated twice every day by the archive software.",

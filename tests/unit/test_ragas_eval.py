@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError, LineageError, LLMError
-from core.llm import LLM, ScriptedBackend
+from core.llm.client import LLM
 from core.rag.answering import RagSample, save_samples
 from core.rag.metrics import LLM_METRICS, NON_LLM_METRICS, RagasConfig
 from core.rag.results import load_ragas_eval
@@ -20,6 +20,7 @@ from core.rag.side_by_side import per_question_table
 from core.rag.stage import evaluate_rag, retry_failed
 from core.rag.summary import summary_table
 from core.runs.folders import create_run, load_run
+from tests.support.scripted_llm import ScriptedBackend
 from tests.unit.test_rag import FakeEncoder
 
 GOLD = "The Debian archives are updated twice every day by the archive software."
