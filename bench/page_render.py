@@ -51,7 +51,7 @@ def build_sample_runs() -> None:
 
     corpus = ingest_sample_corpus()
     try:
-        from core.questions.exchange import load_sample_qa
+        from core.questions.sample import load_sample_qa
 
         load_sample_qa(corpus.run.id)
     except Exception as exc:  # noqa: BLE001 - the QA set is optional for a render benchmark

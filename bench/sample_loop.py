@@ -33,7 +33,7 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
     from core.finetune.config import FinetuneConfig
     from core.finetune.control import create_finetune_run
     from core.finetune.trainer import run_finetune
-    from core.questions.exchange import load_sample_qa
+    from core.questions.sample import load_sample_qa
 
     started = time.monotonic()
     corpus = ingest_sample_corpus()

@@ -276,7 +276,7 @@ def similarity_figure(similarity: pd.DataFrame) -> go.Figure:
 
 
 # ------------------------------------------------------------------ RAG eval (RAGAS)
-# Appended by the RAG-eval stage (core.rag.scoring); figures take `core.rag.scoring.summary_table`.
+# Appended by the RAG-eval stage (core.rag.scoring); figures take `core.rag.summary.summary_table`.
 
 
 def ragas_bars_figure(

@@ -143,7 +143,7 @@ def stage_questions(
 ) -> str:
     """The hand-written sample set, or LLM generation with the gate; returns the qa run id."""
     if source == "sample":
-        from core.questions.exchange import load_sample_qa
+        from core.questions.sample import load_sample_qa
 
         run = load_sample_qa(corpus_run)
         _out({"stage": "questions", "qa_run": run.id, "source": "sample", **run.manifest.summary})

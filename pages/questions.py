@@ -12,16 +12,13 @@ from core.llm.embedded import EMBEDDED_LABEL
 from core.questions.dataset import load_qa
 from core.questions.gate import REASONS, GateConfig
 from core.questions.generation import (
-    REVIEW_COLUMNS,
     GenerationConfig,
     estimate_generation,
     generate_question_run,
-    read_gate_report,
-    read_usage,
-    review_rows,
-    save_review,
     select_chunks,
 )
+from core.questions.qa_runs import read_gate_report, read_usage
+from core.questions.review import REVIEW_COLUMNS, review_rows, save_review
 from core.questions.splits import SplitConfig
 from core.runs.folders import list_runs, load_run
 from pages._ui import StreamlitProgress, cached_model, error_boundary, llm_settings, run_picker
@@ -65,7 +62,7 @@ def llm_label() -> tuple[str, bool]:
 
 
 def sample_ui(corpus_id: str) -> None:
-    from core.questions.exchange import SAMPLE_QA_PATH
+    from core.questions.sample import SAMPLE_QA_PATH
 
     lines = (
         SAMPLE_QA_PATH.read_text(encoding="utf-8").splitlines() if SAMPLE_QA_PATH.exists() else []
@@ -77,7 +74,7 @@ def sample_ui(corpus_id: str) -> None:
     )
     if st.button("Load the sample question set", type="primary", key="qa_sample_load"):
         with error_boundary("Loading the sample questions"):
-            from core.questions.exchange import load_sample_qa
+            from core.questions.sample import load_sample_qa
 
             run = load_sample_qa(corpus_id)
             summary = run.manifest.summary
@@ -206,7 +203,7 @@ def import_ui(corpus_id: str | None) -> None:
     )
     if upload is None:
         return
-    from core.questions.exchange import (
+    from core.questions.importing import (
         ColumnMapping,
         guess_mapping,
         import_gate_config,
@@ -335,7 +332,7 @@ def split_config_ui(key: str, fixed: bool = False) -> SplitConfig | None:
         return None
 
 
-def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.questions.exchange.ImportPreview
+def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.questions.importing.ImportPreview
     """What the import would save, before anything is written: accepted, rejected by reason,
     the splits and the gold chunks."""
     st.markdown(
@@ -514,7 +511,7 @@ def review_ui(qa_id: str) -> None:
 
 
 def export_ui(qa_id: str) -> None:
-    from core.questions.exchange import export_hf_zip, export_qa
+    from core.questions.exporting import export_hf_zip, export_qa
 
     st.subheader("Export")
     accepted_only = st.checkbox("Accepted questions only", True, key="qa_export_accepted")

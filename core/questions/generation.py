@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.documents.corpus import Chunk, load_chunks
-from core.errors import InputError, LLMError, RagbenchError, RunError, StoppedError
+from core.errors import InputError, LLMError, RagbenchError, StoppedError
 from core.progress import ProgressCallback, StopCheck
-from core.questions.dataset import QAItem, load_qa, save_qa
-from core.questions.gate import REASONS, GateConfig, apply_gate, gate_counts
+from core.questions.dataset import QAItem
+from core.questions.gate import GateConfig, apply_gate, gate_counts
 from core.questions.prompts import (
     ANSWERABILITY_PROMPT,
     QUESTION_PROMPT,
@@ -41,18 +41,24 @@ from core.questions.prompts import (
     QuestionPromptInput,
     coerce_questions,
 )
-from core.questions.splits import SplitConfig, assign_splits, check_no_leak, split_counts
-from core.runs.folders import Run, create_run, load_run
-from core.runs.guard import discard_on_failure, stage_run
+from core.questions.qa_runs import GATE_REPORT_FILE, USAGE_FILE, _summary, write_qa_artifacts
+from core.questions.splits import SplitConfig, assign_splits, check_no_leak
+from core.runs.folders import Run, create_run
+from core.runs.guard import stage_run
 
 if TYPE_CHECKING:
     from core.llm.client import LLM
 
-GATE_REPORT_FILE = "gate_report.json"
-USAGE_FILE = "usage.json"
+
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text
+
+
 TOKENS_PER_MESSAGE = 4  # chat-template framing per message
+
+
 QUESTION_TOKENS = 24  # a question as JSON, about 15 words
+
+
 ANSWER_TOKENS = 32
 
 
@@ -149,9 +155,6 @@ class QuestionStageResult:
         return [i for i in self.items if i.status == "accepted"]
 
 
-# --------------------------------------------------------------------------- planning
-
-
 def select_chunks(chunks: Sequence[Chunk], max_chunks: int = 0, seed: int = 42) -> list[Chunk]:
     """All chunks, or a seeded sample of `max_chunks` of them kept in corpus order."""
     chunks = list(chunks)
@@ -221,9 +224,6 @@ def estimate_generation(
         completion_tokens=completion,
         answerability_calls=checks,
     )
-
-
-# --------------------------------------------------------------------------- generation
 
 
 def question_id(chunk_id: str, index: int, question: str) -> str:
@@ -322,99 +322,6 @@ def _usage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
             out[key] = value - before.get(key, 0)
     out["total_tokens"] = out.get("prompt_tokens", 0) + out.get("completion_tokens", 0)
     return out
-
-
-# --------------------------------------------------------------------------- qa runs
-
-
-def write_qa_artifacts(
-    run: Run,
-    items: Sequence[QAItem],
-    gate_report: dict[str, Any] | None = None,
-    usage: dict[str, Any] | None = None,
-) -> None:
-    """Write qa.jsonl, gate_report.json and usage.json of a qa run."""
-    save_qa(run, list(items))
-    report = {**(gate_report or {}), **gate_counts(items)}
-    report.setdefault("reasons", {k: v for k, v in REASONS.items() if k in report["by_reason"]})
-    report["splits"] = split_counts(items)
-    run.write_json(GATE_REPORT_FILE, report)
-    run.write_json(
-        USAGE_FILE,
-        usage
-        or {
-            "calls": 0,
-            "cached": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "total_tokens": 0,
-            "failures": {},
-        },
-    )
-
-
-def _summary(items: Sequence[QAItem]) -> dict[str, Any]:
-    counts = gate_counts(items)
-    accepted = [i for i in items if i.status == "accepted"]
-    return {
-        "n_items": counts["total"],
-        "n_accepted": counts["accepted"],
-        "n_rejected": counts["rejected"],
-        "n_chunks": len({i.chunk_id for i in accepted}),
-        "n_test": sum(i.split == "test" for i in accepted),
-        "n_multi_gold": sum(len(i.gold_ids) > 1 for i in accepted),
-    }
-
-
-def save_qa_run(
-    items: Sequence[QAItem],
-    corpus_run_id: str,
-    *,
-    name: str = "",
-    config: dict[str, Any] | None = None,
-    gate_report: dict[str, Any] | None = None,
-    usage: dict[str, Any] | None = None,
-    source_run_id: str | None = None,
-) -> Run:
-    """A finished qa run on a corpus (and, for review edits, the qa run it came from). A leaking
-    dataset is refused before anything is written; a failed write leaves no run behind."""
-    accepted = [i for i in items if i.status == "accepted"]
-    texts = None
-    if any(i.evidence for i in accepted):
-        texts = {c.id: c.text for c in load_chunks(corpus_run_id)}
-    check_no_leak(accepted, texts)
-    parents = {"corpus": corpus_run_id}
-    if source_run_id:
-        parents["source"] = source_run_id
-    with discard_on_failure() as created:
-        run = create_run("qa", name=name, config=config or {}, parents=parents)
-        created.append(run)
-        write_qa_artifacts(run, items, gate_report, usage)
-        run.set_status("done", **_summary(items))
-    return run
-
-
-def corpus_of(qa_run: Run | str) -> str:
-    """The corpus run id a qa run was made on."""
-    run = load_run(qa_run) if isinstance(qa_run, str) else qa_run
-    corpus = run.manifest.parents.get("corpus")
-    if not corpus:
-        raise RunError(f"QA run {run.id} names no corpus run.", fix="re-create it from a corpus")
-    return corpus
-
-
-def read_gate_report(run: Run | str) -> dict[str, Any]:
-    """The gate report of a qa run (counts computed from qa.jsonl when the file is missing)."""
-    run = load_run(run) if isinstance(run, str) else run
-    if run.artifact(GATE_REPORT_FILE).exists():
-        return run.read_json(GATE_REPORT_FILE)
-    return gate_counts(load_qa(run, accepted_only=False))
-
-
-def read_usage(run: Run | str) -> dict[str, Any]:
-    """The LLM usage of a qa run ({} when it made no calls)."""
-    run = load_run(run) if isinstance(run, str) else run
-    return run.read_json(USAGE_FILE) if run.artifact(USAGE_FILE).exists() else {}
 
 
 def generate_question_run(
@@ -531,175 +438,3 @@ def _write_failure_report(
         "estimate": estimate.to_dict(),
     }
     run.write_json(USAGE_FILE, usage)
-
-
-# --------------------------------------------------------------------------- review
-
-REVIEW_COLUMNS = (
-    "id",
-    "question",
-    "status",
-    "reason",
-    "chunk_id",
-    "split",
-    "reference_answer",
-    "origin",
-)
-_STATUS_WORDS = {
-    "accepted": "accepted",
-    "accept": "accepted",
-    "approve": "accepted",
-    "approved": "accepted",
-    "rejected": "rejected",
-    "reject": "rejected",
-}
-
-
-def review_rows(items: Sequence[QAItem]) -> list[dict[str, Any]]:
-    """Rows for the review grid (one per item, REVIEW_COLUMNS)."""
-    return [
-        {
-            "id": i.id,
-            "question": i.question,
-            "status": i.status,
-            "reason": i.reason,
-            "chunk_id": i.chunk_id,
-            "split": i.split or "",
-            "reference_answer": i.reference_answer or "",
-            "origin": i.origin,
-        }
-        for i in items
-    ]
-
-
-def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return str(value).strip()
-
-
-def apply_review(
-    items: Sequence[QAItem], rows: Sequence[dict[str, Any]], chunk_ids: set[str]
-) -> list[QAItem]:
-    """The items after a review: edited questions, status changes (approve overrules the gate,
-    reject records `reviewer`), new rows added by hand (origin "manual"), deleted rows dropped.
-
-    Raises InputError naming the rows that lack a question or point at an unknown chunk."""
-    by_id = {i.id: i for i in items}
-    out: list[QAItem] = []
-    problems: list[str] = []
-    for number, row in enumerate(rows, start=1):
-        question = _text(row.get("question"))
-        chunk_id = _text(row.get("chunk_id"))
-        item_id = _text(row.get("id"))
-        status_word = _text(row.get("status")).lower() or "accepted"
-        if not question and not chunk_id and item_id not in by_id:
-            continue  # an empty row the grid added
-        status = _STATUS_WORDS.get(status_word)
-        if status is None:
-            problems.append(f"row {number}: status {status_word!r} (use accepted or rejected)")
-            continue
-        if not question:
-            problems.append(f"row {number}: no question")
-            continue
-        original = by_id.get(item_id)
-        # A rejected item may keep a chunk the corpus lacks (e.g. a quote found nowhere).
-        unchanged_rejected = (
-            original is not None and chunk_id == original.chunk_id and status == "rejected"
-        )
-        if chunk_id not in chunk_ids and not unchanged_rejected:
-            problems.append(
-                f"row {number}: chunk id {chunk_id or '(empty)'!r} is not in the corpus"
-            )
-            continue
-        answer = _text(row.get("reference_answer")) or None
-        if original is None:
-            out.append(
-                QAItem(
-                    id=f"m_{hashlib.sha256(f'{chunk_id}|{question}'.encode()).hexdigest()[:12]}",
-                    question=question,
-                    chunk_id=chunk_id,
-                    status=status,  # type: ignore[arg-type]
-                    reason="reviewer" if status == "rejected" else "",
-                    reference_answer=answer,
-                    origin="manual",
-                    meta={"reviewed": True},
-                )
-            )
-            continue
-        meta = dict(original.meta)
-        update: dict[str, Any] = {"reference_answer": answer}
-        if question != original.question:
-            meta.setdefault("before_edit", original.question)
-            meta["edited"] = True
-            update["question"] = question
-        if chunk_id != original.chunk_id:
-            # The evidence's gold and linked chunks belonged to the old chunk: a moved question
-            # is relevant to the chunk the reviewer chose only.
-            meta["moved_from_chunk"] = original.chunk_id
-            update.update(chunk_id=chunk_id, split=None, gold_chunk_ids=[], linked_chunk_ids=[])
-        if status != original.status:
-            meta["reviewed"] = True
-            if status == "accepted":
-                meta["overruled"] = original.reason
-                update["reason"] = ""
-                meta.pop("reason_text", None)
-            else:
-                update["reason"] = "reviewer"
-                meta["reason_text"] = REASONS["reviewer"]
-            update["status"] = status
-        update["meta"] = meta
-        out.append(original.model_copy(update=update))
-    if problems:
-        raise InputError(
-            f"{len(problems)} review row(s) cannot be saved.",
-            found="; ".join(problems[:5]) + (" …" if len(problems) > 5 else ""),
-            fix="give every row a question and a chunk id from this corpus",
-        )
-    ids = Counter(i.id for i in out)
-    duplicated = [i for i, n in ids.items() if n > 1]
-    if duplicated:
-        raise InputError("Review rows repeat item ids.", found=", ".join(duplicated[:5]))
-    return out
-
-
-def save_review(source_run_id: str, rows: Sequence[dict[str, Any]], *, name: str = "") -> Run:
-    """Save review edits of a qa run as a new qa run (parents: corpus and "source").
-
-    Chunks keep their split; chunks new to the set are dealt with the source run's split
-    config."""
-    source = load_run(source_run_id)
-    corpus_id = corpus_of(source)
-    chunk_ids = {c.id for c in load_chunks(corpus_id)}
-    original = load_qa(source, accepted_only=False)
-    items = apply_review(original, rows, chunk_ids)
-    if not items:
-        raise InputError("The review leaves no questions.", fix="keep or add at least one row")
-    split_cfg = SplitConfig.from_dict(
-        source.manifest.config.get("split")
-        or source.manifest.config.get("generation", {}).get("split")
-        or {}
-    )
-    items = assign_splits(items, split_cfg, keep_existing=True)
-    before = {i.id: i for i in original}
-    edited = sum(1 for i in items if i.meta.get("edited"))
-    added = sum(1 for i in items if i.id not in before)
-    changed = sum(1 for i in items if i.id in before and before[i.id].status != i.status)
-    return save_qa_run(
-        items,
-        corpus_id,
-        name=name or f"Reviewed: {source.manifest.name}"[:120],
-        config={
-            "source": "review",
-            "reviewed_run": source.id,
-            "split": split_cfg.to_dict(),
-            "edits": {
-                "edited": edited,
-                "added": added,
-                "status_changed": changed,
-                "removed": len(set(before) - {i.id for i in items}),
-            },
-        },
-        gate_report={"notes": [f"reviewed from {source.id}; reviewer decisions are final"]},
-        source_run_id=source.id,
-    )

@@ -5,7 +5,7 @@ How it works:
    truncated to the chosen Matryoshka dimension, and asks a search function for the top k chunk
    ids: Chroma through `core.documents.vector_store` in the app, an exact numpy search in tests. Search is injected,
    so the chain never depends on where the vectors live.
-2. The chat model is our `core.llm.LLM` wrapped as a LangChain `BaseChatModel`, so every answer
+2. The chat model is our `core.llm.client.LLM` wrapped as a LangChain `BaseChatModel`, so every answer
    goes through our disk cache, retries, concurrency limit and token counts.
 3. The chain: question -> top-k chunks -> a prompt with numbered passages -> the answer.
    All questions are retrieved in one batch first (one encode, one search), then answered

@@ -1,4 +1,4 @@
-"""Adapters that let ragas 0.4 metrics use our parts: the judge is our `core.llm.LLM`, the
+"""Adapters that let ragas 0.4 metrics use our parts: the judge is our `core.llm.client.LLM`, the
 embeddings are our sentence-transformers model. Heavy by design: importing this imports ragas.
 
 How a judge call works:
@@ -120,7 +120,7 @@ class RagasJudge(InstructorBaseRagasLLM):
         if llm is None:
             raise ConfigError(
                 "The RAGAS judge needs an LLM and none was given.",
-                fix="pass the judge LLM explicitly (core.llm.make_llm(settings)); "
+                fix="pass the judge LLM explicitly (core.llm.client.make_llm(settings)); "
                 "nothing falls back to a cloud model",
             )
         self.llm = llm

@@ -39,7 +39,7 @@ class Comparison:
 
     `retrieval`: long table, one row per (run, model, dim, metric) plus the random ranker per run
     and metric: run_id, run_label, model, kind, dim, metric, value, ci_low, ci_high, corpus_size,
-    n_queries, random_baseline. `ragas`: `core.rag.scoring.summary_table` rows with run_id,
+    n_queries, random_baseline. `ragas`: `core.rag.summary.summary_table` rows with run_id,
     run_label, n_samples, corpus_size and k."""
 
     run_ids: list[str]

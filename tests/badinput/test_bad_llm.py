@@ -23,8 +23,9 @@ from core.llm.backends import OpenAICompatibleBackend
 from core.llm.client import LLM, check_connection, make_llm
 from core.questions.dataset import load_qa
 from core.questions.gate import GateConfig
-from core.questions.generation import GATE_REPORT_FILE, GenerationConfig, generate_question_run
+from core.questions.generation import GenerationConfig, generate_question_run
 from core.questions.prompts import GeneratedQuestions, coerce_questions
+from core.questions.qa_runs import GATE_REPORT_FILE
 from core.runs.folders import load_run
 from tests.support.openai_server import ChatServer, Reply
 
@@ -296,7 +297,7 @@ SECRET = "sk-TESTSECRET123"
 def test_the_api_key_is_sent_but_never_written_anywhere(baseline, data_root, caplog):
     """Run Questions and RAG with a key through the loopback server, export, then grep every
     file of the data directory and every log record for the key."""
-    from core.questions.exchange import export_hf_zip, export_qa
+    from core.questions.exporting import export_hf_zip, export_qa
     from core.rag.answering import load_samples, samples_json
 
     def handler(body: dict) -> Reply:

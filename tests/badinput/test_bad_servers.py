@@ -15,7 +15,8 @@ from core.errors import LLMError, StoreError
 from core.llm.backends import Completion, OpenAICompatibleBackend
 from core.llm.client import LLM
 from core.questions.gate import GateConfig
-from core.questions.generation import GATE_REPORT_FILE, GenerationConfig, generate_question_run
+from core.questions.generation import GenerationConfig, generate_question_run
+from core.questions.qa_runs import GATE_REPORT_FILE
 from core.runs.folders import load_run
 from tests.support.chroma_server import CHROMA_BIN, free_port, start_chroma, stop_chroma
 from tests.support.openai_server import ChatServer, Reply

@@ -26,7 +26,7 @@ N_QUESTIONS = 3
 @pytest.mark.llm
 def test_rag_and_ragas_on_the_sample_corpus_with_the_embedded_llm(minilm, tmp_path):
     from core.documents.stage import ingest_sample_corpus
-    from core.questions.exchange import load_sample_qa
+    from core.questions.sample import load_sample_qa
     from core.rag.judges import SentenceTransformerEmbeddings
 
     corpus = ingest_sample_corpus()

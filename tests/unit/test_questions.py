@@ -13,19 +13,16 @@ from core.llm.client import LLM
 from core.questions.dataset import QAItem, load_qa
 from core.questions.gate import REASONS, GateConfig
 from core.questions.generation import (
-    GATE_REPORT_FILE,
-    USAGE_FILE,
     GenerationConfig,
-    apply_review,
     cap_per_chunk,
     estimate_generation,
     generate_question_run,
     question_messages,
-    review_rows,
-    save_review,
     select_chunks,
 )
 from core.questions.prompts import GeneratedQuestions, coerce_questions
+from core.questions.qa_runs import GATE_REPORT_FILE, USAGE_FILE
+from core.questions.review import apply_review, review_rows, save_review
 from core.questions.splits import check_no_leak
 from core.runs.folders import create_run, load_run
 from tests.support.scripted_llm import ScriptedBackend

@@ -1,5 +1,4 @@
-"""Question sets in and out: import CSV/JSONL/Parquet with a column mapping, export CSV/JSONL/
-Parquet and a Hugging Face `datasets` folder, and map the hand-written sample set onto a corpus.
+"""Question sets in: CSV, TSV, JSONL, JSON or Parquet with a column mapping.
 
 Import paths:
 1. Chunk ids: the mapped column holds ids of chunks in the picked corpus run.
@@ -17,18 +16,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tempfile
-import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from core.config import SAMPLE_DIR
 from core.documents.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
-from core.errors import InputError, RunError
+from core.errors import InputError
 from core.questions.dataset import QAItem
-from core.questions.leakage import RESPLIT_FIX, SPLIT_COLUMN_FIX, EvidenceIndex, match_evidence
+from core.questions.leakage import RESPLIT_FIX, SPLIT_COLUMN_FIX, EvidenceIndex
 from core.questions.splits import (
     SplitConfig,
     assign_splits,
@@ -45,19 +41,7 @@ if TYPE_CHECKING:
 
     from core.questions.gate import GateConfig
 
-SAMPLE_QA_PATH = SAMPLE_DIR / "qa_sample.jsonl"
-FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
-EXPORT_COLUMNS = (
-    "id",
-    "anchor",
-    "positive",
-    "chunk_id",
-    "split",
-    "status",
-    "reason",
-    "reference_answer",
-    "origin",
-)
+
 _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -67,8 +51,12 @@ _EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+
+
 # Column names people use, best guess first.
 _QUESTION_NAMES = ("question", "anchor", "query", "user_input", "questions", "q")
+
+
 _CHUNK_TEXT_NAMES = (
     "positive",
     "context",
@@ -78,12 +66,15 @@ _CHUNK_TEXT_NAMES = (
     "text",
     "reference_context",
 )
+
+
 _CHUNK_ID_NAMES = ("chunk_id", "context_id", "doc_id", "passage_id", "corpus_id")
+
+
 _ANSWER_NAMES = ("reference_answer", "answer", "reference", "ground_truth", "response")
+
+
 _EVIDENCE_NAMES = ("evidence", "quote", "supporting_text", "answer_span", "rationale")
-
-
-# --------------------------------------------------------------------------- reading
 
 
 def read_table(name: str, data: bytes) -> pd.DataFrame:
@@ -172,9 +163,6 @@ def _cell(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text or None
-
-
-# --------------------------------------------------------------------------- import
 
 
 @dataclass(frozen=True)
@@ -449,7 +437,7 @@ def preview_import(
 def save_import(preview: ImportPreview) -> ImportResult:
     """Write a previewed import: the new corpus run (when the contexts make one) and the qa run.
     Nothing is left behind when saving fails."""
-    from core.questions.generation import save_qa_run
+    from core.questions.qa_runs import save_qa_run
 
     with discard_on_failure() as created:
         corpus_run_id = preview.corpus_run_id
@@ -502,169 +490,3 @@ def import_qa(
         gate_config=gate_config,
     )
     return save_import(preview)
-
-
-# --------------------------------------------------------------------------- export
-
-
-def qa_rows(items: Sequence[QAItem], chunk_texts: dict[str, str]) -> list[dict[str, Any]]:
-    """Flat rows: `anchor` (question) and `positive` (chunk text), as sentence-transformers
-    trains on them, plus the item's id, chunk id, split, verdict and reference answer."""
-    return [
-        {
-            "id": i.id,
-            "anchor": i.question,
-            "positive": chunk_texts.get(i.chunk_id, ""),
-            "chunk_id": i.chunk_id,
-            "split": i.split or "",
-            "status": i.status,
-            "reason": i.reason,
-            "reference_answer": i.reference_answer or "",
-            "origin": i.origin,
-        }
-        for i in items
-    ]
-
-
-def export_qa(items: Sequence[QAItem], chunk_texts: dict[str, str], fmt: str) -> bytes:
-    """Items as CSV, JSONL or Parquet bytes (columns: EXPORT_COLUMNS)."""
-    import pandas as pd
-
-    rows = qa_rows(items, chunk_texts)
-    if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    frame = pd.DataFrame(rows, columns=list(EXPORT_COLUMNS))
-    if fmt == "csv":
-        return frame.to_csv(index=False).encode("utf-8")
-    if fmt == "parquet":
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        return buffer.getvalue()
-    raise InputError(f"Unknown export format {fmt!r}.", fix=f"use one of {', '.join(FORMATS)}")
-
-
-def export_hf_dataset(items: Sequence[QAItem], chunk_texts: dict[str, str], folder: Path) -> Path:
-    """Save a `datasets.DatasetDict` (one split per train/validation/test; items without a split
-    go to "unsplit") with `Dataset.save_to_disk`; load it back with `load_from_disk`."""
-    from datasets import Dataset, DatasetDict
-
-    rows = qa_rows(items, chunk_texts)
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(row["split"] or "unsplit", []).append(row)
-    if not groups:
-        raise InputError("There are no questions to export.")
-    order = ["train", "validation", "test", "unsplit"]
-    columns = list(EXPORT_COLUMNS)
-    dataset = DatasetDict(
-        {
-            split: Dataset.from_dict({c: [r[c] for r in groups[split]] for c in columns})
-            for split in order
-            if split in groups
-        }
-    )
-    dataset.save_to_disk(str(folder))
-    return folder
-
-
-def zip_folder(folder: Path) -> bytes:
-    """The folder's files as zip bytes (paths relative to the folder's parent)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, path.relative_to(folder.parent))
-    return buffer.getvalue()
-
-
-def export_hf_zip(items: Sequence[QAItem], chunk_texts: dict[str, str], name: str = "qa") -> bytes:
-    """A Hugging Face datasets folder named `name`, zipped."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = export_hf_dataset(items, chunk_texts, Path(tmp) / name)
-        return zip_folder(folder)
-
-
-# --------------------------------------------------------------------------- the sample set
-
-
-def find_evidence_chunk(evidence: str, chunks: Sequence[Chunk]) -> tuple[str | None, str]:
-    """The primary chunk holding a verbatim quote (core.questions.leakage.match_evidence) and how it was
-    found: "contained", "overlap" (straddling two chunks) or "not_found"."""
-    found = match_evidence(evidence, chunks)
-    return found.primary, found.how
-
-
-def read_sample_qa(path: Path = SAMPLE_QA_PATH) -> list[dict[str, Any]]:
-    """The hand-written sample set: id, question, evidence, page, reference_answer."""
-    if not path.exists():
-        raise InputError(f"The sample question set {path} is missing.", fix="restore data/sample")
-    rows = [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
-    for row in rows:
-        missing = {"id", "question", "evidence"} - set(row)
-        if missing:
-            raise InputError(
-                f"Sample item {row.get('id', '?')} lacks {', '.join(sorted(missing))}.",
-                fix="fix data/sample/qa_sample.jsonl",
-            )
-    return rows
-
-
-def load_sample_qa(
-    corpus_run_id: str,
-    *,
-    split_config: SplitConfig | None = None,
-    path: Path = SAMPLE_QA_PATH,
-) -> Run:
-    """A qa run of the hand-written sample questions on a corpus run built from the sample PDF.
-
-    Each question's gold chunks are every chunk containing its evidence quote (core.questions.leakage);
-    questions whose quote is in no chunk are kept as rejected (`evidence_not_found`); none found
-    at all raises."""
-    from core.questions.gate import gate_counts
-    from core.questions.generation import save_qa_run
-
-    rows = read_sample_qa(path)
-    chunks = load_chunks(corpus_run_id)
-    if not chunks:
-        raise RunError(f"Corpus run {corpus_run_id} has no chunks.")
-    matches = EvidenceIndex.of(chunks).match_many([row["evidence"] for row in rows])
-    items: list[QAItem] = []
-    for row, found in zip(rows, matches, strict=True):
-        meta: dict[str, object] = {"page": row.get("page"), "match": found.how}
-        item = QAItem(
-            id=str(row["id"]),
-            question=row["question"],
-            chunk_id=found.primary or "",
-            gold_chunk_ids=found.gold_ids[1:],
-            evidence=row["evidence"],
-            linked_chunk_ids=[c for c in found.linked_ids if c not in found.gold_ids],
-            reference_answer=row.get("reference_answer"),
-            origin="sample",
-            meta=meta,
-        )
-        if found.primary is None:
-            meta["reason_text"] = "its evidence quote is in no chunk of this corpus"
-            item = item.model_copy(update={"status": "rejected", "reason": "evidence_not_found"})
-        items.append(item)
-    found = sum(i.status == "accepted" for i in items)
-    if not found:
-        raise InputError(
-            f"None of the {len(items)} sample questions' quotes is in corpus run {corpus_run_id}.",
-            fix="pick the corpus built from the sample (Documents: Use the sample corpus)",
-        )
-    items = assign_splits(items, split_config)
-    check_no_leak(items, {c.id: c.text for c in chunks})
-    counts = gate_counts(items)
-    return save_qa_run(
-        items,
-        corpus_run_id,
-        name="Sample questions (hand-written)",
-        config={
-            "source": "sample",
-            "file": str(path.name),
-            "split": (split_config or SplitConfig()).to_dict(),
-        },
-        gate_report={**counts, "notes": ["hand-written questions; the gate was not applied"]},
-    )
