@@ -22,6 +22,8 @@ from core.progress import ProgressCallback, ProgressTracker, StopCheck
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from core.runs.folders import Run
+
 logger = logging.getLogger(__name__)
 
 ModelSource = Literal["default", "hub", "local", "run"]
@@ -97,6 +99,20 @@ def describe_device(device: str) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+RUN_MODEL_DIR = "model"  # a model run's saved sentence-transformers folder
+MODEL_CARD = "README.md"  # its model card, written by sentence-transformers on save
+
+
+def run_model_dir(run: Run) -> Path:
+    """Where a model run keeps its saved model."""
+    return run.path / RUN_MODEL_DIR
+
+
+def model_card_path(run: Run) -> Path:
+    """A model run's model card (the README.md inside its model folder)."""
+    return run_model_dir(run) / MODEL_CARD
+
+
 def resolve_model_path(spec: ModelSpec, runs_root: Path | None = None) -> str:
     """Turn a ModelSpec into something SentenceTransformer() accepts (a folder or a hub id)."""
     if spec.source == "default":
@@ -118,7 +134,7 @@ def resolve_model_path(spec: ModelSpec, runs_root: Path | None = None) -> str:
             raise ConfigError(
                 f"Model run {spec.ref} is {run.manifest.status}; it has no finished model."
             )
-        path = run.path / "model"
+        path = run_model_dir(run)
         if not (path / "config.json").exists() and not (path / "modules.json").exists():
             raise ConfigError(f"Model run {spec.ref} has no saved model folder.")
         return str(path)

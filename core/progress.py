@@ -58,6 +58,16 @@ class ProgressTracker:
         self._should_stop = should_stop or never_stop
         self._start = time.monotonic()
 
+    @property
+    def on_progress(self) -> ProgressCallback:
+        """The callback this tracker reports to (for a sub-stage that reports on its own)."""
+        return self._on_progress
+
+    @property
+    def should_stop(self) -> StopCheck:
+        """The stop check this tracker obeys (for a sub-stage that checks on its own)."""
+        return self._should_stop
+
     def advance(self, n: int = 1, message: str = "") -> None:
         """Count `n` more units done and report; raise StoppedError if a stop was asked."""
         self.done += n

@@ -38,3 +38,11 @@ def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     if len(tokens) <= n:
         return {tuple(tokens)}
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def replace_marked_section(text: str, section: str, start: str, end: str) -> str:
+    """`text` with `section` (which begins with `start` and ends with `end`) appended, an earlier
+    copy between the same markers removed first, so re-writing never stacks copies."""
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+    text = pattern.sub("", text).rstrip()
+    return (text + "\n\n" if text else "") + section

@@ -11,7 +11,7 @@ import functools
 
 import streamlit as st
 
-from core.embeddings import ModelSpec
+from core.embeddings import ModelSpec, run_model_dir
 from core.errors import ConfigError
 from core.finetune.artifacts import last_checkpoint, model_zip_bytes, read_metrics
 from core.finetune.config import (
@@ -367,7 +367,7 @@ def finished_ui(run_id: str, status: JobStatus) -> None:
         st.dataframe(metrics_table(metrics), hide_index=True, key="ft_metrics_table")
     if status.events:
         progress_ui(status)
-    if (run.path / "model").is_dir():
+    if run_model_dir(run).is_dir():
         st.download_button(
             "Download the model (.zip)",
             data=functools.partial(model_zip_bytes, run_id),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
@@ -82,3 +83,33 @@ def flip_rows(
                 }
             )
     return pd.DataFrame(rows, columns=["query_id", "question", "rank", "base", "model"])
+
+
+def collect_flips(
+    per_query: pd.DataFrame,
+    labels: Sequence[str],
+    dims_of: dict[str, list[int]],
+    texts: dict[str, str],
+    k: int,
+) -> dict[str, Any]:
+    """flips.json: every tuned model's flips against the base (labels[0]) at every dim both were
+    scored at, and the texts of every chunk those flips show."""
+    base = labels[0]
+    comparisons = [
+        compute_flips(per_query, base, other, dim, k)
+        for other in labels[1:]
+        for dim in sorted(dims_of.get(other, []), reverse=True)
+        if dim in dims_of.get(base, [])
+    ]
+    used = {
+        cid
+        for comp in comparisons
+        for row in comp["gained"] + comp["lost"]
+        for cid in row["base_top"] + row["model_top"] + row["gold_ids"]
+    }
+    return {
+        "k": k,
+        "base": base,
+        "comparisons": comparisons,
+        "texts": {cid: text for cid, text in texts.items() if cid in used},
+    }

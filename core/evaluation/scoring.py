@@ -281,3 +281,31 @@ def per_query_frame(
                 }
             )
     return per_query_table(rows)
+
+
+def tradeoff_frame(scored: Sequence[DimScores]) -> pd.DataFrame:
+    """Bytes per vector (float32) and measured single-query latency per model and dim."""
+    return pd.DataFrame(
+        [
+            {
+                "model": s.label,
+                "dim": s.dim,
+                "bytes_per_vector": s.dim * 4,
+                "latency_ms": s.latency_ms,
+            }
+            for s in scored
+            if s.dim is not None
+        ],
+        columns=["model", "dim", "bytes_per_vector", "latency_ms"],
+    )
+
+
+def native_ndcg(
+    scored: Sequence[DimScores], native_dims: dict[str, int | None]
+) -> dict[str, float]:
+    """ndcg@10 of each model at its native dim (BM25 has none), for run listings."""
+    return {
+        s.label: round(float(np.mean(s.per_query["ndcg@10"])), 4)
+        for s in scored
+        if s.dim is None or s.dim == native_dims.get(s.label)
+    }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,9 +40,10 @@ from core.embeddings import (
     truncate_normalize,
 )
 from core.errors import ConfigError, InputError, RunError
+from core.evaluation.card import write_eval_result
 from core.evaluation.chroma_check import chroma_report
-from core.evaluation.config import BM25_LABEL, TOP_SAVED, dims_for
-from core.evaluation.flips import compute_flips
+from core.evaluation.config import BM25_LABEL, TOP_SAVED, RetrievalEvalConfig, dims_for
+from core.evaluation.flips import collect_flips
 from core.evaluation.metrics import (
     KS,
     SEARCH_DEPTH,
@@ -49,14 +51,17 @@ from core.evaluation.metrics import (
 )
 from core.evaluation.results import RetrievalEvalResult, save_retrieval_eval
 from core.evaluation.scoring import (
+    DimScores,
     deltas_frame,
     encode_corpus_and_queries,
     gold_counts,
     gold_indices,
     metrics_frame,
+    native_ndcg,
     per_query_frame,
     score_dims,
     score_ranking,
+    tradeoff_frame,
 )
 from core.evaluation.search import id_tie_ranks, search_bm25
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
@@ -64,6 +69,7 @@ from core.evaluation.statistics import (
     MIN_QUERIES,
     random_ranker_expected,
 )
+from core.evaluation.verdict import weak_delta_warnings
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
 from core.questions.dataset import QAItem, load_qa
 from core.runs.folders import Run, create_run, load_run
@@ -135,22 +141,30 @@ def model_labels(specs: Sequence[ModelSpec], runs: Sequence[Run | None] = ()) ->
     return labels
 
 
-def evaluate_retrieval(
-    config: RetrievalEvalConfig,
-    *,
-    model_loader: ModelLoader | None = None,
-    chroma_settings: ChromaSettings | None = None,
-    on_progress: ProgressCallback | None = None,
-    should_stop: StopCheck | None = None,
-) -> RetrievalEvalResult:
-    """Evaluate every model at every dimension on a qa run's split and save a retrieval_eval run.
+@dataclass(frozen=True)
+class _Inputs:
+    """What one evaluation works on, resolved and checked before any run is created."""
 
-    `model_loader` turns a ModelSpec into a loaded model (default: core.embeddings.load_model on
-    `config.device`); pages pass their cached loader. Raises LineageError when a model run was
-    trained on another qa run or corpus than the one evaluated.
-    """
-    from core.embeddings import load_model
+    config: RetrievalEvalConfig
+    qa_run: Run
+    corpus_run_id: str
+    chunks: list[Chunk]
+    items: list[QAItem]
+    gold: list[list[int]]  # per question, the corpus positions of its gold chunks
+    tie_ranks: np.ndarray  # (N,) each chunk's position in ascending id order
+    labels: list[str]
+    model_runs: list[Run | None]
 
+    @property
+    def texts(self) -> list[str]:
+        return [c.text for c in self.chunks]
+
+    @property
+    def questions(self) -> list[str]:
+        return [i.question for i in self.items]
+
+
+def _check_config(config: RetrievalEvalConfig) -> None:
     if not config.models:
         raise ConfigError("No model to evaluate.", fix="pick at least the base model")
     if not 1 <= config.flip_k <= TOP_SAVED:
@@ -160,8 +174,11 @@ def evaluate_retrieval(
             f"{config.primary_metric!r} is not a metric ragbench computes.",
             fix=f"pick the primary metric from {', '.join(metric_names(KS))}",
         )
-    loader = model_loader or (lambda spec: load_model(spec, device=config.device))
 
+
+def _resolve(config: RetrievalEvalConfig) -> _Inputs:
+    """Load and check the qa run, its corpus, the split's questions and the model runs."""
+    _check_config(config)
     qa_run = load_run(config.qa_run_id)
     if qa_run.kind != "qa":
         raise ConfigError(f"Run {qa_run.id} is a {qa_run.kind} run, not a qa run.")
@@ -183,253 +200,234 @@ def evaluate_retrieval(
         )
     chunk_ids = [c.id for c in chunks]
     index_of = {cid: i for i, cid in enumerate(chunk_ids)}
-    gold = gold_indices(items, index_of, corpus_run_id)
-    tie_ranks = id_tie_ranks(chunk_ids)
-    questions = [i.question for i in items]
+    return _Inputs(
+        config=config,
+        qa_run=qa_run,
+        corpus_run_id=corpus_run_id,
+        chunks=chunks,
+        items=items,
+        gold=gold_indices(items, index_of, corpus_run_id),
+        tie_ranks=id_tie_ranks(chunk_ids),
+        labels=labels,
+        model_runs=model_runs,
+    )
 
-    parents = {"qa": qa_run.id}
-    for n, model_run in enumerate(r for r in model_runs if r is not None):
+
+def evaluate_retrieval(
+    config: RetrievalEvalConfig,
+    *,
+    model_loader: ModelLoader | None = None,
+    chroma_settings: ChromaSettings | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> RetrievalEvalResult:
+    """Evaluate every model at every dimension on a qa run's split and save a retrieval_eval run.
+
+    `model_loader` turns a ModelSpec into a loaded model (default: core.embeddings.load_model on
+    `config.device`); pages pass their cached loader. Raises LineageError when a model run was
+    trained on another qa run or corpus than the one evaluated.
+    """
+    from core.embeddings import load_model
+
+    inputs = _resolve(config)
+    loader = model_loader or (lambda spec: load_model(spec, device=config.device))
+    parents = {"qa": inputs.qa_run.id}
+    for n, model_run in enumerate(r for r in inputs.model_runs if r is not None):
         parents["model" if n == 0 else f"model_{n + 1}"] = model_run.id
+    labels = inputs.labels
     run = create_run(
         "retrieval_eval",
-        name=config.name or f"{labels[0]} vs {len(labels) - 1} model(s) on {qa_run.manifest.name}",
+        name=config.name
+        or f"{labels[0]} vs {len(labels) - 1} model(s) on {inputs.qa_run.manifest.name}",
         config=config.to_dict(),
         parents=parents,
     )
     run.set_status("running")
+    tracker = ProgressTracker(
+        "retrieval eval", len(config.models) + int(config.include_bm25), on_progress, should_stop
+    )
     with stage_run(run):
-        result = _evaluate(
-            run,
-            config,
-            labels,
-            model_runs,
-            qa_run,
-            corpus_run_id,
-            chunks,
-            items,
-            questions,
-            gold,
-            tie_ranks,
-            loader,
-            chroma_settings or ChromaSettings(),
-            on_progress,
-            should_stop,
-        )
-    return result
+        return _evaluate(run, inputs, loader, chroma_settings or ChromaSettings(), tracker)
 
 
-def _evaluate(
-    run: Run,
-    config: RetrievalEvalConfig,
-    labels: list[str],
-    model_runs: list[Run | None],
-    qa_run: Run,
-    corpus_run_id: str,
-    chunks: list[Chunk],
-    items: list[QAItem],
-    questions: list[str],
-    gold: list[list[int]],
-    tie_ranks: np.ndarray,
+@dataclass
+class _Scored:
+    """What scoring every model gathers: rankings per dim, model facts, Chroma checks."""
+
+    scores: list[DimScores] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    chroma: list[dict[str, Any]] = field(default_factory=list)
+    loaded: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _score_model(
+    index: int,
+    inputs: _Inputs,
     loader: ModelLoader,
     chroma_settings: ChromaSettings,
-    on_progress: ProgressCallback | None,
-    should_stop: StopCheck | None,
-) -> RetrievalEvalResult:
-    warnings: list[str] = []
-    scored: list[DimScores] = []
-    models_info: list[dict[str, Any]] = []
-    chroma_reports: list[dict[str, Any]] = []
-    loaded: dict[str, Any] = {}
-    texts = [c.text for c in chunks]
-    n = len(items)
+    tracker: ProgressTracker,
+    out: _Scored,
+) -> None:
+    """Encode once with one model, score every dim, compare with its Chroma collection."""
+    config, spec, label = inputs.config, inputs.config.models[index], inputs.labels[index]
+    kind = "base" if index == 0 else "tuned"
+    model = out.loaded[label] = loader(spec)
+    native = native_dim(model)
+    dims = dims_for(native, config.dims)
+    if config.dims and set(config.dims) - set(dims):
+        dropped = sorted(set(config.dims) - set(dims), reverse=True)
+        out.warnings.append(f"{label}: dims {dropped} exceed its native {native} and were skipped.")
+    if not dims:
+        raise ConfigError(f"No requested dimension fits {label} (native {native}).")
+    corpus_native, query_native = encode_corpus_and_queries(
+        model,
+        inputs.texts,
+        inputs.questions,
+        label=label,
+        batch_size=config.batch_size,
+        on_progress=tracker.on_progress,
+        should_stop=tracker.should_stop,
+    )
+    chunk_ids = [c.id for c in inputs.chunks]
+    for result in score_dims(
+        corpus_native, query_native, inputs.gold, dims, inputs.tie_ranks, label=label, kind=kind
+    ):
+        out.scores.append(result)
+        if config.chroma_check is False:
+            continue
+        report = chroma_report(
+            chroma_settings,
+            inputs.corpus_run_id,
+            spec,
+            label,
+            result.dim,
+            truncate_normalize(query_native, result.dim),
+            result.top_idx,
+            len(chunk_ids),
+            chunk_ids,
+            explicit=bool(config.chroma_check),
+        )
+        if report is not None:
+            out.chroma.append(report)
+            out.warnings.extend([report["warning"]] if report.get("warning") else [])
+    model_run = inputs.model_runs[index]
+    out.models.append(
+        {
+            **spec.to_dict(),
+            "label": label,
+            "kind": kind,
+            "run_status": model_run.manifest.status if model_run is not None else None,
+            "native_dim": native,
+            "dims": dims,
+            "query_prompt": query_prompt(model),
+            "document_prompt": document_prompt(model),
+        }
+    )
+    tracker.advance(1, f"{label} scored at dims {dims}")
+
+
+def _score_bm25(inputs: _Inputs, tracker: ProgressTracker, out: _Scored) -> None:
+    top_idx, top_scores = search_bm25(
+        inputs.texts, inputs.questions, SEARCH_DEPTH, inputs.tie_ranks
+    )
+    out.scores.append(score_ranking(BM25_LABEL, "bm25", None, top_idx, top_scores, inputs.gold))
+    bm25 = {"source": "bm25", "ref": "", "label": BM25_LABEL, "kind": "bm25"}
+    out.models.append({**bm25, "native_dim": None, "dims": []})
+    tracker.advance(1, "BM25 scored")
+
+
+def _input_warnings(inputs: _Inputs) -> list[str]:
+    """Too few questions; models stopped before their last epoch."""
+    n, config = len(inputs.items), inputs.config
+    warnings = []
     if n < MIN_QUERIES:
         warnings.append(
             f"Only {n} questions in the {config.split or 'selected'} split: confidence intervals "
             "are wide and small differences cannot be told apart."
         )
-    for label, model_run in zip(labels, model_runs, strict=True):
+    for label, model_run in zip(inputs.labels, inputs.model_runs, strict=True):
         note = model_run_note(model_run, label)
         if note:
             warnings.append(note)
-    tracker = ProgressTracker(
-        "retrieval eval", len(config.models) + int(config.include_bm25), on_progress, should_stop
-    )
-    tracker.report("starting")
+    return warnings
 
-    for index, (spec, label) in enumerate(zip(config.models, labels, strict=True)):
-        kind = "base" if index == 0 else "tuned"
-        model = loader(spec)
-        loaded[label] = model
-        native = native_dim(model)
-        dims = dims_for(native, config.dims)
-        if config.dims and set(config.dims) - set(dims):
-            dropped = sorted(set(config.dims) - set(dims), reverse=True)
-            warnings.append(f"{label}: dims {dropped} exceed its native {native} and were skipped.")
-        if not dims:
-            raise ConfigError(f"No requested dimension fits {label} (native {native}).")
-        q_prompt, d_prompt = query_prompt(model), document_prompt(model)
-        corpus_native, query_native = encode_corpus_and_queries(
-            model,
-            texts,
-            questions,
-            label=label,
+
+def _similarity(inputs: _Inputs, scored: _Scored, tracker: ProgressTracker) -> pd.DataFrame | None:
+    config = inputs.config
+    if not config.similarity_csv:
+        return None
+    tracker.report("general similarity")
+    try:
+        return compare_similarity(
+            {label: scored.loaded[label] for label in inputs.labels},
+            load_similarity_pairs(config.similarity_csv),
+            base_label=inputs.labels[0],
+            n_resamples=min(config.n_resamples, 1000),
+            seed=config.seed,
             batch_size=config.batch_size,
-            on_progress=on_progress,
-            should_stop=should_stop,
+            confidence=config.confidence,
         )
-        for result in score_dims(
-            corpus_native, query_native, gold, dims, tie_ranks, label=label, kind=kind
-        ):
-            scored.append(result)
-            if config.chroma_check is not False:
-                report = chroma_report(
-                    chroma_settings,
-                    corpus_run_id,
-                    spec,
-                    label,
-                    result.dim,
-                    truncate_normalize(query_native, result.dim),
-                    result.top_idx,
-                    len(chunks),
-                    [c.id for c in chunks],
-                    explicit=bool(config.chroma_check),
-                )
-                if report is not None:
-                    chroma_reports.append(report)
-                    if report.get("warning"):
-                        warnings.append(report["warning"])
-        model_run = model_runs[index]
-        models_info.append(
-            {
-                **spec.to_dict(),
-                "label": label,
-                "kind": kind,
-                "run_status": model_run.manifest.status if model_run is not None else None,
-                "native_dim": native,
-                "dims": dims,
-                "query_prompt": q_prompt,
-                "document_prompt": d_prompt,
-            }
-        )
-        tracker.advance(1, f"{label} scored at dims {dims}")
+    except InputError as exc:
+        scored.warnings.append(f"General-similarity check skipped: {exc}")
+        return None
 
+
+def _evaluate(
+    run: Run,
+    inputs: _Inputs,
+    loader: ModelLoader,
+    chroma_settings: ChromaSettings,
+    tracker: ProgressTracker,
+) -> RetrievalEvalResult:
+    config, labels, n = inputs.config, inputs.labels, len(inputs.items)
+    scored = _Scored(warnings=_input_warnings(inputs))
+    tracker.report("starting")
+    for index in range(len(config.models)):
+        _score_model(index, inputs, loader, chroma_settings, tracker, scored)
     if config.include_bm25:
-        top_idx, top_scores = search_bm25(texts, questions, SEARCH_DEPTH, tie_ranks)
-        scored.append(score_ranking(BM25_LABEL, "bm25", None, top_idx, top_scores, gold))
-        models_info.append(
-            {
-                "source": "bm25",
-                "ref": "",
-                "label": BM25_LABEL,
-                "kind": "bm25",
-                "native_dim": None,
-                "dims": [],
-            }
-        )
-        tracker.advance(1, "BM25 scored")
-
-    n_relevant = [len(g) for g in gold]
-    baseline = random_ranker_expected(len(chunks), n_relevant, KS)
+        _score_bm25(inputs, tracker, scored)
+    baseline = random_ranker_expected(len(inputs.chunks), [len(g) for g in inputs.gold], KS)
     tracker.report("statistics")
-    metrics = metrics_frame(scored, config, baseline, len(chunks), n)
-    deltas = deltas_frame(scored, labels[0], config)
-    tradeoff = pd.DataFrame(
-        [
-            {
-                "model": s.label,
-                "dim": s.dim,
-                "bytes_per_vector": s.dim * 4,
-                "latency_ms": s.latency_ms,
-            }
-            for s in scored
-            if s.dim is not None
-        ],
-        columns=["model", "dim", "bytes_per_vector", "latency_ms"],
-    )
-    per_query = per_query_frame(scored, items, chunks)
-    flips = {
-        "k": config.flip_k,
-        "base": labels[0],
-        "comparisons": [],
-        "texts": {},
-    }
-    for other in labels[1:]:
-        for dim in sorted(
-            {s.dim for s in scored if s.label == other and s.dim is not None}, reverse=True
-        ):
-            if any(s.label == labels[0] and s.dim == dim for s in scored):
-                flips["comparisons"].append(
-                    compute_flips(per_query, labels[0], other, dim, config.flip_k)
-                )
-    used = {
-        cid
-        for comp in flips["comparisons"]
-        for row in comp["gained"] + comp["lost"]
-        for cid in row["base_top"] + row["model_top"] + row["gold_ids"]
-    }
-    flips["texts"] = {c.id: c.text for c in chunks if c.id in used}
-
-    similarity = None
-    if config.similarity_csv:
-        tracker.report("general similarity")
-        try:
-            pairs = load_similarity_pairs(config.similarity_csv)
-            similarity = compare_similarity(
-                {label: loaded[label] for label in labels},
-                pairs,
-                base_label=labels[0],
-                n_resamples=min(config.n_resamples, 1000),
-                seed=config.seed,
-                batch_size=config.batch_size,
-                confidence=config.confidence,
-            )
-        except InputError as exc:
-            warnings.append(f"General-similarity check skipped: {exc}")
-
-    if n >= MIN_QUERIES and not deltas.empty:
-        # One line per model: the dims whose primary-metric interval is wider than the difference.
-        # (Below MIN_QUERIES the warning above already says it for every dim.)
-        primary = config.primary_metric
-        weak = deltas[(deltas["metric"] == primary) & (deltas["warning"] != "")]
-        for model, part in weak.groupby("model", sort=False):
-            dims = ", ".join(str(int(d)) for d in part["dim"])
-            warnings.append(
-                f"{model} vs {labels[0]}: at dims {dims} the {config.confidence:.0%} interval of "
-                f"the {primary} difference is wider than the difference itself; {n} queries "
-                "cannot tell these models apart there."
-            )
-
+    deltas = deltas_frame(scored.scores, labels[0], config)
+    per_query = per_query_frame(scored.scores, inputs.items, inputs.chunks)
+    dims_of = {m["label"]: list(m["dims"]) for m in scored.models}
+    texts = {c.id: c.text for c in inputs.chunks}
+    similarity = _similarity(inputs, scored, tracker)
+    if n >= MIN_QUERIES:
+        scored.warnings += weak_delta_warnings(
+            deltas, config.primary_metric, labels[0], n, config.confidence
+        )
     result = RetrievalEvalResult(
         run_id=run.id,
-        qa_run_id=qa_run.id,
-        corpus_run_id=corpus_run_id,
+        qa_run_id=inputs.qa_run.id,
+        corpus_run_id=inputs.corpus_run_id,
         split=config.split,
-        corpus_size=len(chunks),
+        corpus_size=len(inputs.chunks),
         n_queries=n,
         base_label=labels[0],
-        models=models_info,
-        metrics=metrics,
+        models=scored.models,
+        metrics=metrics_frame(scored.scores, config, baseline, len(inputs.chunks), n),
         deltas=deltas,
-        tradeoff=tradeoff,
+        tradeoff=tradeoff_frame(scored.scores),
         per_query=per_query,
-        flips=flips,
+        flips=collect_flips(per_query, labels, dims_of, texts, config.flip_k),
         similarity=similarity,
-        chroma=chroma_reports,
-        warnings=warnings,
+        chroma=scored.chroma,
+        warnings=scored.warnings,
         random_baseline=baseline,
         config=config.to_dict(),
-        gold_counts=gold_counts(gold),
+        gold_counts=gold_counts(inputs.gold),
     )
     save_retrieval_eval(run, result)
-    _update_model_cards(result, labels, model_runs)
-    native_ndcg = {
-        s.label: round(float(np.mean(s.per_query["ndcg@10"])), 4)
-        for s in scored
-        if s.dim is None
-        or s.dim == next(m["native_dim"] for m in models_info if m["label"] == s.label)
-    }
+    _update_model_cards(result, labels, inputs.model_runs)
+    natives = {m["label"]: m["native_dim"] for m in scored.models}
     run.set_status(
-        "done", corpus_size=len(chunks), n_queries=n, split=config.split, ndcg_at_10=native_ndcg
+        "done",
+        corpus_size=len(inputs.chunks),
+        n_queries=n,
+        split=config.split,
+        ndcg_at_10=native_ndcg(scored.scores, natives),
     )
     tracker.report("done")
     return result
@@ -438,12 +436,10 @@ def _evaluate(
 def _update_model_cards(
     result: RetrievalEvalResult, labels: list[str], model_runs: list[Run | None]
 ) -> None:
-    """Each tuned model run's card gets this evaluation's test-split verdict (core.evaluation.verdict), so
-    a card pushed to the Hub says what the page says. Only test-split evaluations qualify."""
+    """Each tuned model run's card gets this evaluation's test-split verdict (core.evaluation.card),
+    so a card pushed to the Hub says what the page says. Only test-split evaluations qualify."""
     if result.split != "test":
         return
-    from core.finetune.model_card import write_eval_result
-
     for label, model_run in list(zip(labels, model_runs, strict=True))[1:]:
         if model_run is not None:
             try:

@@ -343,3 +343,22 @@ def deltas_display(
         columns=columns,
     )
     return out.reset_index(drop=True)
+
+
+def weak_delta_warnings(
+    deltas: pd.DataFrame, primary_metric: str, base: str, n_queries: int, confidence: float
+) -> list[str]:
+    """One line per model: the dims whose primary-metric interval is wider than the difference
+    itself (used from 30 queries up; below that one warning covers every dim)."""
+    if deltas.empty:
+        return []
+    weak = deltas[(deltas["metric"] == primary_metric) & (deltas["warning"] != "")]
+    out = []
+    for model, part in weak.groupby("model", sort=False):
+        dims = ", ".join(str(int(d)) for d in part["dim"])
+        out.append(
+            f"{model} vs {base}: at dims {dims} the {confidence:.0%} interval of the "
+            f"{primary_metric} difference is wider than the difference itself; {n_queries} "
+            "queries cannot tell these models apart there."
+        )
+    return out

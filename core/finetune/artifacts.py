@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.embeddings import RUN_MODEL_DIR
 from core.errors import RunError
 from core.runs.folders import Run, load_run
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     pass
 
 
-MODEL_DIR = "model"
+MODEL_DIR = RUN_MODEL_DIR
 
 
 CHECKPOINT_DIR = "checkpoints"

@@ -10,21 +10,16 @@ validation ndcg@10 for the base and the tuned model, the guard-rail warnings, an
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from core.embeddings import model_card_path, run_model_dir
 from core.errors import ConfigError, RunError
 from core.runs.folders import Run, load_run, write_text_atomic
-
-if TYPE_CHECKING:
-    from core.evaluation.results import RetrievalEvalResult
+from core.text import replace_marked_section
 
 START = "<!-- ragbench:protocol:start -->"
 END = "<!-- ragbench:protocol:end -->"
-TEST_START = "<!-- ragbench:test:start -->"
-TEST_END = "<!-- ragbench:test:end -->"
-README = "README.md"
 
 
 def random_baseline(corpus_size: int) -> dict[str, float]:
@@ -124,65 +119,14 @@ def _corpus_id(run: Run) -> str:
         return ""
 
 
-def extend_card(card: str, section: str, start: str = START, end: str = END) -> str:
-    """`card` with our section appended, replacing an earlier copy of it (between the markers)."""
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    card = pattern.sub("", card).rstrip()
-    return (card + "\n\n" if card else "") + section
-
-
-def eval_section(result: RetrievalEvalResult, label: str) -> str:
-    """Markdown for the test-split result of the model labelled `label` in a retrieval eval:
-    the headline verdict and the primary metric per dim, from core.evaluation.verdict (as on the page)."""
-    from core.evaluation.verdict import deltas_display
-
-    headline = next((h for h in result.headlines() if h.model == label), None)
-    rows = result.deltas[
-        (result.deltas["model"] == label) & (result.deltas["metric"] == result.primary_metric)
-    ]
-    table = deltas_display(rows, confidence=result.confidence).drop(
-        columns=["model", "metric", "family", "test", "warning"]
-    )
-    header = "| " + " | ".join(table.columns) + " |"
-    lines = [
-        TEST_START,
-        "",
-        "## Test-split result (ragbench retrieval eval)",
-        "",
-        f"Evaluation run `{result.run_id}` on the {result.split or 'accepted'} split "
-        f"({result.gold_summary()}) against all {result.corpus_size} chunks; base model "
-        f"{result.base_label}.",
-        "",
-        f"**Verdict:** {headline.text if headline else 'no comparison with the base'}",
-        "",
-        header,
-        "|" + "---:|" * len(table.columns),
-        *("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)),
-        "",
-        f"{result.primary_metric} is the primary metric: its paired tests across the dims are "
-        "Holm-adjusted as one family; significant means the adjusted p is below "
-        f"{1 - result.confidence:.2f} and the {result.confidence:.0%} bootstrap interval excludes "
-        "zero. The detectable Δ is the smallest difference this many questions find with 80% "
-        "power.",
-        "",
-    ]
-    lines += [f"- {w}" for w in result.warnings] + ["", TEST_END]
-    return "\n".join(lines) + "\n"
-
-
-def write_eval_result(run: Run, result: RetrievalEvalResult, label: str) -> Path | None:
-    """Add (or replace) the test-split section of a model run's card; None without a model."""
-    path = run.path / "model" / README
-    if not path.parent.is_dir():
-        return None
-    card = path.read_text(encoding="utf-8") if path.exists() else f"# {run.manifest.name}\n"
-    write_text_atomic(path, extend_card(card, eval_section(result, label), TEST_START, TEST_END))
-    return path
+def extend_card(card: str, section: str) -> str:
+    """`card` with our protocol section appended, replacing an earlier copy of it."""
+    return replace_marked_section(card, section, START, END)
 
 
 def write_model_card(run: Run, *, metrics: dict[str, Any], warnings: list[str]) -> Path:
     """Append our protocol to the README.md in the run's model folder (create it if missing)."""
-    path = run.path / "model" / README
+    path = model_card_path(run)
     card = path.read_text(encoding="utf-8") if path.exists() else f"# {run.manifest.name}\n"
     write_text_atomic(path, extend_card(card, protocol_section(run, metrics, warnings)))
     return path
@@ -191,7 +135,7 @@ def write_model_card(run: Run, *, metrics: dict[str, Any], warnings: list[str]) 
 def read_model_card(run: Run | str, front_matter: bool = False) -> str | None:
     """The model card's markdown (without the YAML front matter unless asked), or None."""
     run = load_run(run) if isinstance(run, str) else run
-    path = run.path / "model" / README
+    path = model_card_path(run)
     if not path.exists():
         return None
     text = path.read_text(encoding="utf-8")
@@ -218,7 +162,7 @@ def push_to_hub(run: Run | str, repo_id: str, token: str, private: bool = True) 
             "Pushing to the Hub needs a network, but HF_HUB_OFFLINE=1.",
             fix="restart the app with RAGBENCH_ONLINE=1",
         )
-    folder = run.path / "model"
+    folder = run_model_dir(run)
     if not folder.is_dir():
         raise RunError(f"Run {run.id} has no saved model.", fix="wait for the fine-tune to finish")
     from huggingface_hub import HfApi

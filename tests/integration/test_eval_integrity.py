@@ -14,12 +14,13 @@ from core.config import SAMPLE_DIR, ChromaSettings
 from core.deletion import delete_with_dependants
 from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec
+from core.evaluation.card import TEST_END, TEST_START
 from core.evaluation.config import RetrievalEvalConfig
 from core.evaluation.results import load_retrieval_eval
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
 from core.evaluation.stage import evaluate_retrieval
 from core.evaluation.verdict import row_sentence
-from core.finetune.model_card import TEST_END, TEST_START, read_model_card
+from core.finetune.model_card import read_model_card
 from core.questions.dataset import QAItem, save_qa
 from core.report.export import build_report
 from core.runs.folders import create_run, list_runs
