@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ from core.embeddings import document_prompt
 from core.errors import RagbenchError, RunError
 from core.finetune.artifacts import CHECKPOINT_DIR, METRICS_FILE, MODEL_DIR, last_checkpoint
 from core.finetune.config import FinetuneConfig, check_config, resolve_dims, resolve_precision
-from core.finetune.data import mine_negatives, prepare_data
+from core.finetune.data import FinetuneData, mine_negatives, prepare_data
 from core.finetune.evaluator import (
     HEADLINE_METRIC,
     build_evaluator,
@@ -215,19 +216,26 @@ def run_finetune(run: Run | str, *, resume: bool = False) -> str:
         return "failed"
 
 
-def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> str:  # noqa: ANN001
-    emit({"event": "phase", "message": "loading data"})
-    data = prepare_data(cfg.qa_run_id)  # fails fast, before the heavy imports
+@dataclass
+class _Setup:
+    """Everything a training run is built from, resolved before the trainer exists."""
 
-    from datasets import Dataset
-    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.training_args import (
-        BatchSamplers,
-        SentenceTransformerTrainingArguments,
-    )
+    cfg: FinetuneConfig
+    data: FinetuneData
+    model: Any  # the SentenceTransformer being trained
+    device: str
+    precision: str
+    tf32: bool
+    dims: tuple[int, ...]
+    weights: tuple[float, ...]
+    query_prompt: str | None
+    document_prompt: str | None
+    warnings: list[str]
+    evaluator: Any  # a SequentialEvaluator of one InformationRetrievalEvaluator per dim
 
+
+def _set_up(cfg: FinetuneConfig, data: FinetuneData, emit) -> _Setup:  # noqa: ANN001
     from core.embeddings import load_model, native_dim, query_prompt, select_device
-    from core.finetune.model_card import write_model_card
 
     device = select_device(cfg.device)
     precision, tf32 = resolve_precision(cfg.precision, device)
@@ -237,64 +245,83 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
     qp, dp = query_prompt(model), document_prompt(model)
     dims, weights = resolve_dims(cfg, native)
     warnings = check_config(cfg, native_dim=native, query_prompt=qp, n_train=data.n_train)
-    warnings += data.warnings
-    evaluator = build_evaluator(data, dims, query_prompt=qp, corpus_prompt=dp)
-    metrics_path = run.path / METRICS_FILE
+    return _Setup(
+        cfg=cfg,
+        data=data,
+        model=model,
+        device=device,
+        precision=precision,
+        tf32=tf32,
+        dims=dims,
+        weights=weights,
+        query_prompt=qp,
+        document_prompt=dp,
+        warnings=warnings + data.warnings,
+        evaluator=build_evaluator(data, dims, query_prompt=qp, corpus_prompt=dp),
+    )
 
-    checkpoint = None
+
+def _start_metrics(run: Run, setup: _Setup, *, resume: bool, emit, main: bool):  # noqa: ANN001, ANN202
+    """(checkpoint or None, metrics.json so far): on resume the last checkpoint and the base
+    figures already measured; otherwise the base model evaluated now."""
+    checkpoint, metrics = None, {}
     if resume:
         checkpoint = last_checkpoint(run)
         if checkpoint is None:
             raise RunError(
                 f"Run {run.id} has no checkpoint to resume from.", fix="start a new fine-tune"
             )
-        metrics = (
-            json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
-        )
+        path = run.path / METRICS_FILE
+        metrics = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         emit({"event": "resume", "checkpoint": Path(checkpoint).name})
-    else:
-        metrics = {}
-    if "base" not in metrics:
-        emit({"event": "phase", "message": "evaluating the base model"})
-        base = evaluate_model(model, evaluator)
-        metrics = {
-            "metric": HEADLINE_METRIC,
-            "dims": list(dims),
-            "weights": list(weights),
-            "query_prompt": qp,
-            "data": data.stats(),
-            "base": headline(base),
-            "base_all": {str(d): m for d, m in base.items()},
-            "epochs": [],
-        }
-        if main:
-            run.write_json(METRICS_FILE, metrics)
-        emit(
-            {
-                "event": "eval",
-                "phase": "base",
-                "epoch": 0,
-                "step": 0,
-                HEADLINE_METRIC: headline(base),
-            }
-        )
+    if "base" in metrics:
+        return checkpoint, metrics
+    emit({"event": "phase", "message": "evaluating the base model"})
+    base = evaluate_model(setup.model, setup.evaluator)
+    metrics = {
+        "metric": HEADLINE_METRIC,
+        "dims": list(setup.dims),
+        "weights": list(setup.weights),
+        "query_prompt": setup.query_prompt,
+        "data": setup.data.stats(),
+        "base": headline(base),
+        "base_all": {str(d): m for d, m in base.items()},
+        "epochs": [],
+    }
+    if main:
+        run.write_json(METRICS_FILE, metrics)
+    emit({"event": "eval", "phase": "base", "epoch": 0, "step": 0, HEADLINE_METRIC: headline(base)})
+    return checkpoint, metrics
 
+
+def _train_dataset(setup: _Setup, emit):  # noqa: ANN001, ANN202 - a datasets.Dataset
+    """(anchor, positive[, negatives...]) rows, hard negatives mined when asked."""
+    from datasets import Dataset
+
+    data, cfg = setup.data, setup.cfg
     train_ds = Dataset.from_dict({"anchor": data.anchors, "positive": data.positives})
     if cfg.hard_negatives:
         emit({"event": "phase", "message": "mining hard negatives"})
-        train_ds, note = mine_negatives(model, train_ds, data, cfg, qp, dp, emit)
+        qp, dp = setup.query_prompt, setup.document_prompt
+        train_ds, note = mine_negatives(setup.model, train_ds, data, cfg, qp, dp, emit)
         if note:
-            warnings.append(note)
-    for warning in warnings:
-        logger.warning(warning)
+            setup.warnings.append(note)
+    return train_ds
 
+
+def _training_args(run: Run, setup: _Setup, train_ds):  # noqa: ANN001, ANN202
+    from sentence_transformers.sentence_transformer.training_args import (
+        BatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
+
+    cfg, qp, dp = setup.cfg, setup.query_prompt, setup.document_prompt
     prompts: dict[str, str] = {}
     if qp:
         prompts["anchor"] = qp
     if dp:
         prompts.update({c: dp for c in train_ds.column_names if c != "anchor"})
-    callback = _make_progress_callback(run.path, emit)
-    args = SentenceTransformerTrainingArguments(
+    return SentenceTransformerTrainingArguments(
         output_dir=str(run.path / CHECKPOINT_DIR),
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
@@ -304,10 +331,10 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
         lr_scheduler_type=cfg.scheduler,
         weight_decay=cfg.weight_decay,
         seed=cfg.seed,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        tf32=True if tf32 else None,
-        use_cpu=device == "cpu",
+        bf16=setup.precision == "bf16",
+        fp16=setup.precision == "fp16",
+        tf32=True if setup.tf32 else None,
+        use_cpu=setup.device == "cpu",
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         prompts=prompts or None,
         eval_strategy="epoch" if cfg.eval_each_epoch else "no",
@@ -319,64 +346,87 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
         disable_tqdm=True,
         dataloader_drop_last=False,
     )
-    loss = _build_loss(model, cfg, dims, weights)
+
+
+def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> str:  # noqa: ANN001
+    emit({"event": "phase", "message": "loading data"})
+    data = prepare_data(cfg.qa_run_id)  # fails fast, before the heavy imports
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+
+    setup = _set_up(cfg, data, emit)
+    checkpoint, metrics = _start_metrics(run, setup, resume=resume, emit=emit, main=main)
+    train_ds = _train_dataset(setup, emit)
+    for warning in setup.warnings:
+        logger.warning(warning)
+    callback = _make_progress_callback(run.path, emit)
     trainer = SentenceTransformerTrainer(
-        model=model,
-        args=args,
+        model=setup.model,
+        args=_training_args(run, setup, train_ds),
         train_dataset=train_ds,
-        loss=loss,
-        evaluator=evaluator if cfg.eval_each_epoch else None,
+        loss=_build_loss(setup.model, cfg, setup.dims, setup.weights),
+        evaluator=setup.evaluator if cfg.eval_each_epoch else None,
         callbacks=[callback],
     )
     emit(
         {
             "event": "start",
             "total_steps": _total_steps(len(train_ds), cfg),
-            "device": device,
-            "precision": precision,
-            "tf32": tf32,
-            "dims": list(dims),
+            "device": setup.device,
+            "precision": setup.precision,
+            "tf32": setup.tf32,
+            "dims": list(setup.dims),
             "n_train": len(train_ds),
-            "warnings": warnings,
+            "warnings": setup.warnings,
             "resume": bool(checkpoint),
         }
     )
     if main:
-        run.set_status("running", warnings=warnings, device=device, precision=precision)
+        run.set_status(
+            "running", warnings=setup.warnings, device=setup.device, precision=setup.precision
+        )
     if _stop_now(run.path):
         if main:
             run.set_status("stopped", error="Stopped before training started; no model was saved.")
             emit({"event": "end", "status": "stopped"})
         return "stopped"
-
     emit({"event": "phase", "message": "training"})
     trainer.train(resume_from_checkpoint=checkpoint)
-    stopped = callback.stopped
-    status = "stopped" if stopped else "done"
-    if not main:
-        return status
+    status = "stopped" if callback.stopped else "done"
+    if main:
+        _finish(run, setup, trainer, callback, metrics, status, emit)
+    return status
+
+
+def _final_metrics(setup: _Setup, trainer, callback, emit) -> dict[int, dict[str, float]]:  # noqa: ANN001
+    """The trained model's per-dim validation metrics: the last epoch's evaluation when it ran
+    at the last step, else a fresh one."""
+    last_eval = callback.evals[-1] if callback.evals else None
+    if last_eval and last_eval["step"] == trainer.state.global_step:
+        return {int(d): m for d, m in last_eval["metrics"].items()}
+    emit({"event": "phase", "message": "evaluating the trained model"})
+    final = evaluate_model(setup.model, setup.evaluator)
+    emit(
+        {
+            "event": "eval",
+            "phase": "final",
+            "epoch": round(float(trainer.state.epoch or 0), 4),
+            "step": trainer.state.global_step,
+            HEADLINE_METRIC: headline(final),
+        }
+    )
+    return final
+
+
+def _finish(run: Run, setup: _Setup, trainer, callback, metrics, status: str, emit) -> None:  # noqa: ANN001
+    """Save the model, metrics.json and the card; end the run done or stopped."""
+    from core.finetune.model_card import write_model_card
 
     emit({"event": "phase", "message": "saving the model"})
     model_dir = run.path / MODEL_DIR
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    model.save(str(model_dir))
-
-    last_eval = callback.evals[-1] if callback.evals else None
-    if last_eval and last_eval["step"] == trainer.state.global_step:
-        final = {int(d): m for d, m in last_eval["metrics"].items()}
-    else:
-        emit({"event": "phase", "message": "evaluating the trained model"})
-        final = evaluate_model(model, evaluator)
-        emit(
-            {
-                "event": "eval",
-                "phase": "final",
-                "epoch": round(float(trainer.state.epoch or 0), 4),
-                "step": trainer.state.global_step,
-                HEADLINE_METRIC: headline(final),
-            }
-        )
+    setup.model.save(str(model_dir))
+    final = _final_metrics(setup, trainer, callback, emit)
     known_steps = {e["step"] for e in metrics.get("epochs", [])}
     metrics["epochs"] = metrics.get("epochs", []) + [
         {
@@ -387,23 +437,23 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
         for e in callback.evals
         if e["step"] not in known_steps
     ]
+    stopped = status == "stopped"
     metrics["final"] = headline(final)
     metrics["final_all"] = {str(d): m for d, m in final.items()}
     metrics["steps"] = trainer.state.global_step
     metrics["stopped_early"] = stopped
     run.write_json(METRICS_FILE, metrics)
-    write_model_card(run, metrics=metrics, warnings=warnings)
-
-    if status == "done":
+    write_model_card(run, metrics=metrics, warnings=setup.warnings)
+    if not stopped:
         # Checkpoints hold the optimizer state (3x the model); a finished run no longer needs them.
         shutil.rmtree(run.path / CHECKPOINT_DIR, ignore_errors=True)
-    native_key = str(max(dims))
+    native_key = str(max(setup.dims))
     run.set_status(
         status,
         error="Stopped by the user; the model saved is the one at the stop." if stopped else "",
         hint="" if not stopped else "resume to continue from the last checkpoint",
         steps=trainer.state.global_step,
-        dims=list(dims),
+        dims=list(setup.dims),
         **{
             f"{HEADLINE_METRIC}_base": metrics["base"].get(native_key),
             f"{HEADLINE_METRIC}_final": metrics["final"].get(native_key),
@@ -411,7 +461,6 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
     )
     run.artifact("STOP").unlink(missing_ok=True)
     emit({"event": "end", "status": status})
-    return status
 
 
 def _total_steps(n_pairs: int, cfg: FinetuneConfig) -> int:
