@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -111,6 +112,16 @@ def run_model_dir(run: Run) -> Path:
 def model_card_path(run: Run) -> Path:
     """A model run's model card (the README.md inside its model folder)."""
     return run_model_dir(run) / MODEL_CARD
+
+
+def base_model_of(model_runs: Sequence[Run | None]) -> ModelSpec:
+    """The base model the fine-tune runs started from: the first run that records one, else the
+    offline default. The base every tuned model is compared with."""
+    for run in model_runs:
+        data = run.manifest.config.get("base_model") if run is not None else None
+        if isinstance(data, dict) and data.get("source"):
+            return ModelSpec.from_dict(data)
+    return ModelSpec()
 
 
 def resolve_model_path(spec: ModelSpec, runs_root: Path | None = None) -> str:

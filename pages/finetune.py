@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.embeddings import ModelSpec, run_model_dir
 from core.errors import ConfigError
-from core.finetune.artifacts import last_checkpoint, model_zip_bytes, read_metrics
+from core.finetune.artifacts import last_checkpoint, model_zip_bytes, read_metrics, validation_table
 from core.finetune.config import (
     DEVICES,
     LOSSES,
@@ -25,7 +25,7 @@ from core.finetune.config import (
     describe_base_model,
 )
 from core.finetune.control import resume_job, start_finetune, stop_finetune
-from core.finetune.model_card import END, START, push_to_hub, read_model_card
+from core.finetune.model_card import protocol_part, push_to_hub, read_model_card
 from core.runs.folders import list_runs, load_run
 from core.runs.jobs import JobStatus, job_status, tail_log
 from pages._ui import device_description, error_boundary, run_picker
@@ -308,30 +308,6 @@ def live_ui(run_id: str) -> None:
         st.toast("Stop requested: the job saves the model after this step.")
 
 
-def metrics_table(metrics: dict) -> list[dict[str, object]]:
-    """Rows of base vs tuned validation ndcg@10 per dim."""
-    rows = []
-    for dim in metrics.get("dims", []):
-        base = metrics.get("base", {}).get(str(dim))
-        final = metrics.get("final", {}).get(str(dim))
-        rows.append(
-            {
-                "dim": dim,
-                "base ndcg@10": base,
-                "tuned ndcg@10": final,
-                "Δ": None if base is None or final is None else final - base,
-            }
-        )
-    return rows
-
-
-def protocol_part(card: str) -> str:
-    """Our protocol section of a model card (between the markers)."""
-    if START in card and END in card:
-        return card[card.index(START) + len(START) : card.index(END)]
-    return ""
-
-
 def finished_ui(run_id: str, status: JobStatus) -> None:
     """The outcome of a finished job: result, errors with hints, download, card, hub push."""
     if status.status == "failed":
@@ -364,7 +340,7 @@ def finished_ui(run_id: str, status: JobStatus) -> None:
             f"Validation: {data.get('n_validation')} questions against all {data.get('corpus_size')} "
             f"chunks. The test split is for the Retrieval eval page."
         )
-        st.dataframe(metrics_table(metrics), hide_index=True, key="ft_metrics_table")
+        st.dataframe(validation_table(metrics), hide_index=True, key="ft_metrics_table")
     if status.events:
         progress_ui(status)
     if run_model_dir(run).is_dir():

@@ -344,12 +344,7 @@ def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.questions.importi
     rejections = preview.rejections()
     if rejections:
         st.dataframe(
-            pd.DataFrame(
-                [
-                    {"reason": r, "questions": n, "meaning": REASONS.get(r, r)}
-                    for r, n in rejections.items()
-                ]
-            ),
+            preview.rejection_rows(),
             hide_index=True,
             key="qa_import_rejections",
         )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import streamlit as st
 
 from core.charts import ragas_bars_figure
 from core.config import LLMSettings
-from core.embeddings import ModelSpec
-from core.rag.answering import RagConfig, base_spec_of
+from core.embeddings import ModelSpec, base_model_of
+from core.formatting import fmt
+from core.rag.answering import RagConfig
 from core.rag.metrics import (
     DEFAULT_METRICS,
     LLM_METRICS,
@@ -20,8 +19,13 @@ from core.rag.metrics import (
     estimate_judge_calls,
 )
 from core.rag.results import RagasEvalResult, export_json, load_ragas_eval
-from core.rag.side_by_side import per_question_table, retrieval_flips, sample_reasons
-from core.rag.summary import summary_table
+from core.rag.side_by_side import (
+    per_question_table,
+    retrieval_flips,
+    sample_means,
+    sample_reasons,
+)
+from core.rag.summary import summary_display, summary_table
 from core.report.tables import ragas_deltas_table
 from core.runs.folders import list_runs, load_run
 from core.runs.lineage import model_runs_for_qa
@@ -78,7 +82,7 @@ def setup_ui() -> dict | None:
             key="rag_tuned",
         )
         tuned_run = load_run(tuned_id) if tuned_id else None
-        base = base_spec_of(tuned_run)
+        base = base_model_of([tuned_run])
         st.caption(
             f"Base retriever: **{base.label}**" + (" (the tuned model's base)" if tuned_run else "")
         )
@@ -217,12 +221,6 @@ def pick_result() -> str | None:
     )
 
 
-def fmt(value: float | None) -> str:
-    return (
-        "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-    )
-
-
 def summary_ui(result: RagasEvalResult, table: pd.DataFrame) -> None:
     summary = result.summary
     if summary.get("low_confidence_judge"):
@@ -242,27 +240,7 @@ def summary_ui(result: RagasEvalResult, table: pd.DataFrame) -> None:
             f"{int(failed['n_failed'].sum())} sample score(s) failed and are left out of their means "
             "(shown below by reason). Retry them alone, or read the reasons in the table."
         )
-    shown = table.copy()
-    shown["95% CI"] = shown.apply(lambda r: f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", axis=1)
-    st.dataframe(
-        shown[
-            [
-                "retriever",
-                "metric",
-                "mean",
-                "95% CI",
-                "n_ok",
-                "n_failed",
-                "n_skipped",
-                "failures",
-                "repeat_std",
-                "repeat_min",
-                "repeat_max",
-            ]
-        ],
-        hide_index=True,
-        key="rag_summary_table",
-    )
+    st.dataframe(summary_display(table), hide_index=True, key="rag_summary_table")
     deltas = ragas_deltas_table(result)
     if not deltas.empty:
         st.caption(
@@ -355,7 +333,7 @@ def questions_ui(result: RagasEvalResult) -> pd.DataFrame:
 
 def details_ui(result: RagasEvalResult, sid: str, labels: list[str], metrics: list[str]) -> None:
     reasons = sample_reasons(result.scores, sid)
-    scores = result.scores[(result.scores["sample_id"] == sid) & (result.scores["status"] == "ok")]
+    means = sample_means(result.scores, sid)
     columns = st.columns(len(labels))
     for col, label in zip(columns, labels, strict=True):
         sample = next((s for s in result.samples.get(label, []) if s.id == sid), None)
@@ -374,9 +352,9 @@ def details_ui(result: RagasEvalResult, sid: str, labels: list[str], metrics: li
             ):
                 mark = "★ " if cid in sample.gold_ids else ""
                 st.caption(f"[{rank}] {mark}{text[:400]}")
-            mine = scores[scores["retriever"] == label].groupby("metric")["value"].mean()
+            mine = means.get(label, {})
             for metric in metrics:
-                value = fmt(float(mine[metric])) if metric in mine.index else "—"
+                value = fmt(mine[metric]) if metric in mine else "—"
                 why = reasons.get(label, {}).get(metric, "")
                 st.markdown(f"- **{metric}**: {value}" + (f" — _{why[:300]}_" if why else ""))
 

@@ -11,7 +11,7 @@ from core.charts import (
     similarity_figure,
     tradeoff_figure,
 )
-from core.embeddings import DEFAULT_MODEL_LABEL, ModelSpec
+from core.embeddings import DEFAULT_MODEL_LABEL, ModelSpec, base_model_of
 from core.errors import RunError
 from core.evaluation.config import BM25_LABEL, SAMPLE_STS_CSV, RetrievalEvalConfig
 from core.evaluation.flips import compute_flips
@@ -27,7 +27,7 @@ from core.evaluation.results import (
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
 from core.evaluation.stage import evaluate_retrieval
 from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
-from core.runs.folders import Run, load_run
+from core.runs.folders import load_run
 from core.runs.lineage import model_runs_for_qa
 from pages._ui import StreamlitProgress, cached_model, chroma_settings, error_boundary, run_picker
 
@@ -48,15 +48,6 @@ def cached_result(run_id: str, updated_at: str) -> RetrievalEvalResult:
     return load_retrieval_eval(run_id)
 
 
-def base_spec_of(model_runs: list[Run]) -> ModelSpec:
-    """The base model the tuned runs started from (the offline default when unknown)."""
-    for run in model_runs:
-        data = run.manifest.config.get("base_model")
-        if isinstance(data, dict) and data.get("source"):
-            return ModelSpec.from_dict(data)
-    return ModelSpec()
-
-
 def setup_ui() -> RetrievalEvalConfig | None:
     """The evaluation form; returns a config when the user pressed Run."""
     qa_id = run_picker("qa", "Question set (qa run)", key="reval_qa")
@@ -67,7 +58,7 @@ def setup_ui() -> RetrievalEvalConfig | None:
         return None
     qa_run = load_run(qa_id)
     model_runs, hidden = model_runs_for_qa(qa_run.id)
-    base = base_spec_of(model_runs)
+    base = base_model_of(model_runs)
     left, right = st.columns(2)
     with left:
         split = st.selectbox(

@@ -3,9 +3,6 @@ compared side by side with a self-contained report to download; delete with conf
 
 from __future__ import annotations
 
-import json
-
-import pandas as pd
 import streamlit as st
 
 from core.charts import comparison_figure, ragas_comparison_figure
@@ -14,7 +11,7 @@ from core.report.comparison import EVAL_KINDS, HEADLINE_METRICS, Comparison, com
 from core.report.export import build_report, report_zip
 from core.report.redaction import redact
 from core.report.tables import deltas_table, headline_table, ragas_deltas_table, ragas_display_table
-from core.runs.folders import RUN_KINDS, Run, list_runs, load_run
+from core.runs.folders import RUN_KINDS, Run, list_runs, load_run, run_rows
 from core.runs.lineage import descendants_of, lineage_chain
 from pages._ui import chroma_settings, error_boundary, llm_settings
 
@@ -155,21 +152,7 @@ if not runs:
     st.info("No runs yet. Start on the Documents page (or use the sample corpus there).")
     st.stop()
 
-table = pd.DataFrame(
-    [
-        {
-            "id": r.id,
-            "kind": r.kind,
-            "name": r.manifest.name,
-            "status": r.manifest.status,
-            "created": r.manifest.created_at[:19],
-            "parents": ", ".join(f"{k}: {v}" for k, v in r.manifest.parents.items()),
-            "summary": json.dumps(r.manifest.summary)[:120],
-        }
-        for r in runs
-    ]
-)
-st.dataframe(table, hide_index=True, width="stretch", key="runs_table")
+st.dataframe(run_rows(runs), hide_index=True, width="stretch", key="runs_table")
 
 with st.container(border=True):
     compare_ui()

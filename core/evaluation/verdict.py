@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from core.evaluation.statistics import detectable_delta, format_p, holm_adjust, queries_needed
+from core.formatting import signed
 
 PRIMARY_METRIC = "ndcg@10"
 POWER = 0.8
@@ -111,15 +112,6 @@ def assign_families(
         verdict_text(s, p) for s, p in zip(frame["significant"], frame["p_holm"], strict=True)
     ]
     return frame
-
-
-def signed(delta: Any) -> str:
-    """A delta for people: '+0.052'; a tiny non-zero one keeps two significant digits
-    ('+0.00031') so it never reads as '+0.000'."""
-    if delta is None or pd.isna(delta):
-        return "—"
-    d = float(delta)
-    return f"{d:+.2g}" if d != 0 and abs(d) < 0.0005 else f"{d:+.3f}"
 
 
 def _dim(dim: Any) -> str:

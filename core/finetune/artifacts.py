@@ -60,3 +60,20 @@ def model_zip_bytes(run_id: str) -> bytes:
             if path.is_file():
                 archive.write(path, Path(run_id) / path.relative_to(folder))
     return buffer.getvalue()
+
+
+def validation_table(metrics: dict[str, Any]) -> list[dict[str, object]]:
+    """metrics.json as rows: base vs tuned validation ndcg@10 per dim, and the difference."""
+    rows = []
+    for dim in metrics.get("dims", []):
+        base = metrics.get("base", {}).get(str(dim))
+        final = metrics.get("final", {}).get(str(dim))
+        rows.append(
+            {
+                "dim": dim,
+                "base ndcg@10": base,
+                "tuned ndcg@10": final,
+                "Δ": None if base is None or final is None else final - base,
+            }
+        )
+    return rows

@@ -124,6 +124,13 @@ def extend_card(card: str, section: str) -> str:
     return replace_marked_section(card, section, START, END)
 
 
+def protocol_part(card: str) -> str:
+    """Our protocol section of a model card (between the markers), '' when it has none."""
+    if START in card and END in card:
+        return card[card.index(START) + len(START) : card.index(END)]
+    return ""
+
+
 def write_model_card(run: Run, *, metrics: dict[str, Any], warnings: list[str]) -> Path:
     """Append our protocol to the README.md in the run's model folder (create it if missing)."""
     path = model_card_path(run)

@@ -351,6 +351,15 @@ class ImportPreview:
 
         return dict(gate_counts(self.items)["by_reason"])
 
+    def rejection_rows(self) -> list[dict[str, object]]:
+        """Rejected questions by reason with what each reason means (for a table)."""
+        from core.questions.gate import REASONS
+
+        return [
+            {"reason": r, "questions": n, "meaning": REASONS.get(r, r)}
+            for r, n in self.rejections().items()
+        ]
+
     def splits(self) -> dict[str, dict[str, int]]:
         return split_counts(self.items)
 

@@ -380,13 +380,3 @@ def run_rag(
 def samples_json(samples: Sequence[RagSample]) -> str:
     """Samples as a JSON array (for downloads)."""
     return json.dumps([s.model_dump() for s in samples], ensure_ascii=False, indent=1)
-
-
-def base_spec_of(model_run: Run | None) -> ModelSpec:
-    """The base model a fine-tune run started from (the offline default when unknown)."""
-    from core.embeddings import ModelSpec
-
-    data = model_run.manifest.config.get("base_model") if model_run is not None else None
-    if isinstance(data, dict) and data.get("source"):
-        return ModelSpec.from_dict(data)
-    return ModelSpec()

@@ -120,3 +120,13 @@ def sample_reasons(scores: pd.DataFrame, sample_id: str) -> dict[str, dict[str, 
         if text:
             out.setdefault(rec["retriever"], {})[rec["metric"]] = text
     return out
+
+
+def sample_means(scores: pd.DataFrame, sample_id: str) -> dict[str, dict[str, float]]:
+    """retriever -> metric -> the mean of one sample's successful scores (over repeats)."""
+    ok = scores[(scores["sample_id"] == sample_id) & (scores["status"] == "ok")]
+    means = ok.groupby(["retriever", "metric"])["value"].mean()
+    out: dict[str, dict[str, float]] = {}
+    for (retriever, metric), value in means.items():
+        out.setdefault(str(retriever), {})[str(metric)] = float(value)
+    return out

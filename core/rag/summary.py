@@ -12,10 +12,36 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core.formatting import fmt_interval
 from core.rag.metrics import BASE_LABEL
 
 if TYPE_CHECKING:
     from core.rag.metrics import RagasConfig
+
+SUMMARY_COLUMNS = (
+    "retriever",
+    "metric",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n_ok",
+    "n_failed",
+    "n_skipped",
+    "failures",
+    "repeat_std",
+    "repeat_min",
+    "repeat_max",
+)
+DISPLAY_COLUMNS = ("retriever", "metric", "mean", "95% CI", *SUMMARY_COLUMNS[5:])
+
+
+def summary_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary table for people: the interval as one '[low, high]' column."""
+    shown = table.copy()
+    shown["95% CI"] = [
+        fmt_interval(lo, hi) for lo, hi in zip(shown["ci_low"], shown["ci_high"], strict=True)
+    ]
+    return shown[list(DISPLAY_COLUMNS)]
 
 
 def summarize_scores(scores: pd.DataFrame, config: RagasConfig) -> dict[str, Any]:
@@ -133,20 +159,4 @@ def summary_table(summary: Mapping[str, Any]) -> pd.DataFrame:
                     "repeat_max": rep.get("max"),
                 }
             )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "retriever",
-            "metric",
-            "mean",
-            "ci_low",
-            "ci_high",
-            "n_ok",
-            "n_failed",
-            "n_skipped",
-            "failures",
-            "repeat_std",
-            "repeat_min",
-            "repeat_max",
-        ],
-    )
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

@@ -3,31 +3,17 @@ intervals, the deltas with their verdicts (core.evaluation.verdict), the RAGAS m
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from core.formatting import fmt, fmt_ci
 from core.report.comparison import ALPHA, HEADLINE_METRICS
 
 if TYPE_CHECKING:
     from core.evaluation.results import RetrievalEvalResult
     from core.rag.results import RagasEvalResult
-
-
-def fmt(value: Any, signed: bool = False) -> str:
-    """A figure as shown everywhere: 3 decimals ('—' when missing)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return "—"
-    return f"{float(value):+.3f}" if signed else f"{float(value):.3f}"
-
-
-def fmt_ci(value: Any, low: Any, high: Any, signed: bool = False) -> str:
-    """'0.812 [0.750, 0.870]' (just the value when there is no interval)."""
-    if low is None or high is None or pd.isna(low) or pd.isna(high):
-        return fmt(value, signed)
-    return f"{fmt(value, signed)} [{fmt(low, signed)}, {fmt(high, signed)}]"
 
 
 def _dim_text(dim: Any) -> str:

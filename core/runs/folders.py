@@ -285,3 +285,19 @@ def delete_run(run_id: str, root: Path | None = None, force: bool = False) -> No
     trash = run.path.with_name(f".deleted-{run.path.name}-{secrets.token_hex(2)}")
     os.replace(run.path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def run_rows(runs: Iterable[Run]) -> list[dict[str, str]]:
+    """One row per run for listings: id, kind, name, status, created, parents, summary."""
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "name": r.manifest.name,
+            "status": r.manifest.status,
+            "created": r.manifest.created_at[:19],
+            "parents": ", ".join(f"{k}: {v}" for k, v in r.manifest.parents.items()),
+            "summary": json.dumps(r.manifest.summary)[:120],
+        }
+        for r in runs
+    ]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core.evaluation.results import load_retrieval_eval
-from core.report.tables import fmt_ci
+from core.formatting import fmt_ci
 from core.runs.folders import list_runs
 from core.runs.lineage import lineage_chain
 from tests.app.conftest import page_path

@@ -21,6 +21,7 @@ from core.errors import InputError
 from core.evaluation.config import RetrievalEvalConfig
 from core.evaluation.results import load_retrieval_eval
 from core.evaluation.stage import evaluate_retrieval
+from core.formatting import fmt, fmt_ci
 from core.questions.dataset import QAItem, save_qa
 from core.rag.answering import RagSample, save_samples
 from core.rag.metrics import RagasConfig
@@ -28,7 +29,7 @@ from core.rag.stage import evaluate_rag
 from core.report.comparison import HEADLINE_METRICS, RANDOM_LABEL, compare_runs
 from core.report.export import REPORT_HTML, build_report, report_zip
 from core.report.redaction import REDACTED, known_secrets, redact, scrub_text
-from core.report.tables import fmt, fmt_ci, headline_table
+from core.report.tables import headline_table
 from core.runs.folders import create_run, load_run
 from core.runs.lineage import lineage_chain
 

@@ -26,9 +26,9 @@ from core.evaluation.verdict import (
     headline_verdicts,
     power_text,
     row_sentence,
-    signed,
     verdict_text,
 )
+from core.formatting import signed
 
 DIMS = (384, 256, 128, 64)
 

@@ -1,0 +1,39 @@
+"""How figures are written for people, everywhere (pages, CLI, report, model card): three
+decimals, signed deltas that never read as zero, intervals as [low, high]."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+
+def fmt(value: Any, signed: bool = False) -> str:
+    """A figure as shown everywhere: 3 decimals ('—' when missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "—"
+    return f"{float(value):+.3f}" if signed else f"{float(value):.3f}"
+
+
+def fmt_ci(value: Any, low: Any, high: Any, signed: bool = False) -> str:
+    """'0.812 [0.750, 0.870]' (just the value when there is no interval)."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return fmt(value, signed)
+    return f"{fmt(value, signed)} [{fmt(low, signed)}, {fmt(high, signed)}]"
+
+
+def fmt_interval(low: Any, high: Any, signed: bool = False) -> str:
+    """'[0.750, 0.870]' ('—' when there is no interval)."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return "—"
+    return f"[{fmt(low, signed)}, {fmt(high, signed)}]"
+
+
+def signed(delta: Any) -> str:
+    """A delta for people: '+0.052'; a tiny non-zero one keeps two significant digits
+    ('+0.00031') so it never reads as '+0.000'."""
+    if delta is None or pd.isna(delta):
+        return "—"
+    d = float(delta)
+    return f"{d:+.2g}" if d != 0 and abs(d) < 0.0005 else f"{d:+.3f}"
