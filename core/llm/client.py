@@ -193,10 +193,19 @@ class LLM:
         max_tokens: int = 512,
         coerce: Callable[[Any], Any] | None = None,
         parse_retries: int = 1,
+        sample: int = 0,
+        on_reply: Callable[[Completion], None] | None = None,
+        on_invalid: Callable[[LLMError], None] | None = None,
+        what: str = "The LLM reply does not match the expected schema.",
     ) -> tuple[T, Completion]:
-        """A reply parsed into `response_model`. Lenient JSON extraction, optional `coerce`
-        (e.g. wrap a bare list), one corrective retry; raises LLMError(kind="parse") with the raw
-        reply when it still does not validate."""
+        """A reply parsed into `response_model`: lenient JSON extraction, optional `coerce` (e.g.
+        wrap a bare list), and `parse_retries` corrective re-asks that quote the parse error.
+
+        The one corrective-retry loop of the project (the RAGAS judge uses it too). Only a reply
+        that validates is cached, keyed by the original request, so a reply that needed the
+        retry is found on the first attempt next time. `on_reply` sees every completion and
+        `on_invalid` every reply that did not validate. Raises LLMError (kind "parse" or
+        "schema", with the raw reply) when the last attempt still does not validate."""
         schema = response_model.model_json_schema()
         convo = list(messages)
         last_error: LLMError | None = None
@@ -206,8 +215,11 @@ class LLM:
                 temperature=temperature,
                 max_tokens=max_tokens,
                 json_schema=schema,
+                sample=sample,
                 write_cache=False,
             )
+            if on_reply is not None:
+                on_reply(completion)
             try:
                 value = extract_json(completion.text)
                 if coerce is not None:
@@ -217,7 +229,7 @@ class LLM:
                 last_error = exc
             except ValidationError as exc:
                 last_error = LLMError(
-                    "The LLM reply does not match the expected schema.",
+                    what,
                     found=_short_validation(exc),
                     fix="use a model that follows JSON instructions, or a server with structured output",
                     kind="schema",
@@ -225,14 +237,19 @@ class LLM:
                 )
             else:
                 if self.cache is not None and not completion.cached:
-                    params = {"t": temperature, "max": max_tokens, "schema": schema, "sample": 0}
-                    # Keyed by the original request, so a reply that needed the corrective retry
-                    # is found on the first attempt next time (re-running makes no call).
+                    params = {
+                        "t": temperature,
+                        "max": max_tokens,
+                        "schema": schema,
+                        "sample": sample,
+                    }
                     self.cache.put(
                         request_key(self.backend.identity, messages, params),
                         {**asdict(completion), "cached": False},
                     )
                 return parsed, completion
+            if on_invalid is not None:
+                on_invalid(last_error)
             if attempt < parse_retries:
                 convo = [
                     *messages,

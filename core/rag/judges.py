@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from core.config import apply_offline_env
 
@@ -39,7 +39,6 @@ from ragas.embeddings.base import BaseRagasEmbedding  # noqa: E402
 from ragas.llms.base import InstructorBaseRagasLLM  # noqa: E402
 
 from core.errors import ConfigError, LLMError  # noqa: E402
-from core.jsonparse import extract_json  # noqa: E402
 from core.llm.backends import Completion  # noqa: E402
 from core.llm.client import LLM, request_key  # noqa: E402
 
@@ -167,54 +166,23 @@ class RagasJudge(InstructorBaseRagasLLM):
         messages.append({"role": "user", "content": prompt})
         sample = self._next_sample(messages)
         self.trace.samples_used.append(sample)
-        schema = response_model.model_json_schema()
-        params = {"t": self.temperature, "max": self.max_tokens, "schema": schema, "sample": sample}
-        convo = list(messages)
-        last_error: LLMError | None = None
-        for attempt in range(self.parse_retries + 1):
-            completion = self.llm.complete(
-                convo,
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
-                json_schema=schema,
-                sample=sample,
-                write_cache=False,  # only replies that validate are cached (below)
-            )
-            self.trace.add(completion)
-            try:
-                value = extract_json(completion.text)
-                parsed = response_model.model_validate(value)
-            except LLMError as exc:
-                last_error = exc
-            except ValidationError as exc:
-                first = exc.errors()[0] if exc.errors() else {}
-                last_error = LLMError(
-                    f"The judge's reply does not match ragas' {response_model.__name__} schema.",
-                    found=f"{first.get('msg', '')} at '{'.'.join(str(p) for p in first.get('loc', ()))}'",
-                    fix="use a judge that follows JSON instructions, or a server with structured output",
-                    kind="schema",
-                    raw=completion.text,
-                )
-            else:
-                if self.llm.cache is not None and not completion.cached:
-                    # The same key LLM.complete reads, so the next identical request is a hit.
-                    key = request_key(self.llm.backend.identity, convo, params)
-                    self.llm.cache.put(key, {**asdict(completion), "cached": False})
-                _collect_reasons(parsed.model_dump(), self.trace.reasons)
-                return parsed
+
+        def invalid(_: LLMError) -> None:
             self.trace.parse_failures += 1
-            if attempt < self.parse_retries:
-                convo = [
-                    *messages,
-                    {"role": "assistant", "content": completion.text},
-                    {
-                        "role": "user",
-                        "content": "That reply was not valid JSON for the requested schema "
-                        f"({last_error.what}). Reply again with only the JSON object.",
-                    },
-                ]
-        assert last_error is not None
-        raise last_error
+
+        parsed, _ = self.llm.complete_json(
+            messages,
+            response_model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            parse_retries=self.parse_retries,
+            sample=sample,
+            on_reply=self.trace.add,
+            on_invalid=invalid,
+            what=f"The judge's reply does not match ragas' {response_model.__name__} schema.",
+        )
+        _collect_reasons(parsed.model_dump(), self.trace.reasons)
+        return parsed
 
     async def agenerate(self, prompt: str, response_model: type[T]) -> T:
         """Same as `generate`. Scoring runs each job in its own worker thread and event loop,
