@@ -12,46 +12,85 @@ min(c, requests); what is lost on the way is client and server overhead on this 
 from __future__ import annotations
 
 import argparse
+import json
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class FixedLatencyServer:
-    """`with FixedLatencyServer(0.1) as server:` answers every chat completion after 0.1 s and
-    records the most requests it held at once. The tests' loopback server does the HTTP."""
+    """`with FixedLatencyServer(0.1) as server:` an OpenAI-compatible chat endpoint on loopback
+    that answers every request after 0.1 s and records the most requests it held at once."""
 
     def __init__(self, latency_s: float) -> None:
-        from tests.support.openai_server import ChatServer, Reply
-
         self.latency_s = latency_s
         self.requests = 0
         self.max_in_flight = 0
         self._in_flight = 0
-        lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
-        def answer(body: dict[str, Any]) -> Reply:
-            with lock:
-                self.requests += 1
-                self._in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self._in_flight)
-            time.sleep(self.latency_s)
-            with lock:
-                self._in_flight -= 1
-            return Reply(content="ok")
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        bench = self
 
-        self._server = ChatServer(answer)
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                bench._enter()
+                time.sleep(bench.latency_s)
+                bench._leave()
+                body = json.dumps(
+                    {
+                        "id": "bench",
+                        "object": "chat.completion",
+                        "model": "bench-model",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": "ok"},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        return Handler
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.requests += 1
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     @property
     def base_url(self) -> str:
-        return self._server.base_url
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     def __enter__(self) -> FixedLatencyServer:
-        self._server.__enter__()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.__exit__(*exc)
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 def measure(

@@ -203,14 +203,8 @@ def import_ui(corpus_id: str | None) -> None:
     )
     if upload is None:
         return
-    from core.questions.importing import (
-        ColumnMapping,
-        guess_mapping,
-        import_gate_config,
-        preview_import,
-        read_table,
-        save_import,
-    )
+    from core.questions.columns import ColumnMapping, guess_mapping, read_table
+    from core.questions.importing import import_gate_config, preview_import, save_import
 
     with error_boundary("Reading the file"):
         frame = read_table(upload.name, upload.getvalue())

@@ -320,7 +320,7 @@ QA_FILES = [
     ("name", "factory", "words"), [pytest.param(n, f, w, id=i) for i, n, f, w in QA_FILES]
 )
 def test_a_bad_question_set_file_is_refused_with_a_clear_reason(baseline, name, factory, words):
-    from core.questions.importing import read_table
+    from core.questions.columns import read_table
 
     with pytest.raises(InputError) as excinfo:
         read_table(name, factory())

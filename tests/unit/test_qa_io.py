@@ -13,17 +13,11 @@ import pytest
 
 from core.documents.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
 from core.errors import InputError
+from core.questions.columns import ColumnMapping, guess_mapping, read_table
 from core.questions.dataset import QAItem, load_qa
 from core.questions.exporting import export_hf_dataset, export_hf_zip, export_qa
 from core.questions.gate import GateConfig
-from core.questions.importing import (
-    ColumnMapping,
-    guess_mapping,
-    import_gate_config,
-    import_qa,
-    preview_import,
-    read_table,
-)
+from core.questions.importing import import_gate_config, import_qa, preview_import
 from core.questions.leakage import find_text_leaks
 from core.questions.sample import find_evidence_chunk, load_sample_qa
 from core.questions.splits import SplitConfig, assign_splits
