@@ -190,6 +190,46 @@ def generate_ui(corpus_id: str) -> None:
             pick_later(None, result.run.id)
 
 
+def mapping_ui(columns: list[str]):  # noqa: ANN201 - core.questions.columns.ColumnMapping
+    """Which column holds what, the guesses preselected."""
+    from core.questions.columns import ColumnMapping, guess_mapping
+
+    guess = guess_mapping(columns)
+    optional = [NONE, *columns]
+
+    def pick(label: str, options: list[str], guessed: str | None, key: str, **kw) -> str | None:  # noqa: ANN003
+        index = options.index(guessed) if guessed in options else 0
+        value = st.selectbox(label, options, index, key=key, **kw)
+        return None if value == NONE else value
+
+    cols = st.columns(2)
+    with cols[0]:
+        question = pick("Question column", columns, guess and guess.question, "qa_map_question")
+    with cols[1]:
+        chunk = pick("Chunk column", columns, guess and guess.chunk, "qa_map_chunk")
+    cols = st.columns(3)
+    with cols[0]:
+        answer = pick("Reference answer column", optional, guess and guess.answer, "qa_map_answer")
+    with cols[1]:
+        split = pick("Split column", optional, guess and guess.split, "qa_map_split")
+    kind = cols[2].radio(
+        "The chunk column holds",
+        ["text", "id"],
+        index=1 if guess and guess.chunk_kind == "id" else 0,
+        format_func=lambda k: {"text": "chunk texts", "id": "chunk ids"}[k],
+        key="qa_map_kind",
+    )
+    evidence = pick(
+        "Evidence column (a verbatim quote of the answer)",
+        optional,
+        guess and guess.evidence,
+        "qa_map_evidence",
+        help="Every chunk holding the quote counts as relevant, and chunks sharing it stay "
+        "in one split.",
+    )
+    return ColumnMapping(question, chunk, kind, answer, split, evidence)  # type: ignore[arg-type]
+
+
 def import_ui(corpus_id: str | None) -> None:
     st.caption(
         "Pairs you already have (e.g. anchor/positive or question/context columns), with "
@@ -203,58 +243,13 @@ def import_ui(corpus_id: str | None) -> None:
     )
     if upload is None:
         return
-    from core.questions.columns import ColumnMapping, guess_mapping, read_table
+    from core.questions.columns import read_table
     from core.questions.importing import import_gate_config, preview_import, save_import
 
     with error_boundary("Reading the file"):
         frame = read_table(upload.name, upload.getvalue())
-        columns = list(frame.columns)
         st.dataframe(frame.head(5), hide_index=True, key="qa_import_preview")
-        guess = guess_mapping(columns)
-
-        def index_of(name: str | None, options: list[str]) -> int:
-            return options.index(name) if name in options else 0
-
-        cols = st.columns(2)
-        question = cols[0].selectbox(
-            "Question column",
-            columns,
-            index_of(guess and guess.question, columns),
-            key="qa_map_question",
-        )
-        chunk = cols[1].selectbox(
-            "Chunk column", columns, index_of(guess and guess.chunk, columns), key="qa_map_chunk"
-        )
-        optional = [NONE, *columns]
-        cols = st.columns(3)
-        answer = cols[0].selectbox(
-            "Reference answer column",
-            optional,
-            index_of(guess and guess.answer, optional),
-            key="qa_map_answer",
-        )
-        split = cols[1].selectbox(
-            "Split column",
-            optional,
-            index_of(guess and guess.split, optional),
-            key="qa_map_split",
-        )
-        kinds = ["text", "id"]
-        kind = cols[2].radio(
-            "The chunk column holds",
-            kinds,
-            index=1 if guess and guess.chunk_kind == "id" else 0,
-            format_func=lambda k: {"text": "chunk texts", "id": "chunk ids"}[k],
-            key="qa_map_kind",
-        )
-        evidence = st.selectbox(
-            "Evidence column (a verbatim quote of the answer)",
-            optional,
-            index_of(guess and guess.evidence, optional),
-            key="qa_map_evidence",
-            help="Every chunk holding the quote counts as relevant, and chunks sharing it stay "
-            "in one split.",
-        )
+        mapping = mapping_ui(list(frame.columns))
         targets = ["new", "match"] if corpus_id else ["new"]
         target = st.radio(
             "Chunks",
@@ -263,7 +258,7 @@ def import_ui(corpus_id: str | None) -> None:
                 "new": "Make a new corpus run from the chunk texts",
                 "match": f"Match them to the picked corpus run {corpus_id}",
             }[t],
-            index=1 if kind == "id" and corpus_id else 0,
+            index=1 if mapping.chunk_kind == "id" and corpus_id else 0,
             key="qa_import_target",
         )
         gate_on = st.checkbox(
@@ -272,15 +267,7 @@ def import_ui(corpus_id: str | None) -> None:
             True,
             key="qa_import_gate",
         )
-        split_config = split_config_ui("qa_import", fixed=split != NONE)
-        mapping = ColumnMapping(
-            question=question,
-            chunk=chunk,
-            chunk_kind=kind,  # type: ignore[arg-type]
-            answer=None if answer == NONE else answer,
-            split=None if split == NONE else split,
-            evidence=None if evidence == NONE else evidence,
-        )
+        split_config = split_config_ui("qa_import", fixed=mapping.split is not None)
         if split_config is None:
             return
         preview = preview_import(
@@ -294,14 +281,11 @@ def import_ui(corpus_id: str | None) -> None:
         import_preview_ui(preview)
         if st.button("Import", type="primary", key="qa_import_go"):
             result = save_import(preview)
+            skipped = len(result.skipped_rows)
             st.success(
                 f"QA run **{result.run.id}**: {result.n_accepted} of {result.n_items} "
                 "question(s) accepted"
-                + (
-                    f", {len(result.skipped_rows)} blank row(s) skipped"
-                    if result.skipped_rows
-                    else ""
-                )
+                + (f", {skipped} blank row(s) skipped" if skipped else "")
                 + (f"; new corpus run {result.corpus_run_id}" if result.new_corpus else "")
                 + "."
             )

@@ -61,6 +61,56 @@ def judge_note(settings: LLMSettings) -> None:
         st.caption(f"Generator and judge: **{settings.model}** at `{settings.base_url}`.")
 
 
+def judge_ui(settings: LLMSettings) -> RagasConfig | None:
+    """The metrics and the judge's settings; None until at least one metric is picked."""
+    embedded = settings.backend == "embedded"
+    metrics = st.multiselect(
+        "Metrics",
+        list(DEFAULT_METRICS),
+        # The 135M model rarely replies with valid JSON and needs ~10-30 s per judge call.
+        default=list(NON_LLM_METRICS if embedded else DEFAULT_METRICS),
+        format_func=lambda m: METRICS[m].label,
+        key="rag_metrics",
+        help="Judged: "
+        + ", ".join(LLM_METRICS)
+        + ". Judge-free: "
+        + ", ".join(NON_LLM_METRICS)
+        + ".",
+    )
+    repeats = st.number_input(
+        "Judge repeats",
+        1,
+        10,
+        1,
+        key="rag_repeats",
+        help="Judge every judged metric this many times (separate cached draws) and show the spread.",
+    )
+    strictness = st.number_input(
+        "Answer-relevancy questions per answer",
+        1,
+        5,
+        3,
+        key="rag_strictness",
+        help="Sent as separate single-completion requests, so servers that allow only n=1 work.",
+    )
+    temperature = st.number_input("Judge temperature", 0.0, 1.0, 0.0, 0.1, key="rag_temp")
+    judge_note(settings)
+    if embedded:
+        st.caption(
+            "With the embedded model the judge-free metrics are preselected: its judged scores mostly "
+            "fail to parse (each failure is counted) and every judge call takes 10-30 s on a CPU."
+        )
+    if not metrics:
+        st.caption("Pick at least one metric.")
+        return None
+    return RagasConfig(
+        metrics=tuple(metrics),
+        repeats=int(repeats),
+        strictness=int(strictness),
+        temperature=float(temperature),
+    )
+
+
 def setup_ui() -> dict | None:
     """The form; returns the chosen settings when the user pressed Run."""
     qa_id = run_picker("qa", "Question set (qa run)", key="rag_qa")
@@ -106,53 +156,10 @@ def setup_ui() -> dict | None:
             help="The embedded model needs several seconds per call: keep it to a few questions.",
         )
     with right:
-        embedded = settings.backend == "embedded"
-        metrics = st.multiselect(
-            "Metrics",
-            list(DEFAULT_METRICS),
-            # The 135M model rarely replies with valid JSON and needs ~10-30 s per judge call.
-            default=list(NON_LLM_METRICS if embedded else DEFAULT_METRICS),
-            format_func=lambda m: METRICS[m].label,
-            key="rag_metrics",
-            help="Judged: "
-            + ", ".join(LLM_METRICS)
-            + ". Judge-free: "
-            + ", ".join(NON_LLM_METRICS)
-            + ".",
-        )
-        repeats = st.number_input(
-            "Judge repeats",
-            1,
-            10,
-            1,
-            key="rag_repeats",
-            help="Judge every judged metric this many times (separate cached draws) and show the spread.",
-        )
-        strictness = st.number_input(
-            "Answer-relevancy questions per answer",
-            1,
-            5,
-            3,
-            key="rag_strictness",
-            help="Sent as separate single-completion requests, so servers that allow only n=1 work.",
-        )
-        temperature = st.number_input("Judge temperature", 0.0, 1.0, 0.0, 0.1, key="rag_temp")
-    judge_note(settings)
-    if embedded:
-        st.caption(
-            "With the embedded model the judge-free metrics are preselected: its judged scores mostly "
-            "fail to parse (each failure is counted) and every judge call takes 10-30 s on a CPU."
-        )
-    if not metrics:
-        st.caption("Pick at least one metric.")
+        ragas_config = judge_ui(settings)
+    if ragas_config is None:
         return None
     n_questions = int(limit) or None
-    ragas_config = RagasConfig(
-        metrics=tuple(metrics),
-        repeats=int(repeats),
-        strictness=int(strictness),
-        temperature=float(temperature),
-    )
     estimate = estimate_judge_calls(n_questions or 1, ragas_config, int(k))
     per_retriever = sum(estimate.values())
     retrievers = 2 if tuned_id else 1

@@ -64,6 +64,20 @@ class Usage:
         return data
 
 
+def usage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What one stage cost: the difference of two `Usage.to_dict()` snapshots of one client,
+    with the total of prompt and completion tokens."""
+    out: dict[str, Any] = {}
+    for key, value in after.items():
+        if isinstance(value, dict):
+            prev = before.get(key) or {}
+            out[key] = {k: v - prev.get(k, 0) for k, v in value.items() if v - prev.get(k, 0)}
+        else:
+            out[key] = value - before.get(key, 0)
+    out["total_tokens"] = out.get("prompt_tokens", 0) + out.get("completion_tokens", 0)
+    return out
+
+
 class DiskCache:
     """One JSON file per request key under `root`; atomic writes, safe across processes."""
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.documents.corpus import Chunk, load_chunks
 from core.errors import InputError, LLMError, RagbenchError, StoppedError
+from core.llm.client import usage_delta
 from core.progress import ProgressCallback, StopCheck
 from core.questions.dataset import QAItem
 from core.questions.gate import GateConfig, apply_gate, gate_counts
@@ -312,18 +313,6 @@ def cap_per_chunk(items: Sequence[QAItem], n: int) -> list[QAItem]:
     return out
 
 
-def _usage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in after.items():
-        if isinstance(value, dict):
-            old = before.get(key) or {}
-            out[key] = {k: v - old.get(k, 0) for k, v in value.items() if v - old.get(k, 0)}
-        else:
-            out[key] = value - before.get(key, 0)
-    out["total_tokens"] = out.get("prompt_tokens", 0) + out.get("completion_tokens", 0)
-    return out
-
-
 def generate_question_run(
     corpus_run_id: str,
     llm: LLM,
@@ -394,7 +383,7 @@ def generate_question_run(
         items = assign_splits(items, config.split)
         check_no_leak(items)
     usage = {
-        **_usage_delta(before, llm.usage.to_dict()),
+        **usage_delta(before, llm.usage.to_dict()),
         "label": llm.label,
         "estimate": estimate.to_dict(),
     }
@@ -433,7 +422,7 @@ def _write_failure_report(
         },
     )
     usage = {
-        **_usage_delta(before, llm.usage.to_dict()),
+        **usage_delta(before, llm.usage.to_dict()),
         "label": llm.label,
         "estimate": estimate.to_dict(),
     }

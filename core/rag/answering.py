@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from core.config import ChromaSettings
 from core.documents.corpus import Chunk, load_chunks
 from core.errors import ConfigError, InputError, LLMError, RunError, StoppedError
+from core.llm.client import usage_delta
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
 from core.questions.dataset import QAItem, load_qa
 from core.rag.chain import (
@@ -293,7 +294,7 @@ def generate_answers(
             should_stop=should_stop,
         )
     save_samples(run, samples)
-    usage = _usage_delta(usage_before, llm.usage.to_dict())
+    usage = usage_delta(usage_before, llm.usage.to_dict())
     usage["seconds"] = round(time.monotonic() - started, 3)
     run.write_json(USAGE_FILE, {"generation": usage})
     failed = [s for s in samples if s.error]
@@ -309,18 +310,6 @@ def generate_answers(
         dim=config.dim,
     )
     return run
-
-
-def _usage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What one stage cost: the difference of two LLM usage snapshots."""
-    out: dict[str, Any] = {}
-    for key, value in after.items():
-        if isinstance(value, dict):
-            prev = before.get(key) or {}
-            out[key] = {k: v - prev.get(k, 0) for k, v in value.items() if v - prev.get(k, 0)}
-        else:
-            out[key] = value - before.get(key, 0)
-    return out
 
 
 def run_rag(

@@ -25,6 +25,11 @@ def page_path(name: str) -> str:
 @pytest.fixture
 def app(tmp_path) -> AppTest:
     """An AppTest of the real entrypoint (not yet run)."""
+    return app_test(tmp_path)
+
+
+def app_test(tmp_path: Path, timeout: float = 120) -> AppTest:
+    """An AppTest of the real entrypoint through a wrapper in `tmp_path` (not yet run)."""
     st.cache_resource.clear()
     st.cache_data.clear()
     wrapper = tmp_path / "app_entry.py"
@@ -33,4 +38,4 @@ def app(tmp_path) -> AppTest:
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         f"runpy.run_path({str(APP)!r}, run_name='__main__')\n"
     )
-    return AppTest.from_file(str(wrapper), default_timeout=120)
+    return AppTest.from_file(str(wrapper), default_timeout=timeout)

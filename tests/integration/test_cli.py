@@ -120,19 +120,10 @@ def test_loop_from_config_matches_what_the_ui_reads(tmp_path):
 
 def open_retrieval_eval_page(tmp_path: Path):
     """The real app on the Retrieval eval page, showing the newest evaluation run."""
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
+    from tests.app.conftest import app_test, page_path
 
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    wrapper = tmp_path / "app_entry.py"
-    wrapper.write_text(
-        "import runpy, sys\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\n"
-        f"runpy.run_path({str(ROOT / 'streamlit_app.py')!r}, run_name='__main__')\n"
-    )
-    app = AppTest.from_file(str(wrapper), default_timeout=300)
+    app = app_test(tmp_path, timeout=300)
     app.run()
-    app.switch_page(str(ROOT / "pages" / "retrieval_eval.py")).run()
+    app.switch_page(page_path("retrieval_eval.py")).run()
     assert not app.exception, app.exception
     return app

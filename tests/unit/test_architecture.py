@@ -68,8 +68,6 @@ LONG_FUNCTIONS = {
     "(encrypted, scanned, corrupt, too big, duplicate name) is one branch",
     "core.questions.review.apply_review": "one pass over the review grid's rows where every "
     "edit kind (text, chunk, status, answer, added row) is one branch with its problem message",
-    "pages.questions.import_ui": "the import form: one widget per mapped column, in page order",
-    "pages.rag_eval.setup_ui": "the RAG-eval form: one widget per choice, in page order",
     "pages.finetune.config_ui": "the fine-tune form: one widget per setting, in page order",
     "pages.retrieval_eval.setup_ui": "the evaluation form: one widget per choice, in page order",
 }
