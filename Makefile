@@ -14,13 +14,15 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup browser run test test-all test-fast lint bench clean
 
-$(STAMP): requirements.txt constraints.txt requirements-nodeps.txt
+$(STAMP): requirements.txt constraints.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and exact: a bare "torch" would pull a several-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
+	# The project itself, editable: `import core` from anywhere in the venv, and `ragbench`.
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,4 +1,4 @@
-"""`python -m core`: the headless CLI (see core/cli.py)."""
+"""`python -m core`: the headless CLI, the same as the `ragbench` command (core/cli/)."""
 
 import sys
 

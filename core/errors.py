@@ -18,9 +18,9 @@ class RagbenchError(Exception):
         self.fix = fix
         parts = [what]
         if found:
-            parts.append(f"Found: {found}.")
+            parts.append(f"Found: {found.rstrip(' .')}.")  # one full stop, however it ends
         if fix:
-            parts.append(f"Fix: {fix}.")
+            parts.append(f"Fix: {fix.rstrip(' .')}.")
         super().__init__(" ".join(parts))
 
 

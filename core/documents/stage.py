@@ -202,12 +202,19 @@ def build_corpus(
 ) -> CorpusBuildResult:
     """Parse and chunk the files into a new corpus run.
 
-    Files that cannot be used are skipped with a reason in `documents.json`. Raises InputError
-    when no file could be used (the run is then marked failed).
+    Files that cannot be used are skipped with a reason in `documents.json`. Raises InputError,
+    before any run is made, when no file could be used.
     """
     config = config or ChunkingConfig()
     if not files:
         raise ConfigError("No files to build a corpus from.", fix="upload at least one file")
+    # Parsed before the run exists: files that cannot be used refuse the stage and leave no run.
+    docs, reports = parse_files(
+        files, max_bytes=max_bytes, on_progress=on_progress, should_stop=should_stop
+    )
+    if not docs:
+        reasons = "; ".join(r.reason.rstrip(" .") for r in reports)
+        raise InputError("None of the files could be used.", found=reasons)
     run = create_run(
         "corpus",
         name=name,
@@ -219,12 +226,6 @@ def build_corpus(
     )
     run.set_status("running")
     with stage_run(run):
-        docs, reports = parse_files(
-            files, max_bytes=max_bytes, on_progress=on_progress, should_stop=should_stop
-        )
-        if not docs:
-            reasons = "; ".join(r.reason for r in reports)
-            raise InputError("None of the files could be used.", found=reasons)
         result = chunk_documents(
             docs, config, tokenizer=tokenizer, on_progress=on_progress, should_stop=should_stop
         )

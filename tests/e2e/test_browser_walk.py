@@ -27,8 +27,11 @@ def click(tab, name: str) -> None:
 
 
 def expect_text(tab, pattern: str, timeout_s: float = 600) -> None:
-    """Wait until text matching `pattern` is on the page (a script run may take a while to start)."""
-    tab.get_by_text(re.compile(pattern)).first.wait_for(timeout=timeout_s * 1000)
+    """Wait until text matching `pattern` is visible on the page (a script run may take a while to
+    start). Data grids keep a hidden copy of their cells, which must not count."""
+    tab.get_by_text(re.compile(pattern)).locator("visible=true").first.wait_for(
+        timeout=timeout_s * 1000
+    )
     wait_idle(tab)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, data: Path, timeout: int = 1200) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAGBENCH_DATA_DIR": str(data)}
+def run_cli(
+    *args: str, data: Path, timeout: int = 1200, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAGBENCH_DATA_DIR": str(data), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "core", "--quiet", *args],
         cwd=ROOT,
@@ -110,7 +113,7 @@ def test_loop_from_config_matches_what_the_ui_reads(tmp_path):
     assert [s for s in shown if s in headlines] == headlines
     report = build_report([runs["retrieval_eval"]])
     assert html.escape(headlines[0]) in report.html
-    deltas = {(d["model"], d["dim"]): d["verdict"] for d in printed["deltas"]}
+    deltas = {(d["model"], d["dim"]): d["verdict"] for d in printed["primary_deltas"]}
     primary = result_ui.deltas[result_ui.deltas["metric"] == "ndcg@10"]
     assert deltas == {(r["model"], int(r["dim"])): r["verdict"] for _, r in primary.iterrows()}
     page_text = " ".join(m.value for m in page.markdown)
@@ -127,3 +130,166 @@ def open_retrieval_eval_page(tmp_path: Path):
     app.switch_page(page_path("retrieval_eval.py")).run()
     assert not app.exception, app.exception
     return app
+
+
+def write_catalogue_pairs(folder: Path) -> tuple[Path, int]:
+    """A QA file a team might bring (question, context, answer per line): a made-up parts
+    catalogue, not the sample set. Returns the path and the number of rows."""
+    from tests.support.finetune_data import catalogue
+
+    chunks, items = catalogue(n_chunks=40, seed=11)
+    text = {c.id: c.text for c in chunks}
+    rows = [
+        {"question": i.question, "context": text[i.chunk_id], "answer": text[i.chunk_id][:80]}
+        for i in items
+    ]
+    path = folder / "parts_qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path, len(rows)
+
+
+def first_passage(body: dict) -> str:
+    """The loopback LLM answers with the first numbered passage of the RAG prompt."""
+    match = re.search(r"\[1\] (.+)", body["messages"][-1]["content"])
+    return match.group(1)[:200] if match else "The passages do not say."
+
+
+@pytest.mark.slow
+def test_cli_loop_from_an_imported_qa_file_through_rag_eval_matches_the_pages(tmp_path):
+    from core.evaluation.results import load_retrieval_eval
+    from core.rag.results import load_ragas_eval
+    from core.rag.summary import summary_table
+    from tests.support.openai_server import ChatServer, Reply
+
+    qa_file, n_rows = write_catalogue_pairs(tmp_path)
+    config = tmp_path / "loop.toml"
+    config.write_text(
+        """
+[questions]
+source = "import"
+file = "parts_qa.jsonl"
+
+[finetune]
+[finetune.options]
+epochs = 1
+batch_size = 16
+max_seq_length = 64
+
+[retrieval_eval]
+[retrieval_eval.options]
+include_bm25 = true
+dims = [384, 128]
+
+[rag_eval]
+enabled = true
+metrics = ["id_based_context_recall", "id_based_context_precision", "non_llm_context_recall"]
+[rag_eval.options]
+k = 3
+limit = 8
+""",
+        encoding="utf-8",
+    )
+    data = tmp_path / "data"
+    with ChatServer(lambda body: Reply(content=first_passage(body))) as server:
+        env = {"RAGBENCH_LLM_BASE_URL": server.base_url, "RAGBENCH_LLM_MODEL": "loopback"}
+        result = run_cli("--quiet", "loop", str(config), data=data, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    runs = lines[-1]["runs"]
+    assert set(runs) == {"corpus", "qa", "model", "retrieval_eval", "ragas_eval"}
+    imported = next(line for line in lines if line["stage"] == "import")
+    assert imported["n_items"] == n_rows and imported["new_corpus"] is True
+    os.environ["RAGBENCH_DATA_DIR"] = str(data)
+
+    # Retrieval eval: every printed metric and delta equals what the page reads from the run.
+    printed = next(line for line in lines if line["stage"] == "eval-retrieval")
+    page = load_retrieval_eval(runs["retrieval_eval"])
+    shown = {
+        (r["model"], r["dim"], r["metric"]): r["value"] for r in page.metrics.to_dict("records")
+    }
+    for row in printed["metrics"]:
+        key = (row["model"], row["dim"], row["metric"])
+        key = (key[0], None if key[1] is None else int(key[1]), key[2])
+        match = [
+            v for (m, d, k), v in shown.items() if (m, None if pd.isna(d) else int(d), k) == key
+        ]
+        assert match and row["value"] == pytest.approx(match[0], abs=1e-12), key
+    assert len(printed["metrics"]) == len(page.metrics)
+    assert [v["text"] for v in printed["verdicts"]] == [h.text for h in page.headlines()]
+    assert {d["verdict"] for d in printed["deltas"]} == set(page.deltas["verdict"])
+
+    # RAG eval with judge-free metrics: the printed summary is the page's table.
+    rag = next(line for line in lines if line["stage"] == "rag-eval")
+    table = summary_table(load_ragas_eval(runs["ragas_eval"], with_samples=False).summary)
+    printed_table = summary_table(rag["summary"])
+    assert len(table) == 2 * 3  # base and tuned x three metrics
+    pd.testing.assert_frame_equal(printed_table, table, check_dtype=False)
+    assert (table["n_ok"] == 8).all() and (table["n_failed"] == 0).all()
+
+
+def test_every_command_is_listed_and_a_script_outside_the_repository_runs(tmp_path):
+    """The project installs itself: `ragbench --help` lists every command, and a Python script
+    in a folder outside the repository imports core from the installed package."""
+    bin_dir = Path(sys.executable).parent
+    helped = subprocess.run(
+        [str(bin_dir / "ragbench"), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert helped.returncode == 0, helped.stderr
+    for command in (
+        "loop",
+        "ingest",
+        "questions",
+        "import",
+        "finetune",
+        "eval-retrieval",
+        "rag-eval",
+        "compare",
+        "report",
+        "delete",
+        "runs",
+    ):
+        assert f"\n    {command}" in helped.stdout or f"  {command} " in helped.stdout, command
+    outside = tmp_path / "notebook"
+    outside.mkdir()
+    (outside / "faq.txt").write_text(
+        "The archives are updated twice every day by the mirror network. " * 20, encoding="utf-8"
+    )
+    script = outside / "try_ragbench.py"
+    script.write_text(
+        "import json, pathlib\n"
+        "import core\n"
+        "from core.documents.stage import UploadedFile, build_corpus\n"
+        "from core.runs.folders import list_runs\n"
+        "data = pathlib.Path('faq.txt').read_bytes()\n"
+        "result = build_corpus([UploadedFile(name='faq.txt', data=data)])\n"
+        "print(json.dumps({'core': core.__file__, 'chunks': result.n_chunks,\n"
+        "                  'runs': [r.kind for r in list_runs()]}))\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["RAGBENCH_DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["chunks"] >= 1 and out["runs"] == ["corpus"]
+    assert Path(out["core"]).resolve().parent == ROOT / "core"
+
+
+def test_usage_errors_leave_no_run_behind(tmp_path):
+    data = tmp_path / "data"
+    bad = tmp_path / "faq.jsonl"
+    bad.write_text('{"not": "a document"}\n', encoding="utf-8")
+    result = run_cli("ingest", str(bad), "--no-index", data=data)
+    assert result.returncode == 1
+    assert "None of the files could be used" in result.stderr and ".." not in result.stderr
+    assert not (data / "runs").exists() or not any((data / "runs").iterdir())
+    empty = run_cli("import", str(bad), data=data)
+    assert empty.returncode == 2 and "pass --question COLUMN and --chunk COLUMN" in empty.stderr
+    assert not (data / "runs").exists() or not any((data / "runs").iterdir())

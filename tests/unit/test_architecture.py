@@ -48,7 +48,8 @@ CROSS_CUTTING = (
     "runs",
 )
 # Entry points on top: they drive every stage.
-ENTRY_POINTS = {"core.cli", "core.deletion", "core.__main__"}
+ENTRY_POINTS = {"core.deletion", "core.__main__"}
+ENTRY_PACKAGES = ("core.cli",)
 
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
@@ -100,7 +101,7 @@ def imports_of(path: Path) -> set[str]:
 def layer_of(module: str) -> str | None:
     """The stage or cross-cutting group a core module belongs to (None for entry points)."""
     parts = module.split(".")
-    if module in ENTRY_POINTS or module == "core":
+    if module in ENTRY_POINTS or module == "core" or module.startswith(ENTRY_PACKAGES):
         return None
     if len(parts) >= 2 and parts[1] in STAGES:
         return parts[1]

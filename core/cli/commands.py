@@ -1,0 +1,433 @@
+"""The CLI's commands, one function each, calling the same core functions as the pages (with
+their validation and messages). Each prints its result through `Context.out` and returns the id
+of the run it made, when it made one."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.cli.output import Output, Printer
+from core.cli.render import (
+    comparison_text,
+    frame_text,
+    preview_text,
+    ragas_text,
+    retrieval_json,
+    retrieval_text,
+)
+from core.config import chroma_settings_from_env, llm_settings_from_env
+from core.errors import ConfigError, RagbenchError
+
+
+@dataclass
+class Context:
+    """What every command shares: progress on stderr and where results go."""
+
+    progress: Printer
+    out: Output
+
+
+def parse_model(text: str) -> Any:
+    """'default', 'run:ID' (or a bare model run id), 'hub:org/name' or 'local:/path' -> ModelSpec."""
+    from core.embeddings import ModelSpec
+
+    if text in ("", "default", "base"):
+        return ModelSpec()
+    if text.startswith("model-") and ":" not in text:
+        return ModelSpec(source="run", ref=text)
+    source, _, ref = text.partition(":")
+    if source not in ("run", "hub", "local") or not ref:
+        raise ConfigError(
+            f"Model {text!r} is not understood.",
+            fix="use default, run:<model run id>, hub:<org/name> or local:<folder>",
+        )
+    return ModelSpec(source=source, ref=ref)  # type: ignore[arg-type]
+
+
+def ingest(
+    ctx: Context, paths: list[str], *, name: str = "", chunking: dict[str, Any], index: bool
+) -> str:
+    """Parse, chunk (and by default index) files or the sample corpus; the corpus run id."""
+    from core.documents.chunking import ChunkingConfig
+    from core.documents.stage import (
+        UploadedFile,
+        build_corpus,
+        index_corpus_run,
+        ingest_sample_corpus,
+    )
+
+    config = ChunkingConfig(**chunking) if chunking else None
+    if not paths or paths == ["sample"]:
+        result = ingest_sample_corpus(config, on_progress=ctx.progress)
+    else:
+        files: list[UploadedFile] = []
+        for raw in paths:
+            path = Path(raw)
+            if not path.exists():
+                raise ConfigError(f"{path} does not exist.", fix="give files or folders that exist")
+            targets = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            files += [UploadedFile(name=t.name, data=t.read_bytes()) for t in targets]
+        result = build_corpus(files, config, name=name, on_progress=ctx.progress)
+    run_id = result.run.id
+    if index:
+        index_corpus_run(run_id, settings=chroma_settings_from_env(), on_progress=ctx.progress)
+    skipped = [{"file": r.name, "reason": r.reason} for r in result.skipped_files]
+    for s in skipped:  # a warning, shown even with --quiet
+        print(f"skipped {s['file']}: {s['reason']}", file=sys.stderr, flush=True)
+    ctx.out.emit(
+        {
+            "stage": "ingest",
+            "corpus_run": run_id,
+            "files_ok": len(result.ok_files),
+            "files_skipped": len(result.skipped_files),
+            "skipped": skipped,
+            "chunks": result.n_chunks,
+        },
+        f"corpus run {run_id}: {len(result.ok_files)} file(s), {result.n_chunks} chunks",
+    )
+    return run_id
+
+
+def questions(ctx: Context, corpus_run: str, *, source: str, options: dict[str, Any]) -> str:
+    """The hand-written sample set, or LLM generation through the gate; the qa run id."""
+    if source == "sample":
+        from core.questions.sample import load_sample_qa
+
+        run = load_sample_qa(corpus_run)
+        summary = run.manifest.summary
+        ctx.out.emit(
+            {"stage": "questions", "qa_run": run.id, "source": "sample", **summary},
+            f"qa run {run.id}: {summary['n_accepted']} sample question(s) matched to chunks",
+        )
+        return run.id
+    if source != "llm":
+        raise ConfigError(f"Question source {source!r} is not understood.", fix="use sample or llm")
+    from core.llm.client import make_llm
+    from core.questions.generation import GenerationConfig, generate_question_run
+
+    llm = make_llm(llm_settings_from_env())
+    result = generate_question_run(
+        corpus_run, llm, GenerationConfig(**options), on_progress=ctx.progress
+    )
+    gate = result.gate
+    ctx.out.emit(
+        {
+            "stage": "questions",
+            "qa_run": result.run.id,
+            "source": "llm",
+            "llm": llm.label,
+            **result.run.manifest.summary,
+        },
+        f"qa run {result.run.id}: {gate['accepted']} accepted, {gate['rejected']} rejected "
+        f"by the gate ({', '.join(f'{k} {v}' for k, v in gate.get('by_reason', {}).items())})",
+    )
+    return result.run.id
+
+
+def import_questions(
+    ctx: Context,
+    path: str,
+    *,
+    corpus_run: str | None = None,
+    mapping: dict[str, str | None] | None = None,
+    gate: bool = True,
+    split: dict[str, float] | None = None,
+    dry_run: bool = False,
+) -> str | None:
+    """Import a question file (the page's import, with its guesses as defaults); the qa run id
+    (None for a dry run, which saves nothing)."""
+    from core.questions.columns import ColumnMapping, guess_mapping, read_table
+    from core.questions.importing import import_gate_config, preview_import, save_import
+    from core.questions.splits import SplitConfig
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(
+            f"{file} is not a file.", fix="give the path of a CSV, JSONL or Parquet file"
+        )
+    frame = read_table(file.name, file.read_bytes())
+    given = {k: v for k, v in (mapping or {}).items() if v}
+    guess = guess_mapping(list(frame.columns))
+    if guess is None and not {"question", "chunk"} <= set(given):
+        raise ConfigError(
+            f"Cannot tell which columns of {file.name} hold the questions and the chunks.",
+            found=f"columns {', '.join(map(str, frame.columns))}",
+            fix="pass --question COLUMN and --chunk COLUMN",
+        )
+    base = guess.to_dict() if guess else {"chunk_kind": "text"}
+    chosen = ColumnMapping(**{**base, **given})
+    preview = preview_import(
+        file.name,
+        frame,
+        chosen,
+        corpus_run_id=corpus_run,
+        split_config=SplitConfig(**(split or {})),
+        gate_config=import_gate_config() if gate else None,
+    )
+    data: dict[str, Any] = {
+        "stage": "import",
+        "file": file.name,
+        "mapping": chosen.to_dict(),
+        "n_items": len(preview.items),
+        "n_accepted": preview.n_accepted,
+        "n_rejected": preview.n_rejected,
+        "rejected_by_reason": preview.rejections(),
+        "splits": preview.splits(),
+        "skipped_rows": preview.skipped_rows,
+    }
+    if dry_run:
+        ctx.out.emit({**data, "qa_run": None}, preview_text(preview) + "\n(dry run: nothing saved)")
+        return None
+    result = save_import(preview)
+    ctx.out.emit(
+        {
+            **data,
+            "qa_run": result.run.id,
+            "corpus_run": result.corpus_run_id,
+            "new_corpus": result.new_corpus,
+        },
+        preview_text(preview)
+        + f"\nqa run {result.run.id} on "
+        + ("a new " if result.new_corpus else "")
+        + f"corpus run {result.corpus_run_id}",
+    )
+    return result.run.id
+
+
+def finetune(ctx: Context, qa_run: str, *, options: dict[str, Any], base: str = "default") -> str:
+    """Train in the foreground (the same code as the background job); the model run id."""
+    from core.finetune.artifacts import read_metrics, validation_table
+    from core.finetune.config import FinetuneConfig
+    from core.finetune.control import create_finetune_run
+    from core.finetune.trainer import run_finetune
+    from core.runs.folders import load_run
+
+    options = dict(options)
+    name = options.pop("name", "")
+    cfg = FinetuneConfig(qa_run_id=qa_run, base_model=parse_model(base), **options)
+    run = create_finetune_run(cfg, name=name)
+    ctx.progress.note("finetune", f"model run {run.id}")
+    # The Hugging Face trainer prints its log dicts to stdout; keep stdout for results only.
+    with contextlib.redirect_stdout(sys.stderr):
+        status = run_finetune(run.id)
+    run = load_run(run.id)
+    if status != "done":
+        raise RagbenchError(f"Fine-tune {run.id} ended {status}", found=run.manifest.error or "")
+    metrics = read_metrics(run) or {}
+    ctx.out.emit(
+        {"stage": "finetune", "model_run": run.id, "status": status, "metrics": metrics},
+        f"model run {run.id}: {status}; validation ndcg@10\n"
+        + frame_text(validation_table(metrics)),
+    )
+    return run.id
+
+
+def eval_retrieval(ctx: Context, qa_run: str, *, models: list[str], options: dict[str, Any]) -> str:
+    """Base vs tuned retrieval per dim; the retrieval_eval run id."""
+    from core.evaluation.config import RetrievalEvalConfig
+    from core.evaluation.stage import evaluate_retrieval
+
+    specs = tuple(parse_model(m) for m in (models or ["default"]))
+    config = RetrievalEvalConfig(qa_run_id=qa_run, models=specs, **options)
+    result = evaluate_retrieval(
+        config, chroma_settings=chroma_settings_from_env(), on_progress=ctx.progress
+    )
+    metrics = result.metrics
+    headline = metrics[metrics["metric"].isin(["ndcg@10", "hit_rate@5"])]
+    primary = result.deltas[result.deltas["metric"] == result.primary_metric]
+    ctx.out.emit(
+        {
+            "stage": "eval-retrieval",
+            **retrieval_json(result),
+            "figures": headline[["model", "dim", "metric", "value", "ci_low", "ci_high"]].to_dict(
+                "records"
+            ),
+            "primary_deltas": primary.to_dict("records"),
+        },
+        retrieval_text(result),
+    )
+    return result.run_id
+
+
+def rag_eval(
+    ctx: Context,
+    qa_run: str,
+    *,
+    tuned: str | None = None,
+    base: str | None = None,
+    rag: dict[str, Any] | None = None,
+    metrics: list[str] | None = None,
+    repeats: int = 1,
+    strictness: int = 3,
+    judge_url: str = "",
+    judge_model: str = "",
+) -> str:
+    """Answer with the base (and tuned) retriever and score with RAGAS; the ragas_eval run id.
+
+    The answering LLM comes from the RAGBENCH_LLM_* settings (the embedded model by default);
+    the judge is that same LLM unless --judge-url names another OpenAI-compatible server. With
+    only judge-free metrics (the default with the embedded model) no judge is used at all."""
+    from core.config import LLMSettings
+    from core.embeddings import base_model_of, load_model
+    from core.llm.client import make_llm
+    from core.rag.answering import RagConfig
+    from core.rag.judges import SentenceTransformerEmbeddings
+    from core.rag.metrics import DEFAULT_METRICS, METRICS, NON_LLM_METRICS, RagasConfig
+    from core.rag.results import load_ragas_eval
+    from core.rag.stage import RetrieverChoice, compare_retrievers
+    from core.runs.folders import load_run
+
+    settings = llm_settings_from_env()
+    chosen = metrics or list(NON_LLM_METRICS if settings.backend == "embedded" else DEFAULT_METRICS)
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown:
+        raise ConfigError(
+            f"Unknown metric(s) {', '.join(unknown)}.", fix=f"choose from {', '.join(METRICS)}"
+        )
+    ragas_config = RagasConfig(metrics=tuple(chosen), repeats=repeats, strictness=strictness)
+    tuned_spec = parse_model(tuned) if tuned else None
+    tuned_run = load_run(tuned_spec.ref) if tuned_spec and tuned_spec.source == "run" else None
+    base_spec = parse_model(base) if base else base_model_of([tuned_run])
+    llm = make_llm(settings)
+    needs_judge = any(METRICS[m].needs_llm for m in chosen)
+    judge = None
+    if needs_judge:
+        judge = llm
+        if judge_url:
+            judge_settings = LLMSettings(backend="openai", base_url=judge_url, model=judge_model)
+            judge = make_llm(judge_settings)
+    base_model = load_model(base_spec)
+    retrievers = [RetrieverChoice("base", base_model, base_spec)]
+    if tuned_spec is not None:
+        retrievers.append(RetrieverChoice("tuned", load_model(tuned_spec), tuned_spec))
+    run = compare_retrievers(
+        qa_run,
+        retrievers,
+        llm=llm,
+        judge=judge,
+        embeddings=SentenceTransformerEmbeddings(
+            base_model, label=f"{base_spec.label} (base model)"
+        ),
+        rag_config=RagConfig(**(rag or {})),
+        ragas_config=ragas_config,
+        chroma=chroma_settings_from_env(),
+        on_progress=ctx.progress,
+    )
+    result = load_ragas_eval(run, with_samples=False)
+    ctx.out.emit(
+        {
+            "stage": "rag-eval",
+            "ragas_eval_run": run.id,
+            "rag_runs": result.summary.get("rag_runs", {}),
+            "summary": result.summary,
+        },
+        ragas_text(result),
+    )
+    return run.id
+
+
+def report(
+    ctx: Context, run_ids: list[str], *, html: str | None, zip_path: str | None, title: str = ""
+) -> None:
+    """The self-contained HTML report (and the zip of its files) of finished evaluation runs."""
+    from core.report.export import build_report, report_zip
+
+    if not html and not zip_path:
+        raise ConfigError("Say where the report goes.", fix="pass --html FILE and/or --zip FILE")
+    built = build_report(run_ids, title=title)
+    written = []
+    if html:
+        Path(html).write_text(built.html, encoding="utf-8")
+        written.append(html)
+    if zip_path:
+        Path(zip_path).write_bytes(report_zip(built))
+        written.append(zip_path)
+    ctx.out.emit(
+        {"stage": "report", "runs": list(built.run_ids), "title": built.title, "files": written},
+        f"report of {', '.join(built.run_ids)} written to {', '.join(written)}",
+    )
+
+
+def compare(ctx: Context, run_ids: list[str]) -> None:
+    """Evaluation runs side by side, as the Runs page shows them."""
+    from core.report.comparison import compare_runs
+    from core.report.tables import headline_table
+
+    comparison = compare_runs(run_ids)
+    ctx.out.emit(
+        {
+            "stage": "compare",
+            "runs": comparison.run_ids,
+            "retrieval": headline_table(comparison.retrieval).to_dict("records"),
+            "ragas": comparison.ragas.to_dict("records"),
+            "verdicts": {
+                rid: [h.to_dict() for h in r.headlines()]
+                for rid, r in comparison.retrieval_results.items()
+            },
+            "warnings": comparison.warnings,
+        },
+        comparison_text(comparison),
+    )
+
+
+def delete(ctx: Context, run_id: str, *, yes: bool = False) -> None:
+    """Delete a run with its dependants and their Chroma collections (only with --yes)."""
+    from core.deletion import delete_with_dependants, plan_deletion
+    from core.documents.vector_store import collections_of_runs
+
+    settings = chroma_settings_from_env()
+    order = plan_deletion(run_id)
+    if not yes:
+        try:
+            collections = collections_of_runs(settings, order)
+        except RagbenchError as exc:
+            collections = [f"(Chroma not reachable: {exc})"]
+        ctx.out.emit(
+            {
+                "stage": "delete",
+                "deleted": False,
+                "would_delete": order,
+                "collections": collections,
+            },
+            f"would delete {len(order)} run(s): {', '.join(order)}"
+            + (f"\nand {len(collections)} Chroma collection(s)" if collections else "")
+            + "\nnothing deleted: pass --yes to delete them",
+        )
+        return
+    done = delete_with_dependants(run_id, settings)
+    ctx.out.emit(
+        {
+            "stage": "delete",
+            "deleted": True,
+            "runs": done.runs,
+            "collections": done.collections,
+            "warnings": done.warnings,
+        },
+        f"deleted {len(done.runs)} run(s) and {len(done.collections)} Chroma collection(s)"
+        + "".join(f"\nwarning: {w}" for w in done.warnings),
+    )
+
+
+def runs(ctx: Context, kind: str | None) -> None:
+    """Every run, newest first."""
+    from core.runs.folders import RUN_KINDS, list_runs, run_rows
+
+    if kind and kind not in RUN_KINDS:
+        raise ConfigError(f"{kind!r} is not a run kind.", fix=f"use one of {', '.join(RUN_KINDS)}")
+    listed = list_runs(kind)
+    for run in listed:
+        ctx.out.emit(
+            {
+                "id": run.id,
+                "kind": run.kind,
+                "status": run.manifest.status,
+                "name": run.manifest.name,
+                "parents": run.manifest.parents,
+                "summary": run.manifest.summary,
+            }
+        )
+    ctx.out.text(frame_text(run_rows(listed), empty="no runs yet"))

@@ -1,0 +1,269 @@
+"""The CLI's arguments and its entry point (`ragbench`, or `python -m core`): every command
+with its options, the exit codes, and the one place where errors become messages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.cli import commands
+from core.cli.loop import run_loop
+from core.cli.output import Output, Printer
+from core.config import apply_offline_env
+from core.errors import ConfigError, RagbenchError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SPLITS = ("test", "validation", "train", "all")
+EXAMPLES = """examples:
+  ragbench loop data/sample/loop.toml
+  ragbench ingest handbook/ --name handbook
+  ragbench questions CORPUS_RUN --sample
+  ragbench import pairs.jsonl --question query --chunk passage
+  ragbench finetune QA_RUN --epochs 3
+  ragbench eval-retrieval QA_RUN --model default --model run:MODEL_RUN --bm25
+  ragbench rag-eval QA_RUN --tuned run:MODEL_RUN --k 5 --limit 20
+  ragbench compare EVAL_RUN [EVAL_RUN ...]
+  ragbench report EVAL_RUN --html report.html --zip report.zip
+  ragbench delete RUN --yes
+  ragbench runs --kind model
+"""
+
+
+def _common() -> argparse.ArgumentParser:
+    """--quiet and --format, accepted before or after the command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no progress or tables on stderr",
+    )
+    common.add_argument(
+        "--format",
+        choices=("json", "table"),
+        default=argparse.SUPPRESS,
+        help="json (default): JSON on stdout, a table on stderr; table: the table on stdout",
+    )
+    return common
+
+
+def _documents(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("loop", parents=[common], help="run the whole loop from a TOML config")
+    p.add_argument("config", type=Path)
+    p = sub.add_parser(
+        "ingest", parents=[common], help="parse, chunk and index files (or 'sample')"
+    )
+    p.add_argument("paths", nargs="*", default=["sample"])
+    p.add_argument("--name", default="")
+    p.add_argument("--strategy", choices=["recursive", "token", "markdown"])
+    p.add_argument("--chunk-size", type=int)
+    p.add_argument("--chunk-overlap", type=int)
+    p.add_argument("--no-index", action="store_true", help="skip embedding into Chroma")
+
+
+def _questions(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("questions", parents=[common], help="question set for a corpus run")
+    p.add_argument("corpus_run")
+    p.add_argument("--sample", action="store_true", help="use the hand-written sample set")
+    p.add_argument("--n-per-chunk", type=int, default=2)
+    p.add_argument("--max-chunks", type=int, default=0)
+    p = sub.add_parser(
+        "import",
+        parents=[common],
+        help="import a question file (CSV, TSV, JSONL, JSON, Parquet)",
+        description="Columns default to the Questions page's guesses (question/anchor/query, "
+        "positive/context/passage or chunk_id, answer, split, evidence).",
+    )
+    p.add_argument("file")
+    p.add_argument("--corpus-run", help="match the chunk column to this corpus run's chunks")
+    p.add_argument("--question", help="the question column")
+    p.add_argument("--chunk", help="the chunk column (texts, or ids with --chunk-kind id)")
+    p.add_argument("--chunk-kind", choices=["text", "id"])
+    p.add_argument("--answer", help="the reference answer column")
+    p.add_argument("--split-column", help="a column of train/validation/test to keep")
+    p.add_argument("--evidence", help="a column of verbatim answer quotes")
+    p.add_argument(
+        "--no-gate", action="store_true", help="skip the gate's text and duplicate rules"
+    )
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--train", type=float, default=0.7)
+    p.add_argument("--validation", type=float, default=0.15)
+    p.add_argument("--test", type=float, default=0.15)
+    p.add_argument("--dry-run", action="store_true", help="show what would be saved; save nothing")
+
+
+def _models(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("finetune", parents=[common], help="fine-tune in the foreground")
+    p.add_argument("qa_run")
+    p.add_argument("--base", default="default")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--max-seq-length", type=int)
+    p.add_argument("--name", default="")
+    p = sub.add_parser(
+        "eval-retrieval", parents=[common], help="base vs tuned retrieval evaluation"
+    )
+    p.add_argument("qa_run")
+    p.add_argument(
+        "--model", action="append", default=[], help="default | run:ID | hub:ID | local:PATH"
+    )
+    p.add_argument("--dims", type=int, nargs="*")
+    p.add_argument("--bm25", action="store_true")
+    p.add_argument("--split", default="test", choices=SPLITS, help="all: every accepted question")
+    p.add_argument("--primary-metric", default="ndcg@10", help="its Holm-adjusted tests decide")
+    p = sub.add_parser("rag-eval", parents=[common], help="RAG answers scored with RAGAS")
+    p.add_argument("qa_run")
+    p.add_argument("--tuned", help="the tuned retriever: run:MODEL_RUN (none: the base alone)")
+    p.add_argument("--base", help="the base retriever (default: the tuned run's base model)")
+    p.add_argument("--k", type=int, default=5, help="passages per question")
+    p.add_argument("--dim", type=int, help="Matryoshka dimension (default: native)")
+    p.add_argument("--limit", type=int, help="the first N test questions")
+    p.add_argument("--metrics", help="comma-separated; default judge-free with the embedded LLM")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--strictness", type=int, default=3)
+    p.add_argument("--judge-url", default="", help="an OpenAI-compatible judge (default: the LLM)")
+    p.add_argument("--judge-model", default="")
+
+
+def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("compare", parents=[common], help="evaluation runs side by side")
+    p.add_argument("runs", nargs="+")
+    p = sub.add_parser("report", parents=[common], help="HTML report and zip of evaluation runs")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--html", help="write the HTML report here")
+    p.add_argument("--zip", dest="zip_path", help="write the report zip here")
+    p.add_argument("--title", default="")
+    p = sub.add_parser("delete", parents=[common], help="delete a run, its dependants, its indexes")
+    p.add_argument("run")
+    p.add_argument(
+        "--yes", action="store_true", help="really delete (otherwise: list what would go)"
+    )
+    p = sub.add_parser("runs", parents=[common], help="list runs")
+    p.add_argument("--kind")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragbench",
+        description="ragbench without a browser: every page action, writing the runs the pages read.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress or tables on stderr")
+    parser.add_argument("--format", choices=("json", "table"), default="json")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    common = _common()
+    for add in (_documents, _questions, _models, _runs):
+        add(sub, common)
+    return parser
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
+    """Run the chosen command."""
+    c = args.command
+    if c == "loop":
+        run_loop(ctx, args.config)
+    elif c == "ingest":
+        chunking = _given(
+            strategy=args.strategy, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap
+        )
+        commands.ingest(ctx, args.paths, name=args.name, chunking=chunking, index=not args.no_index)
+    elif c == "questions":
+        options = {"n_per_chunk": args.n_per_chunk, "max_chunks": args.max_chunks}
+        source = "sample" if args.sample else "llm"
+        commands.questions(ctx, args.corpus_run, source=source, options=options)
+    elif c == "import":
+        mapping = _given(
+            question=args.question,
+            chunk=args.chunk,
+            chunk_kind=args.chunk_kind,
+            answer=args.answer,
+            split=args.split_column,
+            evidence=args.evidence,
+        )
+        split = {"train": args.train, "validation": args.validation, "test": args.test}
+        commands.import_questions(
+            ctx,
+            args.file,
+            corpus_run=args.corpus_run,
+            mapping=mapping,
+            gate=not args.no_gate,
+            split={**split, "seed": args.seed},
+            dry_run=args.dry_run,
+        )
+    elif c == "finetune":
+        options = _given(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            max_seq_length=args.max_seq_length,
+            name=args.name or None,
+        )
+        commands.finetune(ctx, args.qa_run, options=options, base=args.base)
+    elif c == "eval-retrieval":
+        options: dict[str, Any] = {
+            "include_bm25": args.bm25,
+            "split": None if args.split == "all" else args.split,
+            "primary_metric": args.primary_metric,
+        }
+        if args.dims:
+            options["dims"] = tuple(args.dims)
+        commands.eval_retrieval(ctx, args.qa_run, models=args.model, options=options)
+    elif c == "rag-eval":
+        commands.rag_eval(
+            ctx,
+            args.qa_run,
+            tuned=args.tuned,
+            base=args.base,
+            rag=_given(k=args.k, dim=args.dim, limit=args.limit),
+            metrics=[m.strip() for m in args.metrics.split(",") if m.strip()]
+            if args.metrics
+            else None,
+            repeats=args.repeats,
+            strictness=args.strictness,
+            judge_url=args.judge_url,
+            judge_model=args.judge_model,
+        )
+    elif c == "compare":
+        commands.compare(ctx, args.runs)
+    elif c == "report":
+        commands.report(ctx, args.runs, html=args.html, zip_path=args.zip_path, title=args.title)
+    elif c == "delete":
+        commands.delete(ctx, args.run, yes=args.yes)
+    elif c == "runs":
+        commands.runs(ctx, args.kind)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    apply_offline_env()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    ctx = commands.Context(Printer(args.quiet), Output(args.format, args.quiet))
+    try:
+        dispatch(args, ctx)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RagbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def console() -> None:
+    """The `ragbench` console script."""
+    sys.exit(main())
