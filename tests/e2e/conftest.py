@@ -117,7 +117,15 @@ def no_exception(tab) -> None:
     assert boxes.count() == 0, boxes.first.inner_text()
 
 
-def shoot(tab, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        tab.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+def shoot(tab, name: str, height: int = 1000) -> None:
+    """With RAGBENCH_SCREENSHOTS set, a picture of the page. Streamlit's main area scrolls inside
+    the page, so a full-page screenshot shows only the window: `height` makes the window tall
+    enough to hold the results below the fold."""
+    if not SHOTS:
+        return
+    Path(SHOTS).mkdir(parents=True, exist_ok=True)
+    size = tab.viewport_size
+    tab.set_viewport_size({"width": size["width"], "height": height})
+    tab.wait_for_timeout(1500)  # the charts re-render at the new size
+    tab.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+    tab.set_viewport_size(size)
