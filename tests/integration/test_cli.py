@@ -293,3 +293,38 @@ def test_usage_errors_leave_no_run_behind(tmp_path):
     empty = run_cli("import", str(bad), data=data)
     assert empty.returncode == 2 and "pass --question COLUMN and --chunk COLUMN" in empty.stderr
     assert not (data / "runs").exists() or not any((data / "runs").iterdir())
+
+
+def test_compare_report_and_delete_from_the_command_line(tmp_path):
+    """An imported file, a base-only evaluation, then compare, report (HTML and zip) and delete
+    (listing first, deleting only with --yes), as the Runs page does."""
+    data = tmp_path / "data"
+    qa_file, _ = write_catalogue_pairs(tmp_path)
+    imported = run_cli("--quiet", "import", str(qa_file), "--seed", "3", data=data)
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    qa_run = json.loads(imported.stdout.strip().splitlines()[-1])["qa_run"]
+    evaluated = run_cli("--quiet", "eval-retrieval", qa_run, "--dims", "128", data=data)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    eval_run = json.loads(evaluated.stdout.strip().splitlines()[-1])["retrieval_eval_run"]
+
+    compared = run_cli("compare", eval_run, data=data)  # run_cli is --quiet: JSON only
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    rows = json.loads(compared.stdout.strip().splitlines()[-1])["retrieval"]
+    assert {r["model"] for r in rows} == {"all-MiniLM-L6-v2", "random ranker"}
+    table = run_cli("--format", "table", "compare", eval_run, data=data)
+    assert table.stdout.startswith("retrieval (mean [95% CI]):") and "{" not in table.stdout
+    assert "random ranker" in table.stdout
+
+    html, archive = tmp_path / "report.html", tmp_path / "report.zip"
+    reported = run_cli("report", eval_run, "--html", str(html), "--zip", str(archive), data=data)
+    assert reported.returncode == 0, reported.stderr[-2000:]
+    assert "<html" in html.read_text(encoding="utf-8") and archive.stat().st_size > 0
+    assert run_cli("report", eval_run, data=data).returncode == 2  # where to? a usage error
+
+    listed = run_cli("delete", qa_run, data=data)
+    plan = json.loads(listed.stdout.strip().splitlines()[-1])
+    assert plan["deleted"] is False and plan["would_delete"] == [eval_run, qa_run]
+    assert (data / "runs" / qa_run).is_dir()  # nothing deleted without --yes
+    deleted = run_cli("--quiet", "delete", qa_run, "--yes", data=data)
+    assert json.loads(deleted.stdout.strip().splitlines()[-1])["runs"] == [eval_run, qa_run]
+    assert not (data / "runs" / qa_run).exists() and not (data / "runs" / eval_run).exists()
