@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.charts import ragas_bars_figure
+from core.charts.rag import ragas_bars_figure
 from core.config import LLMSettings
 from core.embeddings import ModelSpec, base_model_of
 from core.formatting import fmt
@@ -139,6 +139,11 @@ def setup_ui() -> dict | None:
         if hidden:
             st.caption(f"{hidden} model run(s) trained on another question set are hidden.")
         k = st.slider("Top-k passages", 1, 10, 5, key="rag_k")
+        hybrid = st.checkbox(
+            "Also answer with a hybrid: the tuned (or base) model + BM25, fused by rank",
+            value=False,
+            key="rag_hybrid",
+        )
         dim = st.selectbox(
             "Dimension",
             DIM_CHOICES,
@@ -162,7 +167,7 @@ def setup_ui() -> dict | None:
     n_questions = int(limit) or None
     estimate = estimate_judge_calls(n_questions or 1, ragas_config, int(k))
     per_retriever = sum(estimate.values())
-    retrievers = 2 if tuned_id else 1
+    retrievers = (2 if tuned_id else 1) + int(hybrid)
     st.caption(
         f"Judge requests before caching: about {per_retriever * retrievers:,}"
         + ("" if n_questions else " per question")
@@ -174,6 +179,7 @@ def setup_ui() -> dict | None:
         "qa_id": qa_id,
         "base": base,
         "tuned": ModelSpec("run", tuned_id) if tuned_id else None,
+        "hybrid": hybrid,
         "rag_config": RagConfig(k=int(k), dim=dim, limit=n_questions),
         "ragas_config": ragas_config,
         "settings": settings,
@@ -194,6 +200,11 @@ def run_ui(choice: dict) -> None:
             tuned = choice["tuned"]
             retrievers.append(
                 RetrieverChoice("tuned", cached_model(tuned.source, tuned.ref), tuned)
+            )
+        if choice["hybrid"]:
+            last = retrievers[-1]
+            retrievers.append(
+                RetrieverChoice(f"{last.label} + BM25", last.model, last.spec, hybrid=True)
             )
         embeddings = SentenceTransformerEmbeddings(
             base_model, label=f"{choice['base'].label} (base model)"

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.charts import (
-    context_caption,
+from core.charts.frontier import frontier_figure
+from core.charts.retrieval import (
     delta_bars_figure,
     metric_vs_dim_figure,
     similarity_figure,
     tradeoff_figure,
 )
+from core.charts.style import context_caption
 from core.embeddings import DEFAULT_MODEL_LABEL, ModelSpec, base_model_of
 from core.errors import RunError
 from core.evaluation.config import BM25_LABEL, SAMPLE_STS_CSV, RetrievalEvalConfig
 from core.evaluation.flips import compute_flips
+from core.evaluation.frontier import frontier_display
 from core.evaluation.metrics import metric_names
 from core.evaluation.results import (
     DELTAS_FILE,
@@ -99,10 +101,24 @@ def setup_ui() -> RetrievalEvalConfig | None:
             help="Empty: the model's native dimension and 512/256/128/64 below it.",
         )
         bm25 = st.checkbox("Add BM25 as a lexical baseline", value=True, key="reval_bm25")
+        hybrid = st.checkbox(
+            "Add hybrids: BM25 fused with each model (RRF, and a weighted sum tuned on validation)",
+            value=True,
+            key="reval_hybrid",
+        )
         chroma = st.checkbox(
             "Check against the Chroma collections where they exist", value=True, key="reval_chroma"
         )
         with st.expander("Statistics", expanded=False):
+            latency_size = st.number_input(
+                "Latency measured on (synthetic vectors)",
+                1_000,
+                2_000_000,
+                100_000,
+                step=50_000,
+                key="reval_latency_size",
+                help="What-to-ship latency: exact search over this many random vectors per cell.",
+            )
             resamples = st.number_input(
                 "Bootstrap resamples", 200, 20000, 2000, step=500, key="reval_boot"
             )
@@ -124,6 +140,8 @@ def setup_ui() -> RetrievalEvalConfig | None:
         dims=tuple(int(d) for d in dims),
         split=split,
         include_bm25=bm25,
+        hybrid=hybrid,
+        latency_size=int(latency_size),
         flip_k=int(flip_k),
         n_resamples=int(resamples),
         seed=int(seed),
@@ -156,6 +174,43 @@ def header_ui(result: RetrievalEvalResult, metric: str) -> None:
                 f"Chroma check, {report['model']} at {report['dim']}d: top-{report['k']} overlap "
                 f"{report['overlap']:.3f}, identical top-{report['k']} in {report['identical_rate']:.0%} of queries."
             )
+
+
+def ship_ui(result: RetrievalEvalResult) -> None:
+    """What to ship: the recommendation, the frontier chart and every cell, for the number of
+    chunks the team will run (core.evaluation.frontier)."""
+    if result.frontier is None or result.frontier.empty:
+        return
+    st.subheader("What to ship: model, dimension and precision")
+    n_vectors = st.number_input(
+        "Chunks in production",
+        1_000,
+        10_000_000_000,
+        result.deploy_size,
+        step=1_000_000,
+        key="reval_deploy_size",
+        help="The memory column and the recommendation are for this many vectors.",
+    )
+    recommendation = result.recommendation(int(n_vectors))
+    if recommendation is not None:
+        (st.success if recommendation.qualified else st.info)(recommendation.text)
+        picked = (recommendation.model, recommendation.dim, recommendation.cell)
+        figure = frontier_figure(result.frontier, result.primary_metric, picked)
+        st.plotly_chart(figure, key="reval_fig_frontier")
+    st.dataframe(
+        frontier_display(result.frontier, int(n_vectors), result.primary_metric),
+        hide_index=True,
+        key="reval_frontier_table",
+    )
+    st.caption(
+        "Each cell is searched exactly against the whole corpus: int8 calibrated on it, binary one "
+        "bit a dimension, rescoring re-ranks the top 40 by the float vectors a store keeps on "
+        "disk. Δ is against the base model at its native dim in float32 (Holm over all cells). "
+        "The recommendation is the smallest cell whose interval loses at most "
+        f"{float(result.config.get('frontier_tolerance') or 0.02):.2f} {result.primary_metric}. "
+        "Latency is numpy exact search on this machine (no int8 or popcount SIMD kernels, which a "
+        "vector store would use)."
+    )
 
 
 def verdict_ui(result: RetrievalEvalResult) -> None:
@@ -291,6 +346,7 @@ def results_ui(run_id: str) -> None:
             "of the difference excludes zero. The detectable Δ is the smallest difference these "
             "queries find with 80% power at Holm's strictest level."
         )
+    ship_ui(result)
     st.subheader("Matryoshka trade-off")
     st.plotly_chart(
         tradeoff_figure(result.metrics, result.tradeoff, metric), key="reval_fig_tradeoff"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.charts import comparison_figure, ragas_comparison_figure
+from core.charts.comparison import comparison_figure, ragas_comparison_figure
 from core.deletion import delete_with_dependants
 from core.report.comparison import EVAL_KINDS, HEADLINE_METRICS, Comparison, compare_runs
 from core.report.export import build_report, report_zip

@@ -265,12 +265,14 @@ def rag_eval(
     strictness: int = 3,
     judge_url: str = "",
     judge_model: str = "",
+    hybrid: bool = False,
 ) -> str:
     """Answer with the base (and tuned) retriever and score with RAGAS; the ragas_eval run id.
 
     The answering LLM comes from the RAGBENCH_LLM_* settings (the embedded model by default);
     the judge is that same LLM unless --judge-url names another OpenAI-compatible server. With
-    only judge-free metrics (the default with the embedded model) no judge is used at all."""
+    only judge-free metrics (the default with the embedded model) no judge is used at all.
+    `hybrid` adds a third retriever: the tuned (or base) model + BM25, fused by rank."""
     from core.config import LLMSettings
     from core.embeddings import base_model_of, load_model
     from core.llm.client import make_llm
@@ -304,6 +306,9 @@ def rag_eval(
     retrievers = [RetrieverChoice("base", base_model, base_spec)]
     if tuned_spec is not None:
         retrievers.append(RetrieverChoice("tuned", load_model(tuned_spec), tuned_spec))
+    if hybrid:
+        last = retrievers[-1]
+        retrievers.append(RetrieverChoice(f"{last.label} + BM25", last.model, last.spec, True))
     run = compare_retrievers(
         qa_run,
         retrievers,

@@ -93,6 +93,7 @@ def run_loop(ctx: Context, config_path: Path) -> dict[str, str]:
             rag=rag.get("options", {}),
             metrics=rag.get("metrics"),
             repeats=int(rag.get("repeats", 1)),
+            hybrid=bool(rag.get("hybrid", False)),
         )
     ctx.out.emit(
         {"stage": "loop", "runs": ids}, "runs: " + ", ".join(f"{k} {v}" for k, v in ids.items())

@@ -114,6 +114,10 @@ def _models(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--bm25", action="store_true")
     p.add_argument("--split", default="test", choices=SPLITS, help="all: every accepted question")
     p.add_argument("--primary-metric", default="ndcg@10", help="its Holm-adjusted tests decide")
+    p.add_argument("--hybrid", action="store_true", help="add BM25 fused with each model")
+    p.add_argument("--no-frontier", action="store_true", help="skip the dim x precision cells")
+    p.add_argument("--deploy-size", type=int, help="chunks in production (memory, advice)")
+    p.add_argument("--latency-size", type=int, help="synthetic vectors to time each cell on")
     p = sub.add_parser("rag-eval", parents=[common], help="RAG answers scored with RAGAS")
     p.add_argument("qa_run")
     p.add_argument("--tuned", help="the tuned retriever: run:MODEL_RUN (none: the base alone)")
@@ -126,6 +130,7 @@ def _models(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--strictness", type=int, default=3)
     p.add_argument("--judge-url", default="", help="an OpenAI-compatible judge (default: the LLM)")
     p.add_argument("--judge-model", default="")
+    p.add_argument("--hybrid", action="store_true", help="also the tuned (or base) model + BM25")
 
 
 def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -212,6 +217,9 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
             "include_bm25": args.bm25,
             "split": None if args.split == "all" else args.split,
             "primary_metric": args.primary_metric,
+            "hybrid": args.hybrid,
+            "frontier": not args.no_frontier,
+            **_given(deploy_size=args.deploy_size, latency_size=args.latency_size),
         }
         if args.dims:
             options["dims"] = tuple(args.dims)
@@ -230,6 +238,7 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
             strictness=args.strictness,
             judge_url=args.judge_url,
             judge_model=args.judge_model,
+            hybrid=args.hybrid,
         )
     elif c == "compare":
         commands.compare(ctx, args.runs)

@@ -66,8 +66,20 @@ def retrieval_text(result: RetrievalEvalResult) -> str:
             f"tuned minus base ({result.primary_metric} is primary; the rest exploratory):",
             frame_text(shown.drop(columns=["warning"])),
         ]
+    lines += frontier_lines(result)
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
+
+
+def frontier_lines(result: RetrievalEvalResult) -> list[str]:
+    """What to ship: the recommendation and every (model, dim, precision) cell."""
+    from core.evaluation.frontier import frontier_display
+
+    recommendation = result.recommendation()
+    if result.frontier is None or result.frontier.empty or recommendation is None:
+        return []
+    shown = frontier_display(result.frontier, result.deploy_size, result.primary_metric)
+    return ["", f"what to ship: {recommendation.text}", frame_text(shown)]
 
 
 def retrieval_json(result: RetrievalEvalResult) -> dict[str, Any]:
@@ -85,6 +97,8 @@ def retrieval_json(result: RetrievalEvalResult) -> dict[str, Any]:
         "metrics": result.metrics.to_dict("records"),
         "deltas": result.deltas.to_dict("records"),
         "random_baseline": result.random_baseline,
+        "frontier": [] if result.frontier is None else result.frontier.to_dict("records"),
+        "recommendation": (rec := result.recommendation()) and rec.to_dict(),
         "warnings": result.warnings,
     }
 

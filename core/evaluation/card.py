@@ -42,6 +42,11 @@ def eval_section(result: RetrievalEvalResult, label: str) -> str:
         "",
         f"**Verdict:** {headline.text if headline else 'no comparison with the base'}",
         "",
+        *(
+            [f"**What to ship:** {rec.text}", ""]
+            if (rec := result.recommendation()) is not None
+            else []
+        ),
         header,
         "|" + "---:|" * len(table.columns),
         *("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from core.config import SAMPLE_DIR
 from core.embeddings import (
@@ -13,10 +13,6 @@ from core.embeddings import (
 from core.evaluation.verdict import (
     PRIMARY_METRIC,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 DIMS_BELOW_NATIVE = (512, 256, 128, 64)
 
@@ -39,6 +35,11 @@ class RetrievalEvalConfig:
     dims: tuple[int, ...] = ()  # empty: native plus 512/256/128/64 below it, per model
     split: Literal["train", "validation", "test"] | None = "test"  # None: every accepted item
     include_bm25: bool = False
+    hybrid: bool = False  # BM25 fused with each dense model at its native dim (RRF and weighted)
+    frontier: bool = True  # every (model, dim, precision) cell, the frontier, a recommendation
+    latency_size: int = 100_000  # synthetic vectors the frontier's latency is measured on
+    deploy_size: int = 1_000_000  # chunks in production: the memory figures and recommendation
+    frontier_tolerance: float = 0.02  # of the primary metric a smaller cell may lose
     flip_k: int = 5
     n_resamples: int = 2000
     n_permutations: int = 10000
@@ -58,6 +59,11 @@ class RetrievalEvalConfig:
             "dims": list(self.dims),
             "split": self.split,
             "include_bm25": self.include_bm25,
+            "hybrid": self.hybrid,
+            "frontier": self.frontier,
+            "latency_size": self.latency_size,
+            "deploy_size": self.deploy_size,
+            "frontier_tolerance": self.frontier_tolerance,
             "flip_k": self.flip_k,
             "n_resamples": self.n_resamples,
             "n_permutations": self.n_permutations,

@@ -1,16 +1,17 @@
 """A retrieval_eval run's results as tables, and their files: metrics.csv, deltas.csv, tradeoff.csv,
-per_query.jsonl, flips.json, similarity.csv and result.json."""
+frontier.csv, per_query.jsonl, flips.json, similarity.csv and result.json."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from core.errors import RunError
+from core.evaluation.frontier import DEFAULT_TOLERANCE, Recommendation, recommend
 from core.evaluation.verdict import (
     PRIMARY_METRIC,
     Headline,
@@ -20,28 +21,13 @@ from core.evaluation.verdict import (
 )
 from core.runs.folders import Run, load_run, write_text_atomic
 
-if TYPE_CHECKING:
-    pass
-
-
 METRICS_FILE = "metrics.csv"
-
-
 DELTAS_FILE = "deltas.csv"
-
-
 TRADEOFF_FILE = "tradeoff.csv"
-
-
+FRONTIER_FILE = "frontier.csv"
 PER_QUERY_FILE = "per_query.jsonl"
-
-
 FLIPS_FILE = "flips.json"
-
-
 SIMILARITY_FILE = "similarity.csv"
-
-
 RESULT_FILE = "result.json"
 
 
@@ -68,6 +54,7 @@ class RetrievalEvalResult:
     random_baseline: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     gold_counts: dict[str, int] = field(default_factory=dict)  # gold chunks -> questions
+    frontier: pd.DataFrame | None = None  # core.evaluation.frontier: every (model, dim, precision)
 
     @property
     def primary_metric(self) -> str:
@@ -76,6 +63,25 @@ class RetrievalEvalResult:
     @property
     def confidence(self) -> float:
         return float(self.config.get("confidence") or 0.95)
+
+    @property
+    def deploy_size(self) -> int:
+        return int(self.config.get("deploy_size") or 1_000_000)
+
+    def recommendation(self, n_vectors: int | None = None) -> Recommendation | None:
+        """What to ship (core.evaluation.frontier.recommend) for `n_vectors` chunks in production
+        (the configured deployment size by default); None without a frontier."""
+        if self.frontier is None or self.frontier.empty:
+            return None
+        return recommend(
+            self.frontier,
+            self.primary_metric,
+            self.n_queries,
+            tolerance=float(self.config.get("frontier_tolerance") or DEFAULT_TOLERANCE),
+            n_vectors=n_vectors or self.deploy_size,
+            confidence=self.confidence,
+            corpus_size=self.corpus_size,
+        )
 
     def headlines(self) -> list[Headline]:
         """The headline verdict of each tuned model on the primary metric (core.evaluation.verdict)."""
@@ -130,6 +136,9 @@ def save_retrieval_eval(run: Run, result: RetrievalEvalResult) -> None:
     run.write_json(FLIPS_FILE, result.flips)
     if result.similarity is not None:
         write_text_atomic(run.artifact(SIMILARITY_FILE), result.similarity.to_csv(index=False))
+    if result.frontier is not None:
+        write_text_atomic(run.artifact(FRONTIER_FILE), result.frontier.to_csv(index=False))
+    recommendation = result.recommendation()
     run.write_json(
         RESULT_FILE,
         {
@@ -146,6 +155,7 @@ def save_retrieval_eval(run: Run, result: RetrievalEvalResult) -> None:
             "config": result.config,
             "gold_counts": result.gold_counts,
             "headlines": [h.to_dict() for h in result.headlines()],
+            "recommendation": recommendation.to_dict() if recommendation else None,
         },
     )
 
@@ -204,6 +214,9 @@ def load_retrieval_eval(run: Run | str) -> RetrievalEvalResult:
         per_query=per_query,
         flips=run.read_json(FLIPS_FILE),
         similarity=pd.read_csv(similarity_path) if similarity_path.exists() else None,
+        frontier=pd.read_csv(run.artifact(FRONTIER_FILE))
+        if run.artifact(FRONTIER_FILE).exists()
+        else None,
         chroma=info.get("chroma", []),
         warnings=info.get("warnings", []),
         random_baseline=info.get("random_baseline", {}),

@@ -223,7 +223,7 @@ def deltas_frame(
     base = {s.dim: s for s in scored if s.label == base_label}
     rows = []
     for s in scored:
-        if s.kind != "tuned" or s.dim not in base:
+        if s.kind not in ("tuned", "hybrid") or s.dim not in base:
             continue
         for name in metric_names(KS):
             cmp = compare_paired(
@@ -294,7 +294,7 @@ def tradeoff_frame(scored: Sequence[DimScores]) -> pd.DataFrame:
                 "latency_ms": s.latency_ms,
             }
             for s in scored
-            if s.dim is not None
+            if s.dim is not None and s.kind != "hybrid"
         ],
         columns=["model", "dim", "bytes_per_vector", "latency_ms"],
     )

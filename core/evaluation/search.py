@@ -95,6 +95,20 @@ def tokenize_bm25(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
+def bm25_index(corpus_texts: Sequence[str]):  # noqa: ANN201 - a rank_bm25.BM25Okapi
+    """BM25 (Okapi) over the corpus's word tokens (an empty chunk gets a placeholder token)."""
+    from rank_bm25 import BM25Okapi
+
+    return BM25Okapi([tokenize_bm25(t) or ["\u2205"] for t in corpus_texts])
+
+
+def bm25_scores(index, queries: Sequence[str]) -> np.ndarray:  # noqa: ANN001
+    """(n, N) BM25 scores of every query against every chunk."""
+    if not queries:
+        return np.zeros((0, index.corpus_size))
+    return np.stack([index.get_scores(tokenize_bm25(q)) for q in queries])
+
+
 def search_bm25(
     corpus_texts: Sequence[str],
     queries: Sequence[str],
@@ -103,15 +117,13 @@ def search_bm25(
     block: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
     """BM25 (Okapi) top-k indices and scores per query, (n, min(k, N)) each, ties by chunk id."""
-    from rank_bm25 import BM25Okapi
-
-    bm25 = BM25Okapi([tokenize_bm25(t) or ["\u2205"] for t in corpus_texts])
+    bm25 = bm25_index(corpus_texts)
     kk = min(k, len(corpus_texts))
     idx = np.zeros((len(queries), kk), dtype=np.int64)
     val = np.zeros((len(queries), kk), dtype=np.float32)
     for start in range(0, len(queries), block):
         batch = queries[start : start + block]
-        scores = np.stack([bm25.get_scores(tokenize_bm25(q)) for q in batch])  # (b, N)
+        scores = bm25_scores(bm25, batch)  # (b, N)
         top, top_scores = top_k_from_scores(scores, kk, tie_ranks)
         idx[start : start + len(batch)], val[start : start + len(batch)] = top, top_scores
     return idx, val

@@ -23,7 +23,6 @@ How it works:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +32,8 @@ import pandas as pd
 from core.config import ChromaSettings
 from core.documents.corpus import Chunk, load_chunks
 from core.embeddings import (
-    ModelSpec,
     document_prompt,
+    encode_texts,
     native_dim,
     query_prompt,
     truncate_normalize,
@@ -44,11 +43,14 @@ from core.evaluation.card import write_eval_result
 from core.evaluation.chroma_check import chroma_report
 from core.evaluation.config import BM25_LABEL, TOP_SAVED, RetrievalEvalConfig, dims_for
 from core.evaluation.flips import collect_flips
+from core.evaluation.frontier import Cell, frontier_with_latency, score_cells
+from core.evaluation.hybrid import score_hybrids
 from core.evaluation.metrics import (
     KS,
     SEARCH_DEPTH,
     metric_names,
 )
+from core.evaluation.models import check_model_lineage, model_labels, model_run_note
 from core.evaluation.results import RetrievalEvalResult, save_retrieval_eval
 from core.evaluation.scoring import (
     DimScores,
@@ -63,7 +65,7 @@ from core.evaluation.scoring import (
     score_ranking,
     tradeoff_frame,
 )
-from core.evaluation.search import id_tie_ranks, search_bm25
+from core.evaluation.search import bm25_index, bm25_scores, id_tie_ranks, search_bm25
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
 from core.evaluation.statistics import (
     MIN_QUERIES,
@@ -74,71 +76,13 @@ from core.progress import ProgressCallback, ProgressTracker, StopCheck
 from core.questions.dataset import QAItem, load_qa
 from core.runs.folders import Run, create_run, load_run
 from core.runs.guard import stage_run
-from core.runs.lineage import check_same_lineage
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
     from core.evaluation.config import RetrievalEvalConfig
+    from core.evaluation.models import ModelLoader
     from core.evaluation.scoring import DimScores
 
 logger = logging.getLogger(__name__)
-
-
-ModelLoader = Callable[[ModelSpec], "SentenceTransformer"]
-
-
-def _check_model_lineage(spec: ModelSpec, qa_run: Run) -> Run | None:
-    if spec.source != "run":
-        return None
-    model_run = load_run(spec.ref)
-    if model_run.kind != "model":
-        raise ConfigError(f"Run {spec.ref} is a {model_run.kind} run, not a model run.")
-    check_same_lineage(model_run, qa_run, kind="corpus")
-    check_same_lineage(model_run, qa_run, kind="qa")
-    return model_run
-
-
-def model_run_note(model_run: Run | None, label: str) -> str | None:
-    """A warning for a model run that did not finish its training (stopped by the user): its
-    weights are those saved at the stop, and resuming makes a new model run."""
-    if model_run is None or model_run.manifest.status != "stopped":
-        return None
-    steps = model_run.manifest.summary.get("steps")
-    at = f" at step {steps}" if steps is not None else ""
-    return (
-        f"{label} is a stopped fine-tune (run {model_run.id}): training was stopped{at} before "
-        "its last epoch, so these figures describe the weights saved at the stop. Resuming it "
-        "makes a new model run; these figures stay tied to the stopped one."
-    )
-
-
-def model_labels(specs: Sequence[ModelSpec], runs: Sequence[Run | None] = ()) -> list[str]:
-    """Display labels: a model run's name (with its id's tail when two names clash), else the
-    spec's label. The same model listed twice is refused."""
-    keys = [(s.source, s.ref) for s in specs]
-    repeated = sorted({specs[i].label for i, k in enumerate(keys) if keys.count(k) > 1})
-    if repeated:
-        raise ConfigError(
-            f"The same model is listed twice: {', '.join(repeated)}.", fix="list each model once"
-        )
-    runs = list(runs) or [None] * len(specs)
-    labels = [
-        r.manifest.name if r is not None and r.manifest.name else s.label
-        for s, r in zip(specs, runs, strict=True)
-    ]
-    taken = [*labels, BM25_LABEL]
-    for i, (spec, run) in enumerate(zip(specs, runs, strict=True)):
-        if taken.count(labels[i]) > 1 and run is not None:
-            labels[i] = f"{labels[i]} ({run.id[-6:]})"
-        elif taken.count(labels[i]) > 1 and labels[i] != spec.label:
-            labels[i] = spec.label
-    clashes = sorted({x for x in labels if [*labels, BM25_LABEL].count(x) > 1})
-    if clashes:
-        raise ConfigError(
-            f"Two models would share the name {', '.join(clashes)}.", fix="rename one of them"
-        )
-    return labels
 
 
 @dataclass(frozen=True)
@@ -154,6 +98,8 @@ class _Inputs:
     tie_ranks: np.ndarray  # (N,) each chunk's position in ascending id order
     labels: list[str]
     model_runs: list[Run | None]
+    val_items: list[QAItem] = field(default_factory=list)  # picks the hybrid's weight
+    val_gold: list[list[int]] = field(default_factory=list)
 
     @property
     def texts(self) -> list[str]:
@@ -185,7 +131,7 @@ def _resolve(config: RetrievalEvalConfig) -> _Inputs:
     corpus_run_id = qa_run.manifest.parents.get("corpus")
     if not corpus_run_id:
         raise RunError(f"QA run {qa_run.id} names no corpus run.", fix="regenerate the questions")
-    model_runs = [_check_model_lineage(spec, qa_run) for spec in config.models]
+    model_runs = [check_model_lineage(spec, qa_run) for spec in config.models]
     labels = model_labels(config.models, model_runs)
     items = load_qa(qa_run, split=config.split)
     if not items:
@@ -200,6 +146,9 @@ def _resolve(config: RetrievalEvalConfig) -> _Inputs:
         )
     chunk_ids = [c.id for c in chunks]
     index_of = {cid: i for i, cid in enumerate(chunk_ids)}
+    val_items = (
+        load_qa(qa_run, split="validation") if config.hybrid and config.split == "test" else []
+    )
     return _Inputs(
         config=config,
         qa_run=qa_run,
@@ -210,6 +159,8 @@ def _resolve(config: RetrievalEvalConfig) -> _Inputs:
         tie_ranks=id_tie_ranks(chunk_ids),
         labels=labels,
         model_runs=model_runs,
+        val_items=val_items,
+        val_gold=gold_indices(val_items, index_of, corpus_run_id),
     )
 
 
@@ -259,6 +210,8 @@ class _Scored:
     chroma: list[dict[str, Any]] = field(default_factory=list)
     loaded: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)  # the frontier's (model, dim, precision)
+    bm25: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (n, N) BM25 scores
 
 
 def _score_model(
@@ -290,9 +243,17 @@ def _score_model(
         should_stop=tracker.should_stop,
     )
     chunk_ids = [c.id for c in inputs.chunks]
-    for result in score_dims(
+    results = score_dims(
         corpus_native, query_native, inputs.gold, dims, inputs.tie_ranks, label=label, kind=kind
-    ):
+    )
+    if config.frontier:
+        floats = {r.dim: r.per_query for r in results}
+        out.cells += score_cells(
+            label, kind, corpus_native, query_native, inputs.gold, dims, inputs.tie_ranks, floats
+        )
+    if config.hybrid:
+        _score_hybrids(model, label, native, corpus_native, query_native, inputs, out)
+    for result in results:
         out.scores.append(result)
         if config.chroma_check is False:
             continue
@@ -325,6 +286,41 @@ def _score_model(
         }
     )
     tracker.advance(1, f"{label} scored at dims {dims}")
+
+
+def _score_hybrids(
+    model: Any,
+    label: str,
+    native: int,
+    corpus_native: np.ndarray,
+    query_native: np.ndarray,
+    inputs: _Inputs,
+    out: _Scored,
+) -> None:
+    """BM25 fused with this model at its native dim (core.evaluation.hybrid)."""
+    val_queries = None
+    if inputs.val_items:
+        val_queries = encode_texts(
+            model,
+            [i.question for i in inputs.val_items],
+            prompt=query_prompt(model),
+            batch_size=inputs.config.batch_size,
+        )  # (n_val, native)
+    fused = score_hybrids(
+        label,
+        native,
+        corpus_native,
+        query_native,
+        out.bm25,
+        inputs.gold,
+        inputs.tie_ranks,
+        inputs.config.primary_metric,
+        val_queries=val_queries,
+        val_gold=inputs.val_gold,
+    )
+    for scores, info in fused:
+        out.scores.append(scores)
+        out.models.append(info)
 
 
 def _score_bm25(inputs: _Inputs, tracker: ProgressTracker, out: _Scored) -> None:
@@ -383,6 +379,10 @@ def _evaluate(
     config, labels, n = inputs.config, inputs.labels, len(inputs.items)
     scored = _Scored(warnings=_input_warnings(inputs))
     tracker.report("starting")
+    if config.hybrid:
+        index = bm25_index(inputs.texts)
+        scored.bm25["test"] = bm25_scores(index, inputs.questions)
+        scored.bm25["validation"] = bm25_scores(index, [i.question for i in inputs.val_items])
     for index in range(len(config.models)):
         _score_model(index, inputs, loader, chroma_settings, tracker, scored)
     if config.include_bm25:
@@ -392,6 +392,7 @@ def _evaluate(
     deltas = deltas_frame(scored.scores, labels[0], config)
     per_query = per_query_frame(scored.scores, inputs.items, inputs.chunks)
     dims_of = {m["label"]: list(m["dims"]) for m in scored.models}
+    compared = [labels[0], *(m["label"] for m in scored.models if m["kind"] in ("tuned", "hybrid"))]
     texts = {c.id: c.text for c in inputs.chunks}
     similarity = _similarity(inputs, scored, tracker)
     if n >= MIN_QUERIES:
@@ -411,13 +412,14 @@ def _evaluate(
         deltas=deltas,
         tradeoff=tradeoff_frame(scored.scores),
         per_query=per_query,
-        flips=collect_flips(per_query, labels, dims_of, texts, config.flip_k),
+        flips=collect_flips(per_query, compared, dims_of, texts, config.flip_k),
         similarity=similarity,
         chroma=scored.chroma,
         warnings=scored.warnings,
         random_baseline=baseline,
         config=config.to_dict(),
         gold_counts=gold_counts(inputs.gold),
+        frontier=_frontier(inputs, scored, tracker) if config.frontier else None,
     )
     save_retrieval_eval(run, result)
     _update_model_cards(result, labels, inputs.model_runs)
@@ -431,6 +433,22 @@ def _evaluate(
     )
     tracker.report("done")
     return result
+
+
+def _frontier(inputs: _Inputs, scored: _Scored, tracker: ProgressTracker) -> pd.DataFrame:
+    config = inputs.config
+    tracker.report(f"frontier: latency on {config.latency_size:,} synthetic vectors")
+    base = next(m for m in scored.models if m["label"] == inputs.labels[0])
+    return frontier_with_latency(
+        scored.cells,
+        (base["label"], int(base["native_dim"])),
+        config.primary_metric,
+        latency_size=config.latency_size,
+        n_resamples=config.n_resamples,
+        n_permutations=config.n_permutations,
+        confidence=config.confidence,
+        seed=config.seed,
+    )
 
 
 def _update_model_cards(

@@ -196,7 +196,11 @@ def _headline_text(
 ) -> tuple[str, list, list]:
     rows = part.sort_values("dim", ascending=False)
     m = len(rows)
-    family = f"{metric}, primary metric, Holm-adjusted over {m} dim{'s' if m != 1 else ''}"
+    family = (
+        f"{metric}, primary metric, Holm-adjusted over {m} dims"
+        if m > 1
+        else f"{metric}, primary metric, one test"
+    )
     better = [int(d) for d, s in zip(rows["dim"], rows["direction"], strict=True) if s == "better"]
     worse = [int(d) for d, s in zip(rows["dim"], rows["direction"], strict=True) if s == "worse"]
     sentences = []
@@ -211,9 +215,8 @@ def _headline_text(
         sentences.append(f"{model} is significantly {word} {base} at {', '.join(cells)}")
     undecided = rows[~rows["significant"].astype(bool)]
     if not sentences:
-        sentences.append(
-            f"No significant difference between {model} and {base} at any of the {m} dims"
-        )
+        where = f"at {int(rows['dim'].iloc[0])}d" if m == 1 else f"at any of the {m} dims"
+        sentences.append(f"No significant difference between {model} and {base} {where}")
     elif not undecided.empty:
         dims = ", ".join(f"{int(d)}d" for d in undecided["dim"])
         sentences.append(f"not significant at {dims}")

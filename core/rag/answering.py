@@ -35,6 +35,7 @@ from core.progress import ProgressCallback, ProgressTracker, StopCheck
 from core.questions.dataset import QAItem, load_qa
 from core.rag.chain import (
     PROMPT_VERSION,
+    bm25_search,
     build_rag_chain,
     chroma_search,
     make_chat_model,
@@ -93,6 +94,7 @@ class RagConfig:
     max_context_chars: int = 2000  # per passage in the prompt (the full text is kept in the sample)
     split: str | None = "test"
     limit: int | None = None  # answer only the first N questions (a quick demo)
+    hybrid: bool = False  # fuse the dense hits with BM25 by reciprocal rank fusion
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -122,7 +124,8 @@ def answer_questions(
     """Answer every question with the RAG chain; a question whose LLM call failed keeps its
     retrieved contexts, an empty response and the error (it is never dropped)."""
     by_id = {c.id: c for c in chunks}
-    retriever = make_retriever(encode, search, chunks, k=config.k)
+    lexical = bm25_search(chunks) if config.hybrid else None
+    retriever = make_retriever(encode, search, chunks, k=config.k, lexical=lexical)
     chain = build_rag_chain(
         retriever,
         make_chat_model(llm, config.temperature, config.max_tokens),

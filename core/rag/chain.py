@@ -39,6 +39,9 @@ QueryEncoder = Callable[[list[str]], np.ndarray]
 
 # Top-k (chunk id, similarity) per query embedding.
 SearchFn = Callable[[np.ndarray, int], list[list[tuple[str, float]]]]
+# Top-k (chunk id, score) per question text (BM25), fused with the dense hits by RRF.
+LexicalSearchFn = Callable[[list[str], int], list[list[tuple[str, float]]]]
+FUSION_DEPTH = 100  # hits per list fused by RRF, as in retrieval eval
 
 
 def model_query_encoder(model: Any, dim: int | None = None, batch_size: int = 32) -> QueryEncoder:
@@ -58,24 +61,41 @@ def model_query_encoder(model: Any, dim: int | None = None, batch_size: int = 32
 
 
 def exact_search(chunk_ids: Sequence[str], embeddings: np.ndarray) -> SearchFn:
-    """Exact cosine search over in-memory L2-normalised chunk embeddings (n_chunks, dim);
-    ties go to the smaller chunk id, as in retrieval eval."""
+    """Exact cosine search over in-memory L2-normalised chunk embeddings (n_chunks, dim), the
+    same search as retrieval eval's (core.evaluation.search): ties go to the smaller chunk id."""
+    from core.evaluation.search import id_tie_ranks, search_exact
+
     ids = list(chunk_ids)
     corpus = np.asarray(embeddings, dtype=np.float32)
     if corpus.ndim != 2 or corpus.shape[0] != len(ids):
         raise ConfigError(f"Expected ({len(ids)}, dim) chunk embeddings, got {corpus.shape}.")
-    tie = np.argsort(np.argsort(np.array(ids, dtype=object)))  # rank of each id in sorted order
+    ties = id_tie_ranks(ids)
 
     def search(queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         q = np.asarray(queries, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        scores = q @ corpus.T  # (n_queries, n_chunks)
-        out = []
-        for row in scores:
-            order = np.lexsort((tie, -row))[:k]
-            out.append([(ids[i], float(row[i])) for i in order])
-        return out
+        top, scores = search_exact(q[None, :] if q.ndim == 1 else q, corpus, k, ties)
+        return [
+            [(ids[int(i)], float(v)) for i, v in zip(row, vals, strict=True)]
+            for row, vals in zip(top, scores, strict=True)
+        ]
+
+    return search
+
+
+def bm25_search(chunks: Sequence[Chunk]) -> LexicalSearchFn:
+    """BM25 over the chunks' texts (core.evaluation.search), for a hybrid retriever."""
+    from core.evaluation.search import bm25_index, bm25_scores, id_tie_ranks, top_k_from_scores
+
+    ids = [c.id for c in chunks]
+    index = bm25_index([c.text for c in chunks])
+    ties = id_tie_ranks(ids)
+
+    def search(questions: list[str], k: int) -> list[list[tuple[str, float]]]:
+        top, scores = top_k_from_scores(bm25_scores(index, questions), k, ties)
+        return [
+            [(ids[int(i)], float(v)) for i, v in zip(row, vals, strict=True)]
+            for row, vals in zip(top, scores, strict=True)
+        ]
 
     return search
 
@@ -110,6 +130,7 @@ def _langchain_classes() -> tuple[type, type]:
         search: Any
         chunks: dict[str, Any]
         k: int = 5
+        lexical: Any = None  # with BM25: the two rankings fused by RRF (a hybrid retriever)
         _prefetched: dict[str, list[tuple[str, float]]] = PrivateAttr(default_factory=dict)
         _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
@@ -118,7 +139,7 @@ def _langchain_classes() -> tuple[type, type]:
             todo = [q for q in dict.fromkeys(questions) if q not in self._prefetched]
             if not todo:
                 return
-            hits = self.search(self.encode(todo), self.k)
+            hits = self._search(todo)
             if len(hits) != len(todo):
                 raise RunError(
                     f"Search returned {len(hits)} result lists for {len(todo)} questions."
@@ -130,8 +151,17 @@ def _langchain_classes() -> tuple[type, type]:
             with self._lock:
                 hit = self._prefetched.get(query)
             if hit is None:
-                hit = self.search(self.encode([query]), self.k)[0]
+                hit = self._search([query])[0]
             return hit
+
+        def _search(self, questions: list[str]) -> list[list[tuple[str, float]]]:
+            if self.lexical is None:
+                return self.search(self.encode(questions), self.k)
+            from core.evaluation.hybrid import fuse_hits
+
+            dense = self.search(self.encode(questions), FUSION_DEPTH)
+            lexical = self.lexical(questions, FUSION_DEPTH)
+            return [fuse_hits(d, w, self.k) for d, w in zip(dense, lexical, strict=True)]
 
         def _get_relevant_documents(
             self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -220,11 +250,17 @@ def _text_of(message: Any) -> str:
 
 
 def make_retriever(
-    encode: QueryEncoder, search: SearchFn, chunks: Sequence[Chunk], k: int = 5
+    encode: QueryEncoder,
+    search: SearchFn,
+    chunks: Sequence[Chunk],
+    k: int = 5,
+    lexical: LexicalSearchFn | None = None,
 ) -> Any:
-    """A LangChain retriever over our chunks (returns Documents with chunk_id, score, rank)."""
+    """A LangChain retriever over our chunks (returns Documents with chunk_id, score, rank);
+    with `lexical`, a hybrid: dense and BM25 hits fused by reciprocal rank fusion."""
     retriever_cls, _ = _langchain_classes()
-    return retriever_cls(encode=encode, search=search, chunks={c.id: c for c in chunks}, k=k)
+    by_id = {c.id: c for c in chunks}
+    return retriever_cls(encode=encode, search=search, chunks=by_id, k=k, lexical=lexical)
 
 
 def make_chat_model(llm: LLM, temperature: float = 0.0, max_tokens: int = 256) -> Any:

@@ -3,6 +3,7 @@ with RAGAS (core.rag.scoring) into a ragas_eval run, and re-score only the faile
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -246,6 +247,7 @@ class RetrieverChoice:
     label: str
     model: Any
     spec: Any  # core.embeddings.ModelSpec
+    hybrid: bool = False  # the model's hits fused with BM25 (reciprocal rank fusion)
 
 
 def compare_retrievers(
@@ -277,7 +279,7 @@ def compare_retrievers(
             model=choice.model,
             model_spec=choice.spec,
             llm=llm,
-            config=rag_config,
+            config=dataclasses.replace(rag_config, hybrid=choice.hybrid),
             chroma=chroma,
             retriever_label=choice.label,
             on_progress=on_progress,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from core.charts import comparison_figure, ragas_comparison_figure
+from core.charts.comparison import comparison_figure, ragas_comparison_figure
 from core.report.comparison import HEADLINE_METRICS, _run_label, _short
 from core.report.redaction import redact, scrub_text
 from core.report.tables import (
@@ -187,7 +187,7 @@ def _flips_html(result: RetrievalEvalResult) -> str:
 def _retrieval_html(
     run: Run, result: RetrievalEvalResult, headline: pd.DataFrame, figures: _Figures
 ) -> str:
-    from core.charts import (
+    from core.charts.retrieval import (
         delta_bars_figure,
         metric_vs_dim_figure,
         similarity_figure,
@@ -229,6 +229,7 @@ def _retrieval_html(
         parts.append("<h3>Tuned vs base: deltas</h3>")
         parts.append(_table(deltas_table(result), numeric=("base", "tuned", "delta")))
         parts.append(figures.div(delta_bars_figure(result.deltas, "ndcg@10")))
+    parts.append(_ship_html(result, figures))
     if not result.tradeoff.empty:
         parts.append("<h3>Matryoshka trade-off</h3>")
         parts.append(figures.div(tradeoff_figure(result.metrics, result.tradeoff, "ndcg@10")))
@@ -259,6 +260,27 @@ def _retrieval_html(
     return "".join(parts)
 
 
+def _ship_html(result: RetrievalEvalResult, figures: _Figures) -> str:
+    """What to ship: the recommendation, the frontier chart and every cell."""
+    from core.charts.frontier import frontier_figure
+    from core.evaluation.frontier import frontier_display
+
+    recommendation = result.recommendation()
+    if result.frontier is None or result.frontier.empty or recommendation is None:
+        return ""
+    picked = (recommendation.model, recommendation.dim, recommendation.cell)
+    shown = frontier_display(result.frontier, result.deploy_size, result.primary_metric)
+    return (
+        "<h3>What to ship: model, dimension and precision</h3>"
+        f"<p><b>{_e(recommendation.text)}</b></p>"
+        + figures.div(frontier_figure(result.frontier, result.primary_metric, picked))
+        + _table(shown)
+        + "<p class='caption'>Every cell is searched exactly against the whole corpus; Δ is "
+        "against the base at its native dim in float32, Holm-adjusted over all cells. Latency "
+        "is numpy exact search on the machine that ran the evaluation.</p>"
+    )
+
+
 def _ragas_html(
     run: Run,
     result: RagasEvalResult,
@@ -266,7 +288,7 @@ def _ragas_html(
     context: Mapping[str, Any],
     figures: _Figures,
 ) -> str:
-    from core.charts import ragas_bars_figure
+    from core.charts.rag import ragas_bars_figure
     from core.rag.summary import summary_table
 
     parts = [

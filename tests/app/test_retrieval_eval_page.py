@@ -115,6 +115,11 @@ def test_page_shows_a_finished_run_and_says_not_significant(app, finished_eval):
     assert "Gold chunks: 15 questions, one gold chunk each" in " ".join(
         c.value for c in app.caption
     )
+    # What to ship: the same recommendation as the saved run's, and every frontier cell.
+    advice = finished_eval.recommendation()
+    assert advice.text in [m.value for m in [*app.info, *app.success]]
+    ship = next(df.value for df in app.dataframe if "frontier" in df.value.columns)
+    assert len(ship) == len(finished_eval.frontier)
     table = next(df.value for df in app.dataframe if "detectable Δ (80% power)" in df.value.columns)
     assert (table["family"] == "primary").all() and table["verdict"].str.contains("Holm p=").all()
     app.selectbox(key="reval_metric").set_value("hit_rate@5").run()

@@ -216,6 +216,8 @@ limit = 8
         assert match and row["value"] == pytest.approx(match[0], abs=1e-12), key
     assert len(printed["metrics"]) == len(page.metrics)
     assert [v["text"] for v in printed["verdicts"]] == [h.text for h in page.headlines()]
+    assert printed["recommendation"]["text"] == page.recommendation().text
+    assert len(printed["frontier"]) == len(page.frontier) == 2 * 2 * 5  # models x dims x cells
     assert {d["verdict"] for d in printed["deltas"]} == set(page.deltas["verdict"])
 
     # RAG eval with judge-free metrics: the printed summary is the page's table.

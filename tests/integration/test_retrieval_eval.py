@@ -25,6 +25,7 @@ from core.evaluation.metrics import (
     score_relevance,
     st_metric_key,
 )
+from core.evaluation.models import model_labels
 from core.evaluation.results import load_retrieval_eval
 from core.evaluation.search import id_tie_ranks, search_bm25, search_exact, top_k_from_scores
 from core.evaluation.similarity import (
@@ -33,7 +34,7 @@ from core.evaluation.similarity import (
     pair_cosines,
     similarity_score,
 )
-from core.evaluation.stage import evaluate_retrieval, model_labels
+from core.evaluation.stage import evaluate_retrieval
 from core.questions.dataset import QAItem, save_qa
 from core.runs.folders import create_run, load_run
 

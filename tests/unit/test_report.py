@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.charts import comparison_figure
+from core.charts.comparison import comparison_figure
 from core.config import SAMPLE_DIR
 from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.embeddings import ModelSpec

@@ -1,0 +1,112 @@
+"""What to ship: the frontier, the recommendation (a non-inferiority reading of the interval), the
+hybrids' fusion (hand-computed) and the weight chosen on validation only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.evaluation.frontier import (
+    Cell,
+    frontier_display,
+    frontier_frame,
+    memory_text,
+    pareto_mask,
+    recommend,
+)
+from core.evaluation.hybrid import RRF_K, choose_weight, rrf_search, weighted_search
+from core.evaluation.metrics import metric_names
+from core.evaluation.search import id_tie_ranks
+
+
+def test_pareto_keeps_cells_nothing_beats():
+    #            bytes  value
+    cells = [(1536, 0.80), (384, 0.80), (48, 0.70), (48, 0.75), (256, 0.60)]
+    mask = pareto_mask([c[0] for c in cells], [c[1] for c in cells])
+    assert mask == [False, True, False, True, False]
+
+
+def cell(model, dim, precision, values, rescore=False):
+    return Cell(
+        model,
+        "base",
+        dim,
+        precision,
+        rescore,
+        {m: np.asarray(values, float) for m in metric_names()},
+    )
+
+
+def test_frontier_compares_every_cell_with_the_reference_under_one_holm_family():
+    rng = np.random.default_rng(0)
+    ref = rng.random(200)
+    cells = [
+        cell("base", 384, "float32", ref),
+        cell("base", 384, "int8", ref - 0.001 * (rng.random(200) > 0.5)),  # a hair worse
+        cell("base", 64, "binary", ref - 0.3 * rng.random(200)),  # clearly worse
+    ]
+    frame = frontier_frame(cells, ("base", 384), "ndcg@10", n_resamples=500, n_permutations=2000)
+    assert frame["reference"].tolist() == [True, False, False]
+    assert frame.loc[0, "delta"] == 0 and frame.loc[0, "p_holm"] == 1.0
+    assert frame.loc[2, "delta_ci_high"] < 0 and frame.loc[2, "p_holm"] < 0.05
+    assert frame["bytes_per_vector"].tolist() == [1536, 384, 8]
+    rec = recommend(frame, "ndcg@10", 200, tolerance=0.02, n_vectors=10_000_000)
+    assert rec.qualified and (rec.dim, rec.cell) == (384, "int8")
+    assert (
+        "Ship base at 384d, int8" in rec.text
+        and "4x less memory (3.8 GB instead of 15.4 GB" in rec.text
+    )
+
+
+def test_with_too_few_questions_nothing_qualifies_and_it_says_so():
+    rng = np.random.default_rng(1)
+    ref = rng.random(12)
+    cells = [cell("base", 384, "float32", ref), cell("base", 128, "int8", rng.random(12))]
+    frame = frontier_frame(cells, ("base", 384), "ndcg@10", n_resamples=300, n_permutations=500)
+    rec = recommend(frame, "ndcg@10", 12)
+    assert not rec.qualified and rec.text.startswith("Keep base at 384d float32")
+    assert "no smaller cell is shown to lose at most 0.020 ndcg@10" in rec.text
+
+
+def test_display_and_memory_units():
+    assert memory_text(1536 * 1_000_000) == "1.5 GB" and memory_text(48) == "48 B"
+    frame = frontier_frame(
+        [cell("base", 8, "float32", [0.5, 0.7]), cell("base", 8, "binary", [0.4, 0.7])],
+        ("base", 8),
+        "ndcg@10",
+        n_resamples=100,
+        n_permutations=10,
+    )
+    shown = frontier_display(frame, 1000, "ndcg@10")
+    assert shown["Δ vs reference [CI]"].iloc[0] == "reference"
+    assert shown["memory"].tolist() == ["32.0 kB", "1.0 kB"]
+
+
+def test_rrf_equals_a_hand_computed_fusion():
+    dense = np.array([[0.9, 0.8, 0.1, 0.0]])  # ranks: a1 b2 c3 d4
+    lexical = np.array([[0.0, 5.0, 4.0, 1.0]])  # ranks: b1 c2 d3 a4
+    ties = id_tie_ranks(["a", "b", "c", "d"])
+    top, scores = rrf_search(dense, lexical, 4, ties)
+    want = {  # 1/(60 + rank) summed over both lists
+        0: 1 / (RRF_K + 1) + 1 / (RRF_K + 4),
+        1: 1 / (RRF_K + 2) + 1 / (RRF_K + 1),
+        2: 1 / (RRF_K + 3) + 1 / (RRF_K + 2),
+        3: 1 / (RRF_K + 4) + 1 / (RRF_K + 3),
+    }
+    assert top[0].tolist() == sorted(want, key=lambda i: -want[i])
+    assert scores[0].tolist() == pytest.approx(sorted(want.values(), reverse=True))
+
+
+def test_the_weight_is_chosen_on_validation_and_weighted_fusion_interpolates():
+    ties = id_tie_ranks(["a", "b", "c"])
+    dense = np.array([[1.0, 0.0, 0.5]])
+    lexical = np.array([[0.0, 1.0, 0.2]])
+    assert weighted_search(dense, lexical, 1.0, 1, ties)[0][0, 0] == 0  # dense alone
+    assert weighted_search(dense, lexical, 0.0, 1, ties)[0][0, 0] == 1  # BM25 alone
+    # On these validation questions only BM25 finds the gold chunk (index 1): the weight goes to 0.
+    weight, means = choose_weight(dense, lexical, [[1]], ties, "ndcg@10")
+    assert weight == 0.0 and means[0.0] == 1.0 and means[1.0] < 1.0
+    # A dense-only gold (index 0) moves it the other way.
+    assert choose_weight(dense, lexical, [[0]], ties, "ndcg@10")[0] >= 0.5
+    assert isinstance(pd.Series(means).idxmax(), float)
