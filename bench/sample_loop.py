@@ -29,6 +29,7 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
     from core.embeddings import ModelSpec
     from core.evaluation.config import BM25_LABEL, RetrievalEvalConfig
     from core.evaluation.stage import evaluate_retrieval
+    from core.evaluation.frontier import frontier_display
     from core.evaluation.verdict import deltas_display
     from core.finetune.config import FinetuneConfig
     from core.finetune.control import create_finetune_run
@@ -55,11 +56,13 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
             qa_run_id=qa.id,
             models=(ModelSpec(), ModelSpec("run", model.id)),
             include_bm25=True,
+            hybrid=True,
             chroma_check=False,
         )
     )
     primary = result.primary_metric
-    rows = result.deltas[result.deltas["metric"] == primary]
+    tuned = next(m["label"] for m in result.models if m["kind"] == "tuned")
+    rows = result.deltas[(result.deltas["metric"] == primary) & (result.deltas["model"] == tuned)]
     table = deltas_display(rows, confidence=result.confidence)
     metrics = result.metrics[result.metrics["metric"] == primary]
     bm25 = float(metrics.loc[metrics["model"] == BM25_LABEL, "value"].iloc[0])
@@ -80,9 +83,21 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
             f"{r['Holm p']} | {r['verdict'].split(' (')[0]} | {r['detectable Δ (80% power)']} | "
             f"{r['queries to detect Δ']} |"
         )
+    hybrids = metrics[metrics["kind"] == "hybrid"]
     lines += [
         "",
         *(f"Verdict: {h.text}" for h in result.headlines()),
+        "",
+        "| hybrid | " + primary + " (95% CI) |",
+        "|---|---|",
+        *(
+            f"| {r.model} | {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] |"
+            for r in hybrids.itertuples()
+        ),
+        "",
+        f"What to ship: {result.recommendation().text}",
+        "",
+        frontier_display(result.frontier, result.deploy_size, primary).to_markdown(index=False),
         "",
         f"BM25 {primary} {bm25:.3f}; random ranker {result.random_baseline[primary]:.3f}; "
         f"loop took {time.monotonic() - started:.0f} s (evaluation run {result.run_id}).",
