@@ -113,6 +113,10 @@ def test_loop_from_config_matches_what_the_ui_reads(tmp_path):
     assert [s for s in shown if s in headlines] == headlines
     report = build_report([runs["retrieval_eval"]])
     assert html.escape(headlines[0]) in report.html
+    # What to ship: the same recommendation in the CLI's JSON, on the page and in the report.
+    advice = result_ui.recommendation().text
+    assert printed["recommendation"]["text"] == advice and html.escape(advice) in report.html
+    assert advice in shown
     deltas = {(d["model"], d["dim"]): d["verdict"] for d in printed["primary_deltas"]}
     primary = result_ui.deltas[result_ui.deltas["metric"] == "ndcg@10"]
     assert deltas == {(r["model"], int(r["dim"])): r["verdict"] for _, r in primary.iterrows()}

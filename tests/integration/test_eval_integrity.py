@@ -106,6 +106,7 @@ def test_a_stopped_model_run_is_named_on_the_page_in_the_report_and_on_its_card(
     assert TEST_START in card and TEST_END in card
     (headline,) = result.headlines()
     assert f"**Verdict:** {headline.text}" in card
+    assert f"**What to ship:** {result.recommendation().text}" in card
     assert result.gold_summary() in card
     row = result.deltas[
         (result.deltas["metric"] == "ndcg@10") & (result.deltas["dim"] == 128)
