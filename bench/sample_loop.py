@@ -28,8 +28,8 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
     from core.documents.stage import ingest_sample_corpus
     from core.embeddings import ModelSpec
     from core.evaluation.config import BM25_LABEL, RetrievalEvalConfig
-    from core.evaluation.stage import evaluate_retrieval
     from core.evaluation.frontier import frontier_display
+    from core.evaluation.stage import evaluate_retrieval
     from core.evaluation.verdict import deltas_display
     from core.finetune.config import FinetuneConfig
     from core.finetune.control import create_finetune_run
