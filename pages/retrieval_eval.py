@@ -16,7 +16,7 @@ from core.embeddings import DEFAULT_MODEL_LABEL, ModelSpec, base_model_of
 from core.errors import RunError
 from core.evaluation.config import BM25_LABEL, SAMPLE_STS_CSV, RetrievalEvalConfig
 from core.evaluation.flips import compute_flips
-from core.evaluation.frontier import frontier_display
+from core.evaluation.frontier import frontier_display, ship_caption
 from core.evaluation.metrics import metric_names
 from core.evaluation.results import (
     DELTAS_FILE,
@@ -202,15 +202,7 @@ def ship_ui(result: RetrievalEvalResult) -> None:
         hide_index=True,
         key="reval_frontier_table",
     )
-    st.caption(
-        "Each cell is searched exactly against the whole corpus: int8 calibrated on it, binary one "
-        "bit a dimension, rescoring re-ranks the top 40 by the float vectors a store keeps on "
-        "disk. Δ is against the base model at its native dim in float32 (Holm over all cells). "
-        "The recommendation is the smallest cell whose interval loses at most "
-        f"{float(result.config.get('frontier_tolerance') or 0.02):.2f} {result.primary_metric}. "
-        "Latency is numpy exact search on this machine (no int8 or popcount SIMD kernels, which a "
-        "vector store would use)."
-    )
+    st.caption(ship_caption(result.frontier, result.primary_metric, result.frontier_tolerance))
 
 
 def verdict_ui(result: RetrievalEvalResult) -> None:
@@ -325,6 +317,8 @@ def results_ui(run_id: str) -> None:
     )
     verdict_ui(result)
     header_ui(result, metric)
+    for note in result.hybrid_notes():
+        st.caption(f"Hybrid {note}.")
     st.plotly_chart(metric_vs_dim_figure(result.metrics, metric), key="reval_fig_dims")
     if not result.deltas.empty:
         st.subheader(f"Tuned vs base: {metric}")

@@ -73,13 +73,15 @@ def retrieval_text(result: RetrievalEvalResult) -> str:
 
 def frontier_lines(result: RetrievalEvalResult) -> list[str]:
     """What to ship: the recommendation and every (model, dim, precision) cell."""
-    from core.evaluation.frontier import frontier_display
+    from core.evaluation.frontier import frontier_display, ship_caption
 
     recommendation = result.recommendation()
     if result.frontier is None or result.frontier.empty or recommendation is None:
         return []
     shown = frontier_display(result.frontier, result.deploy_size, result.primary_metric)
-    return ["", f"what to ship: {recommendation.text}", frame_text(shown)]
+    caption = ship_caption(result.frontier, result.primary_metric, result.frontier_tolerance)
+    hybrids = [f"hybrid {n}" for n in result.hybrid_notes()]
+    return ["", f"what to ship: {recommendation.text}", frame_text(shown), caption, *hybrids]
 
 
 def retrieval_json(result: RetrievalEvalResult) -> dict[str, Any]:

@@ -36,14 +36,28 @@ def _minmax(scores: np.ndarray) -> np.ndarray:
 def rrf_search(
     dense: np.ndarray, lexical: np.ndarray, k: int, tie_ranks: np.ndarray, depth: int = SEARCH_DEPTH
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of reciprocal rank fusion of two (n, N) score matrices (each list cut at `depth`)."""
-    n, big_n = dense.shape
-    fused = np.zeros((n, big_n), dtype=np.float64)
-    rows = np.arange(n)[:, None]
-    for scores in (dense, lexical):
-        top, _ = top_k_from_scores(scores, depth, tie_ranks)  # (n, depth)
-        fused[rows, top] += 1.0 / (RRF_K + np.arange(1, top.shape[1] + 1))[None, :]
-    return top_k_from_scores(fused, k, tie_ranks)
+    """Top-k of reciprocal rank fusion of two (n, N) score matrices (each list cut at `depth`),
+    through fuse_hits, the one RRF of the project."""
+    dense_top, _ = top_k_from_scores(dense, depth, tie_ranks)  # (n, depth)
+    lexical_top, _ = top_k_from_scores(lexical, depth, tie_ranks)
+    n, kk = dense.shape[0], min(k, dense.shape[1])
+    idx = np.zeros((n, kk), dtype=np.int64)
+    val = np.zeros((n, kk), dtype=np.float64)
+    for row in range(n):
+        # Positions stand in for chunk ids; their tie rank keeps ties by ascending chunk id.
+        fused = fuse_hits(
+            [(int(tie_ranks[i]), 0.0) for i in dense_top[row]],
+            [(int(tie_ranks[i]), 0.0) for i in lexical_top[row]],
+            kk,
+        )
+        by_rank = {int(tie_ranks[i]): i for i in (*dense_top[row], *lexical_top[row])}
+        fused_idx = [by_rank[r] for r, _ in fused]
+        idx[row, : len(fused)] = fused_idx
+        val[row, : len(fused)] = [score for _, score in fused]
+        if len(fused) < kk:  # fewer fused hits than k: the rest by ascending chunk id
+            rest = [i for i in np.argsort(tie_ranks) if i not in set(fused_idx)][: kk - len(fused)]
+            idx[row, len(fused) :] = rest
+    return idx, val
 
 
 def weighted_search(
@@ -85,6 +99,7 @@ def score_hybrids(
     *,
     val_queries: np.ndarray | None = None,
     val_gold: Sequence[Sequence[int]] = (),
+    why_no_weight: str = "",
 ) -> list[tuple[DimScores, dict[str, Any]]]:
     """BM25 fused with one dense model (L2-normalised corpus (N, d) and queries (n, d)): RRF and
     the weighted sum, each as scored rankings with the facts a results table records. `bm25`
@@ -93,7 +108,8 @@ def score_hybrids(
     lexical = bm25["test"]
     top, scores = rrf_search(dense, lexical, SEARCH_DEPTH, tie_ranks)
     rrf = score_ranking(f"{label} + BM25 (RRF)", "hybrid", dim, top, scores, list(gold))
-    weight, note = 0.5, "no validation split to choose the weight on: 0.5 used"
+    weight = 0.5
+    note = f"{why_no_weight or 'no validation questions to tune it on'}: 0.5 used"
     if val_queries is not None and len(val_gold):
         weight, _ = choose_weight(
             val_queries @ corpus.T, bm25["validation"], val_gold, tie_ranks, metric
@@ -118,11 +134,11 @@ def score_hybrids(
 
 
 def fuse_hits(
-    dense: Sequence[tuple[str, float]], lexical: Sequence[tuple[str, float]], k: int
-) -> list[tuple[str, float]]:
+    dense: Sequence[tuple[Any, float]], lexical: Sequence[tuple[Any, float]], k: int
+) -> list[tuple[Any, float]]:
     """Reciprocal rank fusion of two ranked hit lists (chunk id, score) into the top k, with the
-    fused score; ties go to the smaller chunk id (the RAG retriever's hybrid)."""
-    fused: dict[str, float] = {}
+    fused score; ties go to the smaller chunk id. Retrieval eval and the RAG retriever use it."""
+    fused: dict[Any, float] = {}
     for hits in (dense, lexical):
         for rank, (chunk_id, _) in enumerate(hits, start=1):
             fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)

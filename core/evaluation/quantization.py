@@ -27,6 +27,18 @@ from core.evaluation.search import top_k_from_scores
 Precision = Literal["float32", "int8", "binary"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "int8", "binary")
 RESCORE_MULTIPLIER = 4
+CELLS: tuple[tuple[str, bool], ...] = (
+    ("float32", False),
+    ("int8", False),
+    ("int8", True),
+    ("binary", False),
+    ("binary", True),
+)
+
+
+def cell_name(precision: str, rescore: bool) -> str:
+    """'int8 + rescoring', 'binary', 'float32'."""
+    return f"{precision} + rescoring" if rescore else precision
 
 
 def bytes_per_vector(dim: int, precision: str) -> int:

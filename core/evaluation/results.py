@@ -68,6 +68,26 @@ class RetrievalEvalResult:
     def deploy_size(self) -> int:
         return int(self.config.get("deploy_size") or 1_000_000)
 
+    @property
+    def frontier_tolerance(self) -> float:
+        value = self.config.get("frontier_tolerance")
+        return DEFAULT_TOLERANCE if value is None else float(value)
+
+    def hybrid_notes(self) -> list[str]:
+        """One line per hybrid: how it fuses, and the weighted one's weight and where it came from."""
+        out = []
+        for m in self.models:
+            if m.get("kind") != "hybrid":
+                continue
+            if m.get("fusion") == "weighted":
+                out.append(
+                    f"{m['label']}: {m['weight']:.1f} x dense + {1 - m['weight']:.1f} x BM25 "
+                    f"(normalised), {m.get('weight_note', '')}"
+                )
+            else:
+                out.append(f"{m['label']}: reciprocal rank fusion (k = {m.get('rrf_k', 60)})")
+        return out
+
     def recommendation(self, n_vectors: int | None = None) -> Recommendation | None:
         """What to ship (core.evaluation.frontier.recommend) for `n_vectors` chunks in production
         (the configured deployment size by default); None without a frontier."""
@@ -77,7 +97,7 @@ class RetrievalEvalResult:
             self.frontier,
             self.primary_metric,
             self.n_queries,
-            tolerance=float(self.config.get("frontier_tolerance") or DEFAULT_TOLERANCE),
+            tolerance=self.frontier_tolerance,
             n_vectors=n_vectors or self.deploy_size,
             confidence=self.confidence,
             corpus_size=self.corpus_size,

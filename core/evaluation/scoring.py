@@ -29,6 +29,7 @@ from core.evaluation.metrics import (
     relevance_from_indices,
     score_relevance,
 )
+from core.evaluation.quantization import bytes_per_vector
 from core.evaluation.results import per_query_table
 from core.evaluation.search import measure_query_latency, search_exact
 from core.evaluation.statistics import (
@@ -290,7 +291,7 @@ def tradeoff_frame(scored: Sequence[DimScores]) -> pd.DataFrame:
             {
                 "model": s.label,
                 "dim": s.dim,
-                "bytes_per_vector": s.dim * 4,
+                "bytes_per_vector": bytes_per_vector(s.dim, "float32"),
                 "latency_ms": s.latency_ms,
             }
             for s in scored

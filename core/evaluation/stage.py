@@ -251,8 +251,12 @@ def _score_model(
         out.cells += score_cells(
             label, kind, corpus_native, query_native, inputs.gold, dims, inputs.tie_ranks, floats
         )
-    if config.hybrid:
-        _score_hybrids(model, label, native, corpus_native, query_native, inputs, out)
+    if config.hybrid:  # at the largest dim evaluated (the native one unless dims say otherwise)
+        dim = dims[0]
+        corpus_d = truncate_normalize(corpus_native, dim)
+        _score_hybrids(
+            model, label, dim, corpus_d, truncate_normalize(query_native, dim), inputs, out
+        )
     for result in results:
         out.scores.append(result)
         if config.chroma_check is False:
@@ -291,13 +295,14 @@ def _score_model(
 def _score_hybrids(
     model: Any,
     label: str,
-    native: int,
-    corpus_native: np.ndarray,
-    query_native: np.ndarray,
+    dim: int,
+    corpus: np.ndarray,
+    queries: np.ndarray,
     inputs: _Inputs,
     out: _Scored,
 ) -> None:
-    """BM25 fused with this model at its native dim (core.evaluation.hybrid)."""
+    """BM25 fused with this model at `dim` (core.evaluation.hybrid); `corpus` (N, dim) and
+    `queries` (n, dim) are that dim's normalised vectors."""
     val_queries = None
     if inputs.val_items:
         val_queries = encode_texts(
@@ -305,18 +310,22 @@ def _score_hybrids(
             [i.question for i in inputs.val_items],
             prompt=query_prompt(model),
             batch_size=inputs.config.batch_size,
-        )  # (n_val, native)
+        )
+        val_queries = truncate_normalize(val_queries, dim)  # (n_val, dim)
     fused = score_hybrids(
         label,
-        native,
-        corpus_native,
-        query_native,
+        dim,
+        corpus,
+        queries,
         out.bm25,
         inputs.gold,
         inputs.tie_ranks,
         inputs.config.primary_metric,
         val_queries=val_queries,
         val_gold=inputs.val_gold,
+        why_no_weight=""
+        if inputs.config.split == "test"
+        else "the evaluated split is not the test split, so no split is left to tune on",
     )
     for scores, info in fused:
         out.scores.append(scores)
@@ -441,7 +450,7 @@ def _frontier(inputs: _Inputs, scored: _Scored, tracker: ProgressTracker) -> pd.
     base = next(m for m in scored.models if m["label"] == inputs.labels[0])
     return frontier_with_latency(
         scored.cells,
-        (base["label"], int(base["native_dim"])),
+        (base["label"], int(max(base["dims"]))),  # full size: the largest dim evaluated
         config.primary_metric,
         latency_size=config.latency_size,
         n_resamples=config.n_resamples,

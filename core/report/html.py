@@ -263,7 +263,7 @@ def _retrieval_html(
 def _ship_html(result: RetrievalEvalResult, figures: _Figures) -> str:
     """What to ship: the recommendation, the frontier chart and every cell."""
     from core.charts.frontier import frontier_figure
-    from core.evaluation.frontier import frontier_display
+    from core.evaluation.frontier import frontier_display, ship_caption
 
     recommendation = result.recommendation()
     if result.frontier is None or result.frontier.empty or recommendation is None:
@@ -275,9 +275,8 @@ def _ship_html(result: RetrievalEvalResult, figures: _Figures) -> str:
         f"<p><b>{_e(recommendation.text)}</b></p>"
         + figures.div(frontier_figure(result.frontier, result.primary_metric, picked))
         + _table(shown)
-        + "<p class='caption'>Every cell is searched exactly against the whole corpus; Δ is "
-        "against the base at its native dim in float32, Holm-adjusted over all cells. Latency "
-        "is numpy exact search on the machine that ran the evaluation.</p>"
+        + f"<p class='caption'>{_e(ship_caption(result.frontier, result.primary_metric, result.frontier_tolerance))}</p>"
+        + "".join(f"<p class='caption'>Hybrid {_e(n)}.</p>" for n in result.hybrid_notes())
     )
 
 

@@ -18,6 +18,7 @@ from core.evaluation.frontier import (
 from core.evaluation.hybrid import RRF_K, choose_weight, rrf_search, weighted_search
 from core.evaluation.metrics import metric_names
 from core.evaluation.search import id_tie_ranks
+from core.evaluation.statistics import holm_adjust
 
 
 def test_pareto_keeps_cells_nothing_beats():
@@ -50,13 +51,62 @@ def test_frontier_compares_every_cell_with_the_reference_under_one_holm_family()
     assert frame["reference"].tolist() == [True, False, False]
     assert frame.loc[0, "delta"] == 0 and frame.loc[0, "p_holm"] == 1.0
     assert frame.loc[2, "delta_ci_high"] < 0 and frame.loc[2, "p_holm"] < 0.05
+    assert frame.loc[1:, "p_holm"].tolist() == pytest.approx(
+        holm_adjust(frame.loc[1:, "p_value"].to_numpy()).tolist()
+    )
+    # the bound is simultaneous over the 2 cells: z at 0.05 / 2, one-sided (hand-computed 1.95996)
+    diffs = cells[1].per_query["ndcg@10"] - ref
+    se = np.std(diffs, ddof=1) / np.sqrt(200)
+    assert frame.loc[1, "delta_bound"] == pytest.approx(diffs.mean() - 1.959964 * se, abs=1e-6)
     assert frame["bytes_per_vector"].tolist() == [1536, 384, 8]
     rec = recommend(frame, "ndcg@10", 200, tolerance=0.02, n_vectors=10_000_000)
     assert rec.qualified and (rec.dim, rec.cell) == (384, "int8")
-    assert (
-        "Ship base at 384d, int8" in rec.text
-        and "4x less memory (3.8 GB instead of 15.4 GB" in rec.text
+    assert "Ship base at 384d, int8" in rec.text
+    assert "4x less memory (3.8 GB instead of 15.4 GB" in rec.text
+    assert "with 95% confidence over all 2 cells" in rec.text
+    strict = recommend(frame, "ndcg@10", 200, tolerance=0.0, n_vectors=10_000_000)
+    assert not strict.qualified  # tolerance 0 is 0, not the default 0.02
+
+
+def test_the_bound_grows_with_the_number_of_cells_compared():
+    """Picking the smallest of many cells that look good must not inflate the confidence."""
+    rng = np.random.default_rng(7)
+    ref = rng.random(60)
+    noisy = [ref + rng.normal(0, 0.05, 60) for _ in range(30)]
+    few = [cell("base", 384, "float32", ref), cell("base", 48, "binary", noisy[0])]
+    many = few + [cell("base", 100 + i, "int8", v) for i, v in enumerate(noisy[1:])]
+    bound = {
+        len(group): frontier_frame(
+            group, ("base", 384), "ndcg@10", n_resamples=200, n_permutations=200
+        )
+        .set_index("dim")
+        .loc[48, "delta_bound"]
+        for group in (few, many)
+    }
+    assert bound[len(many)] < bound[len(few)]
+
+
+def test_rescoring_text_names_the_disk_vectors_and_the_pool_share():
+    frame = pd.DataFrame(
+        {
+            "model": ["m", "m"],
+            "dim": [384, 384],
+            "cell": ["float32", "binary + rescoring"],
+            "rescore": [False, True],
+            "bytes_per_vector": [1536, 48],
+            "value": [0.8, 0.8],
+            "delta": [0.0, 0.0],
+            "delta_ci_low": [0.0, -0.01],
+            "delta_ci_high": [0.0, 0.01],
+            "delta_bound": [0.0, -0.015],
+            "reference": [True, False],
+        }
     )
+    big = recommend(frame, "ndcg@10", 100, n_vectors=1_000_000, corpus_size=3_000).text
+    assert "32x less memory" in big and "float32 vectors stay on disk" in big
+    assert "were 1.3% of the 3,000 chunks evaluated" in big
+    small = recommend(frame, "ndcg@10", 100, n_vectors=1_000, corpus_size=3_000).text
+    assert "Caution" not in small  # no "far smaller share" in a corpus smaller than evaluated
 
 
 def test_with_too_few_questions_nothing_qualifies_and_it_says_so():
@@ -109,4 +159,3 @@ def test_the_weight_is_chosen_on_validation_and_weighted_fusion_interpolates():
     assert weight == 0.0 and means[0.0] == 1.0 and means[1.0] < 1.0
     # A dense-only gold (index 0) moves it the other way.
     assert choose_weight(dense, lexical, [[0]], ties, "ndcg@10")[0] >= 0.5
-    assert isinstance(pd.Series(means).idxmax(), float)

@@ -1,0 +1,45 @@
+"""Latency at scale: the timed search is the real exact search, and the size is capped to fit."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.evaluation import latency
+from core.evaluation.latency import _one_search, machine_text, synthetic_latency
+from core.evaluation.quantization import CELLS, calibration_ranges, quantize
+
+
+def test_timed_float_search_returns_the_exact_top_k():
+    rng = np.random.default_rng(1)
+    corpus = rng.normal(size=(500, 16)).astype(np.float32)
+    query = rng.normal(size=16).astype(np.float32)
+    expected = np.argsort(-(corpus @ query), kind="stable")[:10]
+    assert list(_one_search(corpus, query, "float32", 10)) == list(expected)
+
+
+def test_timed_binary_search_ranks_by_hamming_distance():
+    rng = np.random.default_rng(2)
+    corpus = rng.normal(size=(300, 64)).astype(np.float32)
+    ranges = calibration_ranges(corpus)
+    stored = quantize(corpus, "binary", ranges)
+    query = quantize(corpus[7:8], "binary", ranges)[0]
+    top = _one_search(stored, query, "binary", 5)
+    assert top[0] == 7  # a vector is at Hamming distance 0 from itself
+    bits = np.unpackbits(stored, axis=1) != np.unpackbits(query)[None, :]
+    distances = bits.sum(axis=1)
+    assert list(distances[top]) == sorted(distances)[:5]
+
+
+def test_every_cell_is_timed_and_the_machine_is_recorded():
+    frame = synthetic_latency([8, 16], 1_000)
+    assert len(frame) == 2 * len(CELLS)
+    assert (frame["latency_ms"] > 0).all()
+    assert set(frame["n_vectors"]) == {1_000}
+    assert set(frame["machine"]) == {machine_text()}
+    assert "CPU cores" in machine_text()
+
+
+def test_the_synthetic_corpus_is_capped_to_fit(monkeypatch):
+    monkeypatch.setattr(latency, "MAX_LATENCY_BYTES", 4 * 32 * 700)
+    frame = synthetic_latency([32], 10_000_000)
+    assert set(frame["n_vectors"]) == {700}
