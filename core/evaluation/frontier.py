@@ -6,8 +6,8 @@ How it works:
    each dim float32, int8, int8 with rescoring, binary and binary with rescoring
    (core.evaluation.quantization), all searched against the full corpus and scored with the
    same metrics as the main table.
-2. Each cell's primary metric is compared with the reference, the base model at its native dim in
-   float32: a paired bootstrap interval of the difference and a paired test, Holm-adjusted over
+2. Each cell's primary metric is compared with the reference, the base model at its largest
+   evaluated dim in float32: a paired bootstrap interval of the difference and a paired test, Holm-adjusted over
    all the cells (one family).
 3. A cell is on the frontier when no other cell is at least as good for at most as many bytes.
 4. The recommendation is the smallest cell that loses at most `tolerance` of the primary metric
@@ -16,9 +16,9 @@ How it works:
    best-looking of many cells does not inflate the confidence. It is a non-inferiority reading:
    "not significant" alone would reward too few questions. With too few questions nothing
    qualifies, and it says so.
-5. Latency is measured, per query, by exact numpy search over a synthetic corpus of the size the
-   user names (random vectors: the timing depends on the size, not the values), on this machine,
-   whose cores and numpy are recorded beside it.
+5. Latency (core.evaluation.latency) is measured, per query, by exact numpy search over a
+   synthetic corpus of the size the user names, on this machine, whose cores and numpy are
+   recorded beside it.
 """
 
 from __future__ import annotations
