@@ -12,7 +12,11 @@ apply_offline_env()
 
 HERE = Path(__file__).resolve().parent
 
-st.set_page_config(page_title="ragbench", page_icon=":material/science:", layout="wide")
+# The icon ships with the app: a material icon would make every browser fetch it from a font CDN,
+# which fails offline and leaks a request from air-gapped installs.
+st.set_page_config(
+    page_title="ragbench", page_icon=str(HERE / ".streamlit" / "favicon.png"), layout="wide"
+)
 
 
 def sidebar() -> None:

@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write machine + rows here")
     args = parser.parse_args(argv)
     apply_offline_env()
+    os.environ["RAGBENCH_EMBEDDING_CACHE"] = "0"  # time the work, not the embedding cache
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in sections if s not in RUNNERS]
     if unknown:

@@ -53,13 +53,15 @@ def measure_encode(
     model = model if model is not None else load_model(ModelSpec(), device=device)
     if fp16:
         model.half()
-    encode_texts(model, passages[: max(batch_size, 16)], batch_size=batch_size)  # warm-up
+    encode_texts(
+        model, passages[: max(batch_size, 16)], batch_size=batch_size, cache=None
+    )  # warm-up
     best = float("inf")
     for _ in range(max(1, repeat)):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        emb = encode_texts(model, passages, batch_size=batch_size)  # (n, 384)
+        emb = encode_texts(model, passages, batch_size=batch_size, cache=None)  # (n, 384)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)

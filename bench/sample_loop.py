@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 from core.config import apply_offline_env
 
@@ -111,17 +112,23 @@ def _split(qa_id: str, split: str) -> list:
     return load_qa(qa_id, split=split)  # type: ignore[arg-type]
 
 
-def main() -> None:
+def recipe_main(prog: str, doc: str | None, prefix: str, run_with: Callable[..., str]) -> None:
+    """The command line of a loop experiment: the fine-tune recipe's options, a temporary data
+    directory unless RAGBENCH_DATA_DIR is set, and the markdown it prints."""
     apply_offline_env()
-    parser = argparse.ArgumentParser(prog="python -m bench.sample_loop", description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog, description=doc)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     if "RAGBENCH_DATA_DIR" not in os.environ:
-        os.environ["RAGBENCH_DATA_DIR"] = tempfile.mkdtemp(prefix="ragbench-sample-")
-    print(run(args.epochs, args.batch_size, args.max_seq_length, args.seed))
+        os.environ["RAGBENCH_DATA_DIR"] = tempfile.mkdtemp(prefix=prefix)
+    print(run_with(args.epochs, args.batch_size, args.max_seq_length, args.seed))
+
+
+def main() -> None:
+    recipe_main("python -m bench.sample_loop", __doc__, "ragbench-sample-", run)
 
 
 if __name__ == "__main__":

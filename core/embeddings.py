@@ -23,6 +23,7 @@ from core.progress import ProgressCallback, ProgressTracker, StopCheck
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from core.embedding_cache import EmbeddingCache
     from core.runs.folders import Run
 
 logger = logging.getLogger(__name__)
@@ -235,6 +236,13 @@ def truncate_normalize(embeddings: np.ndarray, dim: int | None) -> np.ndarray:
     return (embeddings / norms).astype(np.float32)
 
 
+class _Default:
+    """The data directory's embedding cache (see core.embedding_cache.default_cache)."""
+
+
+DEFAULT_CACHE = _Default()
+
+
 def encode_texts(
     model: SentenceTransformer,
     texts: list[str],
@@ -245,28 +253,59 @@ def encode_texts(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     stage: str = "embedding",
+    cache: EmbeddingCache | _Default | None = DEFAULT_CACHE,
 ) -> np.ndarray:
-    """Encode texts in batches, reporting progress; return (n, dim) L2-normalised float32."""
+    """Encode texts in batches, reporting progress; return (n, dim) L2-normalised float32.
+
+    Texts this model already encoded with this prompt come from the embedding cache (`cache`
+    None: no cache); only the others are encoded, and each batch is saved as soon as it is done,
+    so a stopped stage keeps what it computed. Progress counts the texts to encode."""
+    from core.embedding_cache import default_cache, model_key, text_key
+
     if not texts:
         return np.zeros((0, dim or native_dim(model)), dtype=np.float32)
-    tracker = ProgressTracker(stage, len(texts), on_progress, should_stop)
-    tracker.report("starting")
+    store = default_cache() if isinstance(cache, _Default) else cache
+    key = model_key(model, prompt) if store is not None else None
+    # Text digests with a cache (equal texts are encoded once); positions without one.
+    ids = (
+        [text_key(t) for t in texts]
+        if key
+        else [i.to_bytes(8, "little") for i in range(len(texts))]
+    )
+    found = store.get(key, ids) if store is not None and key else {}
+    todo: dict[bytes, str] = {}
+    for digest, text in zip(ids, texts, strict=True):
+        if digest not in found and digest not in todo:
+            todo[digest] = text
+    tracker = ProgressTracker(stage, len(todo), on_progress, should_stop)
+    tracker.report(f"{len(texts) - len(todo)} of {len(texts)} cached" if found else "starting")
     # Progress granularity: a few batches per report keeps the callback cheap.
     step = max(batch_size * 4, 64)
-    parts: list[np.ndarray] = []
-    for start in range(0, len(texts), step):
-        batch = texts[start : start + step]
-        emb = model.encode(
-            batch,
-            prompt=prompt,
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-            show_progress_bar=False,
-        )
-        parts.append(np.asarray(emb, dtype=np.float32))  # (len(batch), native_dim)
-        tracker.advance(len(batch), f"{tracker.done + len(batch)}/{len(texts)} texts")
-    return truncate_normalize(np.concatenate(parts, axis=0), dim)
+    pending = list(todo.items())
+    computed: dict[bytes, np.ndarray] = {}
+    for start in range(0, len(pending), step):
+        batch = pending[start : start + step]
+        emb = np.asarray(
+            model.encode(
+                [text for _, text in batch],
+                prompt=prompt,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            ),
+            dtype=np.float32,
+        )  # (len(batch), native_dim)
+        if store is not None and key:
+            meta = {"model": type(model).__name__, "prompt": prompt or "", "dim": emb.shape[1]}
+            store.put(key, [d for d, _ in batch], emb, meta)
+        computed.update(zip([d for d, _ in batch], emb, strict=True))
+        tracker.advance(len(batch), f"{tracker.done + len(batch)}/{len(todo)} texts")
+    if store is not None:
+        store.stats.hits += len(texts) - len(todo)
+        store.stats.misses += len(todo)
+    rows = [found[d] if d in found else computed[d] for d in ids]
+    return truncate_normalize(np.stack(rows), dim)
 
 
 def model_fingerprint(spec: ModelSpec) -> str:

@@ -17,6 +17,7 @@ from core.config import (
 )
 from core.errors import RagbenchError
 from core.progress import ProgressEvent
+from core.questions.splits import SplitConfig
 
 
 def _leave_pages_directory_mode() -> None:
@@ -143,3 +144,21 @@ def device_description() -> str:
     from core.embeddings import describe_device, select_device
 
     return describe_device(select_device())
+
+
+def split_config_ui(key: str, fixed: bool = False) -> SplitConfig | None:
+    """Seed and shares of the split by chunk; None (with the error shown) when invalid."""
+    with st.expander(
+        "Split settings" + (" (for rows the split column leaves blank)" if fixed else "")
+    ):
+        cols = st.columns(4)
+        train = cols[0].number_input("Train share", 0.0, 1.0, 0.7, step=0.05, key=f"{key}_train")
+        val = cols[1].number_input("Validation share", 0.0, 1.0, 0.15, step=0.05, key=f"{key}_val")
+        test = cols[2].number_input("Test share", 0.0, 1.0, 0.15, step=0.05, key=f"{key}_test")
+        seed = cols[3].number_input("Seed", 0, 2**31 - 1, 42, key=f"{key}_seed")
+        st.caption("Splits are by chunk: every question of a chunk goes to that chunk's split.")
+    try:
+        return SplitConfig(train=train, validation=val, test=test, seed=int(seed))
+    except RagbenchError as exc:
+        st.error(str(exc))
+        return None

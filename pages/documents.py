@@ -11,12 +11,14 @@ from core.documents.stage import (
     UploadedFile,
     add_documents,
     build_corpus,
+    identical_corpus,
     ingest_sample_corpus,
     load_documents,
     remove_documents,
+    sample_files,
 )
 from core.errors import ConfigError
-from core.runs.folders import load_run
+from core.runs.folders import Run, load_run
 from pages._ui import (
     StreamlitProgress,
     cached_model,
@@ -98,6 +100,25 @@ def show_build_result(result: CorpusBuildResult) -> None:
     st.dataframe(file_rows(result.files), hide_index=True, key="docs_build_table")
 
 
+def offer_reuse(run: Run | None, what: str, key: str) -> None:
+    """Say that a finished corpus run holds exactly these files and settings; offer to use it."""
+    if run is None:
+        return
+    label = f"{run.manifest.name or run.id} · {run.manifest.created_at[:16].replace('T', ' ')}"
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    left.info(
+        f"{what}, with these settings, already built corpus run **{label}** "
+        f"({run.manifest.summary.get('n_chunks', '?')} chunks). Use it instead of a new run: "
+        "its question sets, models and indexes stay with it."
+    )
+    if right.button(f"Use {run.id}", key=f"docs_reuse_{key}"):
+        st.session_state[PENDING_KEY] = (
+            run.id,
+            f"Using corpus run **{run.id}**: the same files and settings.",
+        )
+        st.rerun()
+
+
 def build_ui(config: ChunkingConfig | None, max_bytes: int) -> list[UploadedFile]:
     """Upload and build; returns the uploaded files (for adding to an existing corpus)."""
     st.subheader("1. Build a corpus")
@@ -122,6 +143,9 @@ def build_ui(config: ChunkingConfig | None, max_bytes: int) -> list[UploadedFile
         disabled=config is None,
         key="docs_sample",
     )
+    if config is not None and not (build or sample):
+        offer_reuse(identical_corpus(files, config, max_bytes), "These files", "upload")
+        offer_reuse(identical_corpus(sample_files(), config), "The sample corpus", "sample")
     if (build or sample) and config is not None:
         progress = StreamlitProgress("Parsing and chunking")
         with error_boundary("Building the corpus"):

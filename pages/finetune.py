@@ -26,6 +26,7 @@ from core.finetune.config import (
 )
 from core.finetune.control import resume_job, start_finetune, stop_finetune
 from core.finetune.model_card import protocol_part, push_to_hub, read_model_card
+from core.questions.sources import sources_text, training_items
 from core.runs.folders import list_runs, load_run
 from core.runs.jobs import JobStatus, job_status, tail_log
 from pages._ui import device_description, error_boundary, run_picker
@@ -46,11 +47,38 @@ STATUS_ICONS = {"running": "⏳", "done": "✅", "failed": "❌", "stopped": "�
 
 
 @st.cache_data(show_spinner=False, ttl=30)
-def train_count(qa_run_id: str) -> int:
-    """Accepted train-split questions of a qa run."""
+def train_pairs(qa_run_id: str, weights: dict[str, float], seed: int) -> dict[str, dict[str, int]]:
+    """Train-split pairs per source, available and kept by the weights (the fine-tune's own
+    selection, core.questions.sources.training_items)."""
     from core.questions.dataset import load_qa
 
-    return len(load_qa(qa_run_id, split="train"))
+    train = load_qa(qa_run_id, split="train")
+    return training_items(train, {i.chunk_id for i in train}, weights, seed)[2]
+
+
+def source_weights_ui(qa_run_id: str) -> dict[str, float]:
+    """A weight per question source when the set mixes sources ({} when it has one)."""
+    available = train_pairs(qa_run_id, {}, 42)
+    if len(available) < 2:
+        return {}
+    st.caption(
+        "This set mixes question sources. Weigh them: 0 leaves a source out, 0.5 keeps half its "
+        "pairs (drawn with the seed), 2 uses each pair twice."
+    )
+    cols = st.columns(len(available))
+    return {
+        source: float(
+            col.number_input(
+                f"{source} ({counts['available']} pairs)",
+                0.0,
+                10.0,
+                1.0,
+                step=0.25,
+                key=f"ft_weight_{source}",
+            )
+        )
+        for col, (source, counts) in zip(cols, available.items(), strict=True)
+    }
 
 
 def parse_numbers(text: str, kind: type = int) -> list:
@@ -197,18 +225,29 @@ def new_finetune_ui() -> None:
         if info.native_dim
         else "native dimension unknown until loaded"
     )
-    st.caption(f"{spec.label}: {known}; query prompt {info.query_prompt!r}.")
+    prompt = f"query prompt {info.query_prompt!r}" if info.query_prompt else "no query prompt"
+    st.caption(f"{spec.label}: {known}; {prompt}.")
     cfg = config_ui(qa_run_id, spec, info.native_dim)
     if cfg is None:
         return
-    n_train = train_count(qa_run_id)
+    weights = source_weights_ui(qa_run_id)
+    if weights:
+        try:
+            cfg = cfg.update(source_weights=weights)
+        except ConfigError as exc:
+            st.error(str(exc))
+            return
+    pairs = train_pairs(qa_run_id, cfg.source_weights, cfg.seed)
+    n_train = sum(p["used"] for p in pairs.values())
     for warning in check_config(
         cfg, native_dim=info.native_dim, query_prompt=info.query_prompt, n_train=n_train
     ):
         st.warning(warning)
     st.caption(
-        f"{n_train} training pairs (anchor = question, positive = its chunk), NO_DUPLICATES batches, "
-        f"validated against the whole corpus at every dim. Trains on **{device_description()}**."
+        f"{sources_text(pairs) or '0 training pairs'} (anchor = question, positive = its chunk; "
+        "a heading or cloze pair's chunk without its heading or sentence), NO_DUPLICATES "
+        f"batches, validated against the whole corpus at every dim. Trains on "
+        f"**{device_description()}**."
     )
     busy = [r.id for r in list_runs("model") if r.manifest.status == "running"]
     if busy:
@@ -217,7 +256,12 @@ def new_finetune_ui() -> None:
             "(and its memory)."
         )
     name = st.text_input("Run name (optional)", key="ft_name")
-    if st.button("Start fine-tune", type="primary", key="ft_start"):
+    if n_train == 0:
+        st.error(
+            "No training pairs: this question set has no accepted questions in its train split "
+            "(or the source weights leave none). Pick another set or raise a weight."
+        )
+    if st.button("Start fine-tune", type="primary", key="ft_start", disabled=n_train == 0):
         with error_boundary("Start fine-tune"):
             run = start_finetune(cfg, name=name.strip())
             st.session_state[RUN_KEY] = run.id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.runs.folders import RUN_KINDS, list_runs
+from core.runs.folders import KIND_LABELS, RUN_KINDS, list_runs
 from pages import _ui  # noqa: F401 - switches a v1 pages-folder start to st.navigation
 
 st.title("ragbench")
@@ -20,4 +20,4 @@ st.markdown(
 runs = list_runs()
 cols = st.columns(len(RUN_KINDS))
 for col, kind in zip(cols, RUN_KINDS, strict=True):
-    col.metric(kind, sum(1 for r in runs if r.kind == kind))
+    col.metric(KIND_LABELS[kind], sum(1 for r in runs if r.kind == kind))

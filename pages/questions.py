@@ -1,5 +1,6 @@
 """Questions page: a question set for a corpus run (hand-written sample, generated with the LLM
-behind a quality gate, or imported), its gate statistics, a review grid, and exports."""
+behind a quality gate, pairs from the documents' own structure, or imported), its gate
+statistics, a review grid, and exports."""
 
 from __future__ import annotations
 
@@ -21,13 +22,22 @@ from core.questions.qa_runs import read_gate_report, read_usage
 from core.questions.review import REVIEW_COLUMNS, review_rows, save_review
 from core.questions.splits import SplitConfig
 from core.runs.folders import list_runs, load_run
-from pages._ui import StreamlitProgress, cached_model, error_boundary, llm_settings, run_picker
+from pages._pairs_ui import documents_ui
+from pages._ui import (
+    StreamlitProgress,
+    cached_model,
+    error_boundary,
+    llm_settings,
+    run_picker,
+    split_config_ui,
+)
 
 CORPUS_KEY = "qa_corpus_pick"
 RUN_KEY = "qa_run_pick"
 SOURCES = {
     "sample": "Sample question set (hand-written)",
     "generate": "Generate with the LLM",
+    "documents": "From the documents (no LLM)",
     "import": "Import a file",
 }
 NONE = "(none)"
@@ -44,10 +54,17 @@ def apply_pending_picks() -> None:
 
 
 def pick_later(corpus_id: str | None, run_id: str | None) -> None:
+    """Select runs made below their pickers, on the next script run."""
     if corpus_id:
         st.session_state[f"{CORPUS_KEY}_pending"] = corpus_id
     if run_id:
         st.session_state[f"{RUN_KEY}_pending"] = run_id
+
+
+def pick_now(run_id: str) -> None:
+    """Select a question set made above its picker (generation, the sample, pairs from the
+    documents) in this very script run, so the figures below show it, not the previous one."""
+    st.session_state[RUN_KEY] = run_id
 
 
 def llm_label() -> tuple[str, bool]:
@@ -83,7 +100,7 @@ def sample_ui(corpus_id: str) -> None:
                 + (f", {summary['n_rejected']} not found" if summary["n_rejected"] else "")
                 + "."
             )
-            pick_later(None, run.id)
+            pick_now(run.id)
 
 
 def generation_config_ui(embedded: bool) -> GenerationConfig | None:
@@ -187,7 +204,7 @@ def generate_ui(corpus_id: str) -> None:
                 f"{result.usage.get('calls', 0)} call(s), {result.usage.get('cached', 0)} "
                 f"cached, {result.usage.get('total_tokens', 0):,} tokens."
             )
-            pick_later(None, result.run.id)
+            pick_now(result.run.id)
 
 
 def mapping_ui(columns: list[str]):  # noqa: ANN201 - core.questions.columns.ColumnMapping
@@ -290,24 +307,6 @@ def import_ui(corpus_id: str | None) -> None:
                 + "."
             )
             pick_later(result.corpus_run_id, result.run.id)
-
-
-def split_config_ui(key: str, fixed: bool = False) -> SplitConfig | None:
-    """Seed and shares of the split by chunk; None (with the error shown) when invalid."""
-    with st.expander(
-        "Split settings" + (" (for rows the split column leaves blank)" if fixed else "")
-    ):
-        cols = st.columns(4)
-        train = cols[0].number_input("Train share", 0.0, 1.0, 0.7, step=0.05, key=f"{key}_train")
-        val = cols[1].number_input("Validation share", 0.0, 1.0, 0.15, step=0.05, key=f"{key}_val")
-        test = cols[2].number_input("Test share", 0.0, 1.0, 0.15, step=0.05, key=f"{key}_test")
-        seed = cols[3].number_input("Seed", 0, 2**31 - 1, 42, key=f"{key}_seed")
-        st.caption("Splits are by chunk: every question of a chunk goes to that chunk's split.")
-    try:
-        return SplitConfig(train=train, validation=val, test=test, seed=int(seed))
-    except RagbenchError as exc:
-        st.error(str(exc))
-        return None
 
 
 def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.questions.importing.ImportPreview
@@ -460,6 +459,9 @@ def review_ui(qa_id: str) -> None:
             "chunk_id": st.column_config.TextColumn("chunk_id", help="a chunk id of this corpus"),
             "split": st.column_config.TextColumn("split", disabled=True),
             "origin": st.column_config.TextColumn("origin", disabled=True),
+            "source": st.column_config.TextColumn(
+                "source", disabled=True, help="human, llm, heading or cloze"
+            ),
         },
     )
     with st.expander("Find a chunk id"):
@@ -538,6 +540,10 @@ elif picked_corpus is None:
     st.info("Build a corpus run on the Documents page first (or import a file with contexts).")
 elif source == "sample":
     sample_ui(picked_corpus)
+elif source == "documents":
+    saved = documents_ui(picked_corpus)
+    if saved:
+        pick_now(saved)
 else:
     generate_ui(picked_corpus)
 

@@ -28,7 +28,7 @@ from core.rag.side_by_side import (
 from core.rag.summary import summary_display, summary_table
 from core.report.tables import ragas_deltas_table
 from core.runs.folders import list_runs, load_run
-from core.runs.lineage import model_runs_for_qa
+from core.runs.lineage import model_run_label, model_runs_for_qa
 from pages._ui import (
     StreamlitProgress,
     cached_model,
@@ -39,6 +39,7 @@ from pages._ui import (
 )
 
 RESULT_KEY = "rag_result_run"
+RESULT_PICKER = "rag_result"
 DIM_CHOICES = [None, 768, 512, 384, 256, 128, 64]
 LOW_CONFIDENCE = (
     "**The judge is the embedded 135M model: low-confidence scores; point the app at a stronger "
@@ -120,7 +121,7 @@ def setup_ui() -> dict | None:
         )
         return None
     model_runs, hidden = model_runs_for_qa(qa_id)
-    names = {r.id: f"{r.manifest.name} · {r.manifest.created_at[:16]}" for r in model_runs}
+    names = {r.id: model_run_label(r, qa_id) for r in model_runs}
     settings = llm_settings()
     left, right = st.columns(2)
     with left:
@@ -129,7 +130,7 @@ def setup_ui() -> dict | None:
             [None, *names],
             index=1 if names else 0,
             format_func=lambda rid: "none: base only" if rid is None else names.get(rid, rid),
-            key="rag_tuned",
+            key=f"rag_tuned_{qa_id}",  # one choice per question set (labels depend on it)
         )
         tuned_run = load_run(tuned_id) if tuned_id else None
         base = base_model_of([tuned_run])
@@ -137,7 +138,7 @@ def setup_ui() -> dict | None:
             f"Base retriever: **{base.label}**" + (" (the tuned model's base)" if tuned_run else "")
         )
         if hidden:
-            st.caption(f"{hidden} model run(s) trained on another question set are hidden.")
+            st.caption(f"{hidden} model run(s) trained on another corpus are hidden.")
         k = st.slider("Top-k passages", 1, 10, 5, key="rag_k")
         hybrid = st.checkbox(
             "Also answer with a hybrid: the tuned (or base) model + BM25, fused by rank",
@@ -168,11 +169,14 @@ def setup_ui() -> dict | None:
     estimate = estimate_judge_calls(n_questions or 1, ragas_config, int(k))
     per_retriever = sum(estimate.values())
     retrievers = (2 if tuned_id else 1) + int(hybrid)
-    st.caption(
-        f"Judge requests before caching: about {per_retriever * retrievers:,}"
-        + ("" if n_questions else " per question")
-        + f" ({', '.join(f'{m} {n}' for m, n in estimate.items())} per retriever)."
-    )
+    if per_retriever:
+        st.caption(
+            f"Judge requests before caching: about {per_retriever * retrievers:,}"
+            + ("" if n_questions else " per question")
+            + f" ({', '.join(f'{m} {n}' for m, n in estimate.items() if n)} per retriever)."
+        )
+    else:
+        st.caption("No judge requests: the chosen metrics need no LLM judge.")
     if not st.button("Generate answers and score", type="primary", key="rag_run"):
         return None
     return {
@@ -223,6 +227,7 @@ def run_ui(choice: dict) -> None:
         )
         progress.done(f"Done: {run.manifest.summary.get('n_failed', 0)} failed judgement(s)")
         st.session_state[RESULT_KEY] = run.id
+        st.session_state[RESULT_PICKER] = run.id  # the picker below shows the run just made
 
 
 def pick_result() -> str | None:
@@ -235,7 +240,7 @@ def pick_result() -> str | None:
     wanted = st.session_state.get(RESULT_KEY)
     index = ids.index(wanted) if wanted in ids else 0
     return st.selectbox(
-        "Evaluation", ids, index=index, format_func=lambda rid: names[rid], key="rag_result"
+        "Evaluation", ids, index=index, format_func=lambda rid: names[rid], key=RESULT_PICKER
     )
 
 
@@ -251,8 +256,10 @@ def summary_ui(result: RagasEvalResult, table: pd.DataFrame) -> None:
     order = summary.get("retrievers_order") or list(dict.fromkeys(table["retriever"]))
     st.plotly_chart(ragas_bars_figure(table, order), key="rag_bars")
     failed = table[table["n_failed"] > 0]
-    if failed.empty:
+    if failed.empty and summary.get("judge"):
         st.success("Every judgement succeeded.")
+    elif failed.empty:
+        st.success("Every score was computed; no judge was called (judge-free metrics only).")
     else:
         st.error(
             f"{int(failed['n_failed'].sum())} sample score(s) failed and are left out of their means "
@@ -302,6 +309,7 @@ def retry_ui(result: RagasEvalResult) -> None:
             on_progress=StreamlitProgress("Retrying"),
         )
         st.session_state[RESULT_KEY] = run.id
+        st.session_state.pop(RESULT_PICKER, None)  # re-created on the rerun, on the new run
         st.rerun()
 
 

@@ -26,11 +26,12 @@ from core.evaluation.results import (
     RetrievalEvalResult,
     load_retrieval_eval,
 )
+from core.evaluation.seen import seen_display
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
 from core.evaluation.stage import evaluate_retrieval
 from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
 from core.runs.folders import load_run
-from core.runs.lineage import model_runs_for_qa
+from core.runs.lineage import model_run_label, model_runs_for_qa
 from pages._ui import StreamlitProgress, cached_model, chroma_settings, error_boundary, run_picker
 
 RESULT_KEY = "reval_result_run"
@@ -76,21 +77,24 @@ def setup_ui() -> RetrievalEvalConfig | None:
         st.caption(
             f"Base model: **{DEFAULT_MODEL_LABEL if base.source == 'default' else base.label}**"
         )
-        names = {r.id: f"{r.manifest.name} · {r.manifest.created_at[:16]}" for r in model_runs}
+        names = {r.id: model_run_label(r, qa_run.id) for r in model_runs}
         tuned = st.multiselect(
             "Fine-tuned models",
             list(names),
             default=list(names)[:1],
             format_func=lambda rid: names.get(rid, rid),
-            key="reval_models",
+            # One selection per question set: the labels say "trained on …" relative to the set,
+            # and a selection kept across sets would be dropped when its labels change.
+            key=f"reval_models_{qa_run.id}",
         )
         if hidden:
             st.caption(
-                f"{hidden} model run(s) trained on another question set are hidden: comparing them here would leak."
+                f"{hidden} model run(s) trained on another corpus are hidden: their chunks are "
+                "not this corpus's."
             )
         if not model_runs:
             st.caption(
-                "No finished fine-tune for this question set yet: the base model is evaluated alone."
+                "No finished fine-tune on this corpus yet: the base model is evaluated alone."
             )
     with right:
         dims = st.multiselect(
@@ -168,6 +172,17 @@ def header_ui(result: RetrievalEvalResult, metric: str) -> None:
     )
     for warning in result.warnings:
         st.warning(warning)
+    training = result.training_rows()
+    if training:
+        st.markdown("**What the tuned models trained on**")
+        st.dataframe(training, hide_index=True, key="reval_training")
+    seen = seen_display(result.seen_rows())
+    if not seen.empty:
+        st.markdown(
+            f"**{result.primary_metric} on the passages each model trained on, and on the rest** "
+            "(exploratory: Holm-adjusted within each model, not part of the verdict)"
+        )
+        st.dataframe(seen, hide_index=True, key="reval_seen")
     for report in result.chroma:
         if report.get("checked"):
             st.caption(

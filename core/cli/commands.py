@@ -12,8 +12,8 @@ from typing import Any
 
 from core.cli.output import Output, Printer
 from core.cli.render import (
-    comparison_text,
     frame_text,
+    pairs_text,
     preview_text,
     ragas_text,
     retrieval_json,
@@ -49,29 +49,56 @@ def parse_model(text: str) -> Any:
 
 
 def ingest(
-    ctx: Context, paths: list[str], *, name: str = "", chunking: dict[str, Any], index: bool
+    ctx: Context,
+    paths: list[str],
+    *,
+    name: str = "",
+    chunking: dict[str, Any],
+    index: bool,
+    reuse: bool = False,
 ) -> str:
-    """Parse, chunk (and by default index) files or the sample corpus; the corpus run id."""
+    """Parse, chunk (and by default index) files or the sample corpus; the corpus run id. With
+    `reuse`, a finished run of the same files and settings is used instead of a new one."""
     from core.documents.chunking import ChunkingConfig
     from core.documents.stage import (
         UploadedFile,
         build_corpus,
+        identical_corpus,
         index_corpus_run,
-        ingest_sample_corpus,
+        sample_files,
     )
 
     config = ChunkingConfig(**chunking) if chunking else None
-    if not paths or paths == ["sample"]:
-        result = ingest_sample_corpus(config, on_progress=ctx.progress)
-    else:
-        files: list[UploadedFile] = []
-        for raw in paths:
-            path = Path(raw)
-            if not path.exists():
-                raise ConfigError(f"{path} does not exist.", fix="give files or folders that exist")
-            targets = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-            files += [UploadedFile(name=t.name, data=t.read_bytes()) for t in targets]
-        result = build_corpus(files, config, name=name, on_progress=ctx.progress)
+    sample = not paths or paths == ["sample"]
+    files: list[UploadedFile] = sample_files() if sample else []
+    for raw in [] if sample else paths:
+        path = Path(raw)
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist.", fix="give files or folders that exist")
+        targets = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files += [UploadedFile(name=t.name, data=t.read_bytes()) for t in targets]
+    same = identical_corpus(files, config)
+    if same is not None and reuse:
+        if index:
+            index_corpus_run(same.id, settings=chroma_settings_from_env(), on_progress=ctx.progress)
+        ctx.out.emit(
+            {"stage": "ingest", "corpus_run": same.id, "reused": True},
+            f"corpus run {same.id} has exactly these files and settings: reused",
+        )
+        return same.id
+    if same is not None:  # a note, shown even with --quiet
+        print(
+            f"note: corpus run {same.id} has exactly these files and settings "
+            "(--reuse uses it instead of a new run)",
+            file=sys.stderr,
+            flush=True,
+        )
+    result = build_corpus(
+        files,
+        config,
+        name=name or ("Sample: Debian FAQ" if sample else ""),
+        on_progress=ctx.progress,
+    )
     run_id = result.run.id
     if index:
         index_corpus_run(run_id, settings=chroma_settings_from_env(), on_progress=ctx.progress)
@@ -86,6 +113,7 @@ def ingest(
             "files_skipped": len(result.skipped_files),
             "skipped": skipped,
             "chunks": result.n_chunks,
+            "reused": False,
         },
         f"corpus run {run_id}: {len(result.ok_files)} file(s), {result.n_chunks} chunks",
     )
@@ -126,6 +154,40 @@ def questions(ctx: Context, corpus_run: str, *, source: str, options: dict[str, 
         f"by the gate ({', '.join(f'{k} {v}' for k, v in gate.get('by_reason', {}).items())})",
     )
     return result.run.id
+
+
+def document_pairs(
+    ctx: Context, corpus_run: str, *, options: dict[str, Any], dry_run: bool = False
+) -> str | None:
+    """Heading and cloze pairs from a corpus run's documents (no LLM), through the gate and the
+    split; the qa run id (None for a dry run, which saves nothing)."""
+    from core.questions.from_documents import (
+        DocumentPairsConfig,
+        preview_document_pairs,
+        save_document_pairs,
+    )
+
+    options = dict(options)
+    name = options.pop("name", "")
+    config = DocumentPairsConfig.from_dict(options)
+    preview = preview_document_pairs(corpus_run, config, on_progress=ctx.progress)
+    data: dict[str, Any] = {
+        "stage": "questions",
+        "source": "documents",
+        "config": config.to_dict(),
+        "n_items": len(preview.items),
+        "n_accepted": preview.n_accepted,
+        "sources": preview.sources(),
+        "rejected_by_reason": {r["reason"]: r["questions"] for r in preview.rejection_rows()},
+        "splits": preview.splits(),
+        "notes": preview.notes,
+    }
+    if dry_run:
+        ctx.out.emit({**data, "qa_run": None}, pairs_text(preview) + "\n(dry run: nothing saved)")
+        return None
+    run = save_document_pairs(preview, name)
+    ctx.out.emit({**data, "qa_run": run.id}, pairs_text(preview) + f"\nqa run {run.id}")
+    return run.id
 
 
 def import_questions(
@@ -232,6 +294,8 @@ def eval_retrieval(ctx: Context, qa_run: str, *, models: list[str], options: dic
     from core.evaluation.stage import evaluate_retrieval
 
     specs = tuple(parse_model(m) for m in (models or ["default"]))
+    if options.get("split") == "all":  # the loop's TOML says "all" as the command line does
+        options = {**options, "split": None}
     config = RetrievalEvalConfig(qa_run_id=qa_run, models=specs, **options)
     result = evaluate_retrieval(
         config, chroma_settings=chroma_settings_from_env(), on_progress=ctx.progress
@@ -333,106 +397,3 @@ def rag_eval(
         ragas_text(result),
     )
     return run.id
-
-
-def report(
-    ctx: Context, run_ids: list[str], *, html: str | None, zip_path: str | None, title: str = ""
-) -> None:
-    """The self-contained HTML report (and the zip of its files) of finished evaluation runs."""
-    from core.report.export import build_report, report_zip
-
-    if not html and not zip_path:
-        raise ConfigError("Say where the report goes.", fix="pass --html FILE and/or --zip FILE")
-    built = build_report(run_ids, title=title)
-    written = []
-    if html:
-        Path(html).write_text(built.html, encoding="utf-8")
-        written.append(html)
-    if zip_path:
-        Path(zip_path).write_bytes(report_zip(built))
-        written.append(zip_path)
-    ctx.out.emit(
-        {"stage": "report", "runs": list(built.run_ids), "title": built.title, "files": written},
-        f"report of {', '.join(built.run_ids)} written to {', '.join(written)}",
-    )
-
-
-def compare(ctx: Context, run_ids: list[str]) -> None:
-    """Evaluation runs side by side, as the Runs page shows them."""
-    from core.report.comparison import compare_runs
-    from core.report.tables import headline_table
-
-    comparison = compare_runs(run_ids)
-    ctx.out.emit(
-        {
-            "stage": "compare",
-            "runs": comparison.run_ids,
-            "retrieval": headline_table(comparison.retrieval).to_dict("records"),
-            "ragas": comparison.ragas.to_dict("records"),
-            "verdicts": {
-                rid: [h.to_dict() for h in r.headlines()]
-                for rid, r in comparison.retrieval_results.items()
-            },
-            "warnings": comparison.warnings,
-        },
-        comparison_text(comparison),
-    )
-
-
-def delete(ctx: Context, run_id: str, *, yes: bool = False) -> None:
-    """Delete a run with its dependants and their Chroma collections (only with --yes)."""
-    from core.deletion import delete_with_dependants, plan_deletion
-    from core.documents.vector_store import collections_of_runs
-
-    settings = chroma_settings_from_env()
-    order = plan_deletion(run_id)
-    if not yes:
-        try:
-            collections = collections_of_runs(settings, order)
-        except RagbenchError as exc:
-            collections = [f"(Chroma not reachable: {exc})"]
-        ctx.out.emit(
-            {
-                "stage": "delete",
-                "deleted": False,
-                "would_delete": order,
-                "collections": collections,
-            },
-            f"would delete {len(order)} run(s): {', '.join(order)}"
-            + (f"\nand {len(collections)} Chroma collection(s)" if collections else "")
-            + "\nnothing deleted: pass --yes to delete them",
-        )
-        return
-    done = delete_with_dependants(run_id, settings)
-    ctx.out.emit(
-        {
-            "stage": "delete",
-            "deleted": True,
-            "runs": done.runs,
-            "collections": done.collections,
-            "warnings": done.warnings,
-        },
-        f"deleted {len(done.runs)} run(s) and {len(done.collections)} Chroma collection(s)"
-        + "".join(f"\nwarning: {w}" for w in done.warnings),
-    )
-
-
-def runs(ctx: Context, kind: str | None) -> None:
-    """Every run, newest first."""
-    from core.runs.folders import RUN_KINDS, list_runs, run_rows
-
-    if kind and kind not in RUN_KINDS:
-        raise ConfigError(f"{kind!r} is not a run kind.", fix=f"use one of {', '.join(RUN_KINDS)}")
-    listed = list_runs(kind)
-    for run in listed:
-        ctx.out.emit(
-            {
-                "id": run.id,
-                "kind": run.kind,
-                "status": run.manifest.status,
-                "name": run.manifest.name,
-                "parents": run.manifest.parents,
-                "summary": run.manifest.summary,
-            }
-        )
-    ctx.out.text(frame_text(run_rows(listed), empty="no runs yet"))

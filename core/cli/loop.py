@@ -1,6 +1,8 @@
-"""The whole loop from one TOML file: documents, questions (the sample set, the LLM, or an
-imported QA file), fine-tune, retrieval eval and RAG eval, each stage through the same command
-as on its own. See data/sample/loop.toml."""
+"""The whole loop from one TOML file: documents, questions (the sample set, the LLM, pairs from
+the documents, or an imported QA file), fine-tune, retrieval eval and RAG eval, each stage
+through the same command as on its own. With `evaluate_on = "sample"` the model trains on one
+set (say pairs from the documents, aligned with the sample's splits) and is evaluated on the
+hand-written one. See data/sample/loop.toml."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from core.cli.commands import (
     Context,
+    document_pairs,
     eval_retrieval,
     finetune,
     import_questions,
@@ -28,11 +31,15 @@ def read_loop_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Cannot read the loop config {path}.", found=str(exc)) from exc
 
 
-def _questions(ctx: Context, q: dict[str, Any], corpus: str | None, base_dir: Path) -> str:
+def _questions(
+    ctx: Context, q: dict[str, Any], corpus: str | None, base_dir: Path, evaluated: str | None
+) -> str:
     source = q.get("source", "sample")
     if source != "import":
         if corpus is None:
             raise ConfigError("The questions need a corpus.", fix="add a [documents] section")
+        if source == "documents":
+            return _document_pairs(ctx, q, corpus, evaluated)
         return questions(ctx, corpus, source=source, options=q.get("generation", {}))
     file = q.get("file")
     if not file:
@@ -48,6 +55,32 @@ def _questions(ctx: Context, q: dict[str, Any], corpus: str | None, base_dir: Pa
     )
     assert qa is not None  # not a dry run
     return qa
+
+
+def _document_pairs(ctx: Context, q: dict[str, Any], corpus: str, evaluated: str | None) -> str:
+    """Pairs from the documents, aligned with the evaluation set's splits unless `align = false`."""
+    options = dict(q.get("documents", {}))
+    if evaluated and options.pop("align", True):
+        options["align_with"] = evaluated
+    options.pop("align", None)
+    qa = document_pairs(ctx, corpus, options=options)
+    assert qa is not None  # not a dry run
+    return qa
+
+
+def _evaluation_set(ctx: Context, q: dict[str, Any], corpus: str | None) -> str | None:
+    """The question set the model is evaluated on when it is not the one it trains on."""
+    wanted = q.get("evaluate_on")
+    if not wanted:
+        return None
+    if wanted != "sample":
+        raise ConfigError(
+            f"questions.evaluate_on = {wanted!r} is not understood.",
+            fix='use "sample" (the hand-written set), or leave it out',
+        )
+    if corpus is None:
+        raise ConfigError("evaluate_on needs a corpus.", fix="add a [documents] section")
+    return questions(ctx, corpus, source="sample", options={})
 
 
 def run_loop(ctx: Context, config_path: Path) -> dict[str, str]:
@@ -67,11 +100,15 @@ def run_loop(ctx: Context, config_path: Path) -> dict[str, str]:
         )
     elif docs is None and not imported_alone:
         ids["corpus"] = ingest(ctx, ["sample"], chunking={}, index=True)
-    ids["qa"] = _questions(ctx, q, ids.get("corpus"), config_path.parent)
+    evaluation_qa = _evaluation_set(ctx, q, ids.get("corpus"))
+    if evaluation_qa:
+        ids["evaluation_qa"] = evaluation_qa
+    ids["qa"] = _questions(ctx, q, ids.get("corpus"), config_path.parent, evaluation_qa)
     if "corpus" not in ids:  # an imported file's contexts made the corpus
         from core.runs.folders import load_run
 
         ids["corpus"] = load_run(ids["qa"]).manifest.parents["corpus"]
+    evaluated = evaluation_qa or ids["qa"]
     models = ["default"]
     ft = config.get("finetune", {})
     if ft.get("enabled", True):
@@ -82,13 +119,13 @@ def run_loop(ctx: Context, config_path: Path) -> dict[str, str]:
     ev = config.get("retrieval_eval", {})
     if ev.get("enabled", True):
         ids["retrieval_eval"] = eval_retrieval(
-            ctx, ids["qa"], models=models, options=ev.get("options", {})
+            ctx, evaluated, models=models, options=ev.get("options", {})
         )
     rag = config.get("rag_eval", {})
     if rag.get("enabled", False):
         ids["ragas_eval"] = rag_eval(
             ctx,
-            ids["qa"],
+            evaluated,
             tuned=f"run:{ids['model']}" if "model" in ids else None,
             rag=rag.get("options", {}),
             metrics=rag.get("metrics"),

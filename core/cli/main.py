@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.cli import commands
+from core.cli import commands, run_commands
 from core.cli.loop import run_loop
 from core.cli.output import Output, Printer
 from core.config import apply_offline_env
@@ -20,14 +20,16 @@ EXAMPLES = """examples:
   ragbench loop data/sample/loop.toml
   ragbench ingest handbook/ --name handbook
   ragbench questions CORPUS_RUN --sample
+  ragbench questions CORPUS_RUN --from-documents --align-with QA_RUN
   ragbench import pairs.jsonl --question query --chunk passage
-  ragbench finetune QA_RUN --epochs 3
+  ragbench finetune QA_RUN --epochs 3 --source-weight cloze=0.5
   ragbench eval-retrieval QA_RUN --model default --model run:MODEL_RUN --bm25
   ragbench rag-eval QA_RUN --tuned run:MODEL_RUN --k 5 --limit 20
   ragbench compare EVAL_RUN [EVAL_RUN ...]
   ragbench report EVAL_RUN --html report.html --zip report.zip
   ragbench delete RUN --yes
   ragbench runs --kind model
+  ragbench cache            # the embedding cache's size (--clear empties it)
 """
 
 
@@ -61,14 +63,40 @@ def _documents(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int)
     p.add_argument("--chunk-overlap", type=int)
     p.add_argument("--no-index", action="store_true", help="skip embedding into Chroma")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="use a finished corpus run of exactly these files and settings instead of a new one",
+    )
 
 
 def _questions(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("questions", parents=[common], help="question set for a corpus run")
     p.add_argument("corpus_run")
     p.add_argument("--sample", action="store_true", help="use the hand-written sample set")
-    p.add_argument("--n-per-chunk", type=int, default=2)
-    p.add_argument("--max-chunks", type=int, default=0)
+    p.add_argument(
+        "--from-documents",
+        action="store_true",
+        help="heading and cloze pairs from the documents themselves (no LLM)",
+    )
+    p.add_argument("--n-per-chunk", type=int, default=2, help="LLM questions per chunk")
+    p.add_argument("--max-chunks", type=int, default=0, help="0: every chunk")
+    p.add_argument("--no-headings", action="store_true", help="documents: no heading pairs")
+    p.add_argument("--no-cloze", action="store_true", help="documents: no cloze pairs")
+    p.add_argument("--cloze-per-chunk", type=int, default=1, help="documents: sentences a chunk")
+    p.add_argument(
+        "--align-with",
+        metavar="QA_RUN",
+        help="documents: keep the splits of this question set's chunks (the one you evaluate on)",
+    )
+    p.add_argument(
+        "--include-aligned",
+        action="store_true",
+        help="documents: copy the aligned set's questions in (then weigh sources in finetune)",
+    )
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--name", default="")
+    p.add_argument("--dry-run", action="store_true", help="documents: show, save nothing")
     p = sub.add_parser(
         "import",
         parents=[common],
@@ -102,6 +130,14 @@ def _models(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--max-seq-length", type=int)
+    p.add_argument(
+        "--source-weight",
+        action="append",
+        default=[],
+        metavar="SOURCE=W",
+        help="weigh a question source (human, llm, heading, cloze): 0 leaves it out, 0.5 keeps "
+        "half, 2 uses each pair twice; repeat for several",
+    )
     p.add_argument("--name", default="")
     p = sub.add_parser(
         "eval-retrieval", parents=[common], help="base vs tuned retrieval evaluation"
@@ -148,6 +184,8 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p = sub.add_parser("runs", parents=[common], help="list runs")
     p.add_argument("--kind")
+    p = sub.add_parser("cache", parents=[common], help="the embedding cache: its size, or --clear")
+    p.add_argument("--clear", action="store_true", help="delete every cached vector")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,8 +204,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_weights(pairs: list[str]) -> dict[str, float]:
+    """['heading=1', 'cloze=0.5'] -> {'heading': 1.0, 'cloze': 0.5}."""
+    weights = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(
+                f"--source-weight {pair!r} is not SOURCE=WEIGHT.", fix="write e.g. cloze=0.5"
+            )
+    return weights
+
+
 def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _ingest_command(args: argparse.Namespace, ctx: commands.Context) -> None:
+    """`ingest`: files or the sample into a corpus run (or an identical one with --reuse)."""
+    chunking = _given(
+        strategy=args.strategy, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap
+    )
+    commands.ingest(
+        ctx,
+        args.paths,
+        name=args.name,
+        chunking=chunking,
+        index=not args.no_index,
+        reuse=args.reuse,
+    )
+
+
+def _questions_command(args: argparse.Namespace, ctx: commands.Context) -> None:
+    """`questions`: the sample set, pairs from the documents, or LLM generation."""
+    if args.from_documents:
+        options = {
+            "headings": not args.no_headings,
+            "cloze": not args.no_cloze,
+            "cloze_per_chunk": args.cloze_per_chunk,
+            "max_chunks": args.max_chunks,
+            "seed": args.seed,
+            "align_with": args.align_with,
+            "include_aligned": args.include_aligned,
+            "name": args.name,
+        }
+        commands.document_pairs(ctx, args.corpus_run, options=options, dry_run=args.dry_run)
+        return
+    options = {"n_per_chunk": args.n_per_chunk, "max_chunks": args.max_chunks}
+    source = "sample" if args.sample else "llm"
+    commands.questions(ctx, args.corpus_run, source=source, options=options)
 
 
 def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
@@ -176,14 +265,9 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
     if c == "loop":
         run_loop(ctx, args.config)
     elif c == "ingest":
-        chunking = _given(
-            strategy=args.strategy, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap
-        )
-        commands.ingest(ctx, args.paths, name=args.name, chunking=chunking, index=not args.no_index)
+        _ingest_command(args, ctx)
     elif c == "questions":
-        options = {"n_per_chunk": args.n_per_chunk, "max_chunks": args.max_chunks}
-        source = "sample" if args.sample else "llm"
-        commands.questions(ctx, args.corpus_run, source=source, options=options)
+        _questions_command(args, ctx)
     elif c == "import":
         mapping = _given(
             question=args.question,
@@ -210,6 +294,7 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
             learning_rate=args.learning_rate,
             max_seq_length=args.max_seq_length,
             name=args.name or None,
+            source_weights=parse_weights(args.source_weight) or None,
         )
         commands.finetune(ctx, args.qa_run, options=options, base=args.base)
     elif c == "eval-retrieval":
@@ -241,13 +326,17 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
             hybrid=args.hybrid,
         )
     elif c == "compare":
-        commands.compare(ctx, args.runs)
+        run_commands.compare(ctx, args.runs)
     elif c == "report":
-        commands.report(ctx, args.runs, html=args.html, zip_path=args.zip_path, title=args.title)
+        run_commands.report(
+            ctx, args.runs, html=args.html, zip_path=args.zip_path, title=args.title
+        )
     elif c == "delete":
-        commands.delete(ctx, args.run, yes=args.yes)
+        run_commands.delete(ctx, args.run, yes=args.yes)
     elif c == "runs":
-        commands.runs(ctx, args.kind)
+        run_commands.runs(ctx, args.kind)
+    elif c == "cache":
+        run_commands.cache(ctx, clear=args.clear)
 
 
 def main(argv: list[str] | None = None) -> int:

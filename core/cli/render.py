@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from core.evaluation.seen import seen_display
 from core.formatting import fmt
 
 if TYPE_CHECKING:
     from core.evaluation.results import RetrievalEvalResult
+    from core.questions.from_documents import DocumentPairsPreview
     from core.questions.importing import ImportPreview
     from core.rag.results import RagasEvalResult
     from core.report.comparison import Comparison
@@ -67,6 +69,16 @@ def retrieval_text(result: RetrievalEvalResult) -> str:
             frame_text(shown.drop(columns=["warning"])),
         ]
     lines += frontier_lines(result)
+    training = result.training_rows()
+    if training:
+        lines += ["", "what the tuned models trained on:", frame_text(training)]
+    seen = seen_display(result.seen_rows())
+    if not seen.empty:
+        lines += [
+            f"{result.primary_metric} on the passages each model trained on, and on the rest "
+            "(exploratory, not part of the verdict):",
+            frame_text(seen),
+        ]
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 
@@ -101,6 +113,8 @@ def retrieval_json(result: RetrievalEvalResult) -> dict[str, Any]:
         "random_baseline": result.random_baseline,
         "frontier": [] if result.frontier is None else result.frontier.to_dict("records"),
         "recommendation": (rec := result.recommendation()) and rec.to_dict(),
+        "training": result.training_rows(),
+        "seen": result.seen_rows(),
         "warnings": result.warnings,
     }
 
@@ -138,6 +152,21 @@ def preview_text(preview: ImportPreview) -> str:
             f"warning: {preview.evidence_missing} evidence quote(s) are not in their question's "
             "chunk; those questions keep their chunk as the only gold chunk"
         )
+    return "\n".join(lines)
+
+
+def pairs_text(preview: DocumentPairsPreview) -> str:
+    """What a set from the documents saves (or would save): per source, rejections, splits."""
+    lines = [
+        f"{len(preview.items)} pair(s) from the documents: {preview.n_accepted} accepted",
+        frame_text(preview.sources()),
+    ]
+    rejected = preview.rejection_rows()
+    if rejected:
+        lines += ["rejected, by reason:", frame_text(rejected)]
+    splits = [{"split": s, **v} for s, v in preview.splits().items()]
+    lines += ["splits:", frame_text(splits)]
+    lines += [f"note: {n}" for n in preview.notes]
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ with a reason. A failed or stopped build marks its run so and never touches earl
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -222,6 +223,7 @@ def build_corpus(
             "chunking": config.to_dict(),
             "max_bytes": max_bytes,
             "derived_from": derived_from,
+            "files_sha256": files_fingerprint(files),
         },
     )
     run.set_status("running")
@@ -253,6 +255,42 @@ def build_corpus(
         duplicates_removed=result.duplicates_removed,
         warnings=result.warnings,
     )
+
+
+def files_fingerprint(files: list[UploadedFile]) -> list[str]:
+    """The sorted SHA-256 of each file's bytes: what makes two uploads the same corpus."""
+    return sorted(hashlib.sha256(f.data).hexdigest() for f in files)
+
+
+def identical_corpus(
+    files: list[UploadedFile],
+    config: ChunkingConfig | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Run | None:
+    """The newest finished corpus run built from exactly these files with these settings (it
+    would chunk to the same chunks), or None. Runs made before the files were fingerprinted are
+    compared through the originals they kept."""
+    from core.runs.folders import list_runs
+
+    if not files:
+        return None
+    want = files_fingerprint(files)
+    settings = (config or ChunkingConfig()).to_dict()
+    for run in list_runs("corpus"):  # newest first
+        cfg = run.manifest.config
+        if run.manifest.status != "done":
+            continue
+        if cfg.get("chunking") != settings or cfg.get("max_bytes", DEFAULT_MAX_BYTES) != max_bytes:
+            continue
+        have = cfg.get("files_sha256")
+        if have is None:
+            try:
+                have = files_fingerprint(corpus_files(run))
+            except RunError:
+                continue
+        if have == want:
+            return run
+    return None
 
 
 def _store_originals(run: Run, files: list[UploadedFile], reports: list[FileReport]) -> None:
@@ -366,6 +404,13 @@ def remove_documents(
     )
 
 
+def sample_files() -> list[UploadedFile]:
+    """The bundled sample corpus as an upload."""
+    if not SAMPLE_PDF.exists():
+        raise InputError(f"The sample corpus {SAMPLE_PDF} is missing.", fix="restore data/sample")
+    return [UploadedFile(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes())]
+
+
 def ingest_sample_corpus(
     config: ChunkingConfig | None = None,
     *,
@@ -373,10 +418,8 @@ def ingest_sample_corpus(
     should_stop: StopCheck | None = None,
 ) -> CorpusBuildResult:
     """A corpus run from the bundled sample, the Debian FAQ (73-page PDF)."""
-    if not SAMPLE_PDF.exists():
-        raise InputError(f"The sample corpus {SAMPLE_PDF} is missing.", fix="restore data/sample")
     return build_corpus(
-        [UploadedFile(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes())],
+        sample_files(),
         config,
         name="Sample: Debian FAQ",
         on_progress=on_progress,

@@ -35,7 +35,9 @@ class RetrievalEvalConfig:
     dims: tuple[int, ...] = ()  # empty: native plus 512/256/128/64 below it, per model
     split: Literal["train", "validation", "test"] | None = "test"  # None: every accepted item
     include_bm25: bool = False
-    hybrid: bool = False  # BM25 fused with each dense model at its largest evaluated dim (RRF and weighted)
+    hybrid: bool = (
+        False  # BM25 fused with each dense model at its largest evaluated dim (RRF and weighted)
+    )
     frontier: bool = True  # every (model, dim, precision) cell, the frontier, a recommendation
     latency_size: int = 100_000  # synthetic vectors the frontier's latency is measured on
     deploy_size: int = 1_000_000  # chunks in production: the memory figures and recommendation

@@ -19,6 +19,7 @@ from core.evaluation.verdict import (
     assign_families,
     headline_verdicts,
 )
+from core.questions.sources import sources_text
 from core.runs.folders import Run, load_run, write_text_atomic
 
 METRICS_FILE = "metrics.csv"
@@ -87,6 +88,35 @@ class RetrievalEvalResult:
             else:
                 out.append(f"{m['label']}: reciprocal rank fusion (k = {m.get('rrf_k', 60)})")
         return out
+
+    def training_rows(self) -> list[dict[str, Any]]:
+        """What each tuned model was trained on and how much of these questions it saw: its
+        question set, training pairs per source, and the evaluated questions that were training
+        queries or point at a training positive ([] when no model says)."""
+        rows = []
+        for m in self.models:
+            info = m.get("training")
+            if not info:
+                continue
+            overlap = info.get("overlap") or {}
+            rows.append(
+                {
+                    "model": m["label"],
+                    "trained on": info.get("qa_name") or info.get("qa_run"),
+                    "training pairs": sources_text(info.get("sources") or {}) or "unknown",
+                    "questions it trained on": overlap.get("same_questions", "?"),
+                    "questions on its training chunks": overlap.get("trained_chunks", "?"),
+                    "evaluated questions": overlap.get("n_queries", self.n_queries),
+                }
+            )
+        return rows
+
+    def seen_rows(self) -> list[dict[str, Any]]:
+        """The primary metric split by whether a tuned model trained on the questions' passages
+        (core.evaluation.seen); [] when no model saw some but not all of them."""
+        from core.evaluation.seen import seen_rows
+
+        return seen_rows(self)
 
     def recommendation(self, n_vectors: int | None = None) -> Recommendation | None:
         """What to ship (core.evaluation.frontier.recommend) for `n_vectors` chunks in production

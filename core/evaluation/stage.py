@@ -50,7 +50,13 @@ from core.evaluation.metrics import (
     SEARCH_DEPTH,
     metric_names,
 )
-from core.evaluation.models import check_model_lineage, model_labels, model_run_note
+from core.evaluation.models import (
+    check_model_lineage,
+    model_labels,
+    model_run_note,
+    training_info,
+    training_note,
+)
 from core.evaluation.results import RetrievalEvalResult, save_retrieval_eval
 from core.evaluation.scoring import (
     DimScores,
@@ -176,7 +182,8 @@ def evaluate_retrieval(
 
     `model_loader` turns a ModelSpec into a loaded model (default: core.embeddings.load_model on
     `config.device`); pages pass their cached loader. Raises LineageError when a model run was
-    trained on another qa run or corpus than the one evaluated.
+    trained on another corpus; one trained on another question set of this corpus is evaluated,
+    and how many of these questions (or their chunks) it trained on is said beside it.
     """
     from core.embeddings import load_model
 
@@ -287,6 +294,7 @@ def _score_model(
             "dims": dims,
             "query_prompt": query_prompt(model),
             "document_prompt": document_prompt(model),
+            "training": training_info(model_run, inputs.items, chunk_ids),
         }
     )
     tracker.advance(1, f"{label} scored at dims {dims}")
@@ -343,7 +351,8 @@ def _score_bm25(inputs: _Inputs, tracker: ProgressTracker, out: _Scored) -> None
 
 
 def _input_warnings(inputs: _Inputs) -> list[str]:
-    """Too few questions; models stopped before their last epoch."""
+    """Too few questions; models stopped before their last epoch; models that saw some of these
+    questions or their chunks in training, or were trained on another question set."""
     n, config = len(inputs.items), inputs.config
     warnings = []
     if n < MIN_QUERIES:
@@ -351,10 +360,15 @@ def _input_warnings(inputs: _Inputs) -> list[str]:
             f"Only {n} questions in the {config.split or 'selected'} split: confidence intervals "
             "are wide and small differences cannot be told apart."
         )
+    chunk_ids = [c.id for c in inputs.chunks]
     for label, model_run in zip(inputs.labels, inputs.model_runs, strict=True):
-        note = model_run_note(model_run, label)
-        if note:
-            warnings.append(note)
+        info = training_info(model_run, inputs.items, chunk_ids)
+        for note in (
+            model_run_note(model_run, label),
+            training_note(label, info, inputs.qa_run.id),
+        ):
+            if note:
+                warnings.append(note)
     return warnings
 
 

@@ -79,6 +79,9 @@ class FinetuneConfig:
     precision: str = "auto"
     device: str = "auto"
     eval_each_epoch: bool = True
+    # Training pairs per question source (human, llm, heading, cloze): 0 leaves a source out,
+    # 0.5 keeps half its pairs (drawn with the seed), 2 uses each pair twice. {} = all once.
+    source_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Coerce what a form or JSON hands us (lists, dicts) into the frozen shapes.
@@ -86,6 +89,9 @@ class FinetuneConfig:
             object.__setattr__(self, "base_model", ModelSpec.from_dict(self.base_model))
         object.__setattr__(self, "matryoshka_dims", tuple(int(d) for d in self.matryoshka_dims))
         object.__setattr__(self, "dim_weights", tuple(float(w) for w in self.dim_weights))
+        object.__setattr__(
+            self, "source_weights", {str(k): float(v) for k, v in self.source_weights.items()}
+        )
         if self.max_seq_length in (0, ""):
             object.__setattr__(self, "max_seq_length", None)
         self._validate()
@@ -162,6 +168,7 @@ class FinetuneConfig:
                 f"Dim weights must be positive; got {list(self.dim_weights)}.",
                 fix="use e.g. 1, 1, 1, 1",
             )
+        self._validate_source_weights()
         if self.hard_negatives:
             if not 1 <= self.num_negatives <= 20:
                 raise ConfigError(
@@ -180,12 +187,35 @@ class FinetuneConfig:
                     fix="raise the range end or lower the number of negatives",
                 )
 
+    def _validate_source_weights(self) -> None:
+        from core.questions.sources import SOURCES
+
+        unknown = [k for k in self.source_weights if k not in SOURCES]
+        if unknown:
+            raise ConfigError(
+                f"Unknown question source {unknown[0]!r} in the source weights.",
+                fix=_suggest(unknown[0], list(SOURCES)),
+            )
+        bad = {k: w for k, w in self.source_weights.items() if not 0 <= w <= 10}
+        if bad:
+            name, weight = next(iter(bad.items()))
+            raise ConfigError(
+                f"Source weight {weight:g} for {name!r} is outside 0..10.",
+                fix="use 0 to leave a source out, 1 for all its pairs, 2 to use each twice",
+            )
+        if self.source_weights and not any(self.source_weights.values()):
+            raise ConfigError(
+                "Every source weight is 0, so nothing would be trained on.",
+                fix="give at least one source a positive weight",
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for the run manifest)."""
         data = dataclasses.asdict(self)
         data["base_model"] = self.base_model.to_dict()
         data["matryoshka_dims"] = list(self.matryoshka_dims)
         data["dim_weights"] = list(self.dim_weights)
+        data["source_weights"] = dict(self.source_weights)
         return data
 
     @classmethod

@@ -45,7 +45,21 @@ def create_finetune_run(cfg: FinetuneConfig, name: str = "") -> Run:
     parents = {"qa": cfg.qa_run_id}
     if cfg.base_model.source == "run":
         parents["base_model"] = cfg.base_model.ref
+    name = name or default_model_name(cfg, qa.manifest.name or qa.id)
     return create_run("model", name=name, config=cfg.to_dict(), parents=parents)
+
+
+def default_model_name(cfg: FinetuneConfig, qa_name: str) -> str:
+    """A readable name for a model run the user did not name: base model, question set and
+    epochs ('all-MiniLM-L6-v2 · From the documents: headings + cloze · 2 epochs')."""
+    base = cfg.base_model.label
+    if cfg.base_model.source == "run":
+        try:
+            base = load_run(cfg.base_model.ref).manifest.name or base
+        except RunError:
+            pass
+    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+    return f"{base} · {qa_name} · {epochs}"
 
 
 def stop_finetune(run_id: str) -> None:

@@ -4,12 +4,14 @@ validation or test chunk."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.documents.corpus import load_chunks
 from core.errors import ConfigError, InputError, RunError
 from core.questions.dataset import load_qa
+from core.questions.sources import training_items
 from core.runs.folders import load_run
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class FinetuneData:
     warnings: list[str] = field(default_factory=list)
     held_out_chunk_ids: set[str] = field(default_factory=set)  # validation + test gold/linked
     train_gold: list[set[str]] = field(default_factory=list)  # each pair's relevant chunks
+    sources: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> available, used
 
     @property
     def n_train(self) -> int:
@@ -46,11 +49,15 @@ class FinetuneData:
             "n_test": self.n_test,
             "train_chunks": len(set(self.train_chunk_ids)),
             "split_method": "by chunk",
+            "sources": self.sources,
         }
 
 
-def prepare_data(qa_run_id: str) -> FinetuneData:
-    """Train pairs (anchor=question, positive=chunk text) and the validation task over all chunks."""
+def prepare_data(
+    qa_run_id: str, source_weights: Mapping[str, float] | None = None, seed: int = 42
+) -> FinetuneData:
+    """Train pairs (anchor=question, positive=its chunk's text, or the item's own positive for a
+    heading or cloze pair), weighted by source, and the validation task over all chunks."""
     qa_run = load_run(qa_run_id)
     if qa_run.kind != "qa":
         raise ConfigError(
@@ -72,16 +79,17 @@ def prepare_data(qa_run_id: str) -> FinetuneData:
         warnings.append(
             f"{len(missing)} questions point at chunks missing from corpus {corpus_id}; they are skipped."
         )
-    seen: set[tuple[str, str]] = set()
-    anchors, positives, chunk_ids, train_gold = [], [], [], []
-    for item in train:
-        if item.chunk_id not in chunks or (item.question, item.chunk_id) in seen:
-            continue
-        seen.add((item.question, item.chunk_id))
-        anchors.append(item.question)
-        positives.append(chunks[item.chunk_id])
-        chunk_ids.append(item.chunk_id)
-        train_gold.append(set(item.gold_ids))
+    unique, used, sources = training_items(train, chunks, source_weights or {}, seed)
+    anchors = [i.question for i in used]
+    positives = [i.positive or chunks[i.chunk_id] for i in used]
+    chunk_ids = [i.chunk_id for i in used]
+    train_gold = [set(i.gold_ids) for i in used]
+    if unique and not anchors:
+        raise InputError(
+            f"The source weights leave none of QA run {qa_run_id}'s training questions.",
+            found=", ".join(f"{s}: {n['available']}" for s, n in sources.items()),
+            fix="give a positive weight to a source the question set has",
+        )
     if not anchors:
         raise InputError(
             f"QA run {qa_run_id} has no accepted training questions.",
@@ -121,6 +129,7 @@ def prepare_data(qa_run_id: str) -> FinetuneData:
             c for i in items if i.split in ("validation", "test") for c in i.split_chunk_ids
         },
         train_gold=train_gold,
+        sources=sources,
     )
 
 

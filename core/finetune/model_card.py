@@ -15,6 +15,7 @@ from typing import Any
 
 from core.embeddings import model_card_path, run_model_dir
 from core.errors import ConfigError, RunError
+from core.questions.sources import sources_text
 from core.runs.folders import Run, load_run, write_text_atomic
 from core.text import replace_marked_section
 
@@ -55,7 +56,8 @@ def protocol_section(run: Run, metrics: dict[str, Any], warnings: list[str]) -> 
         "|---|---|",
         f"| Corpus | {corpus_size} chunks (corpus run `{_corpus_id(run)}`); every chunk is a "
         "candidate for every question |",
-        f"| Question set | qa run `{run.manifest.parents.get('qa', '')}` |",
+        f"| Question set | qa run `{run.manifest.parents.get('qa', '')}`"
+        f"{'; ' + sources_text(data['sources']) if data.get('sources') else ''} |",
         f"| Questions | train {data.get('n_train', '–')} · validation {data.get('n_validation', '–')}"
         f" · test {data.get('n_test', '–')} |",
         f"| Split | {data.get('split_method', 'by chunk')}: all questions about one chunk, and the "

@@ -350,7 +350,9 @@ def _training_args(run: Run, setup: _Setup, train_ds):  # noqa: ANN001, ANN202
 
 def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> str:  # noqa: ANN001
     emit({"event": "phase", "message": "loading data"})
-    data = prepare_data(cfg.qa_run_id)  # fails fast, before the heavy imports
+    data = prepare_data(
+        cfg.qa_run_id, cfg.source_weights, cfg.seed
+    )  # fails fast: no heavy imports yet
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 
     setup = _set_up(cfg, data, emit)
@@ -382,7 +384,11 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
     )
     if main:
         run.set_status(
-            "running", warnings=setup.warnings, device=setup.device, precision=setup.precision
+            "running",
+            warnings=setup.warnings,
+            device=setup.device,
+            precision=setup.precision,
+            sources=setup.data.sources,
         )
     if _stop_now(run.path):
         if main:

@@ -17,10 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from core.questions.leakage import check_no_leak
+from core.questions.sources import SOURCE_OF_ORIGIN, Source
 from core.runs.folders import Run, load_run, read_jsonl_artifact, write_text_atomic
 
 QA_FILE = "qa.jsonl"
 Split = Literal["train", "validation", "test"]
+Origin = Literal["generated", "manual", "imported", "sample", "heading", "cloze"]
 
 
 class QAItem(BaseModel):
@@ -36,8 +38,11 @@ class QAItem(BaseModel):
     status: Literal["accepted", "rejected"] = "accepted"
     reason: str = ""  # why it was rejected (empty when accepted)
     reference_answer: str | None = None
-    origin: Literal["generated", "manual", "imported", "sample"] = "generated"
+    origin: Origin = "generated"
     meta: dict[str, object] = Field(default_factory=dict)
+    # The training positive when it is not the chunk's whole text: a heading's chunk without the
+    # heading, a cloze sentence's chunk without the sentence (so the pair is not a string match).
+    positive: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -48,6 +53,11 @@ class QAItem(BaseModel):
             if isinstance(meta, dict) and isinstance(meta.get("evidence"), str):
                 data = {**data, "evidence": meta["evidence"]}
         return data
+
+    @property
+    def source(self) -> Source:
+        """Who wrote the question: a person, an LLM, a document heading or a cloze sentence."""
+        return SOURCE_OF_ORIGIN[self.origin]
 
     @property
     def gold_ids(self) -> list[str]:

@@ -31,6 +31,7 @@ EXPORT_COLUMNS = (
     "reason",
     "reference_answer",
     "origin",
+    "source",
 )
 
 
@@ -41,13 +42,14 @@ def qa_rows(items: Sequence[QAItem], chunk_texts: dict[str, str]) -> list[dict[s
         {
             "id": i.id,
             "anchor": i.question,
-            "positive": chunk_texts.get(i.chunk_id, ""),
+            "positive": i.positive or chunk_texts.get(i.chunk_id, ""),
             "chunk_id": i.chunk_id,
             "split": i.split or "",
             "status": i.status,
             "reason": i.reason,
             "reference_answer": i.reference_answer or "",
             "origin": i.origin,
+            "source": i.source,
         }
         for i in items
     ]

@@ -57,6 +57,12 @@ REASONS: dict[str, str] = {
     "over_quota": "more accepted questions than asked for from its chunk",
     "reviewer": "rejected by a person in review",
     "evidence_not_found": "its evidence quote is in no chunk of the corpus",
+    "numbers_only": "a heading of numbers or a section label only",
+    "generic_heading": "a heading that names no topic ('Introduction', 'Contents', …)",
+    "running_header": "a running header: the same line in the margin of several pages",
+    "empty_section": "a heading whose section has no text before the next heading",
+    "heading_not_found": "a heading from the outline that is not in the document's text",
+    "spans_splits": "its chunks sit in two splits of the question set it is aligned with",
 }
 
 QUESTION_WORDS = frozenset(
@@ -131,6 +137,8 @@ class GateConfig:
     check_near_duplicates: bool = True
     check_answerability: bool = False
     check_length: bool = True  # off for human-written imports: "What is Python?" is a question
+    check_question_form: bool = True  # off for headings: "Installing Debian" is a fine query
+    check_copy: bool = True  # off for cloze: the query is a sentence of its chunk by design
 
     def __post_init__(self) -> None:
         if self.min_words < 1 or self.max_words < self.min_words:
@@ -258,9 +266,9 @@ def check_question(
     if config.check_length and n_words > config.max_words:
         return Verdict(question, False, "too_long", f"{n_words} words > {config.max_words}")
     first = re.sub(r"[^\w']", "", question.split()[0].lower())
-    if "?" not in question and first not in QUESTION_WORDS:
+    if config.check_question_form and "?" not in question and first not in QUESTION_WORDS:
         return Verdict(question, False, "not_a_question", f"starts with {first!r}, no '?'")
-    if chunk_text:
+    if chunk_text and config.check_copy:
         detail = _copy_detail(question, chunk_text, config)
         if detail:
             return Verdict(question, False, "copy_of_chunk", detail)
@@ -293,6 +301,14 @@ def gate_counts(items: Sequence[QAItem]) -> dict[str, Any]:
         "rejected": sum(i.status == "rejected" for i in items),
         "by_reason": dict(reasons.most_common()),
     }
+
+
+def rejection_rows(items: Sequence[QAItem]) -> list[dict[str, object]]:
+    """Rejected questions by reason (most frequent first) with what each reason means."""
+    return [
+        {"reason": r, "questions": n, "meaning": REASONS.get(r, r)}
+        for r, n in gate_counts(items)["by_reason"].items()
+    ]
 
 
 def _near_duplicates(

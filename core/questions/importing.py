@@ -229,12 +229,9 @@ class ImportPreview:
 
     def rejection_rows(self) -> list[dict[str, object]]:
         """Rejected questions by reason with what each reason means (for a table)."""
-        from core.questions.gate import REASONS
+        from core.questions.gate import rejection_rows
 
-        return [
-            {"reason": r, "questions": n, "meaning": REASONS.get(r, r)}
-            for r, n in self.rejections().items()
-        ]
+        return rejection_rows(self.items)
 
     def splits(self) -> dict[str, dict[str, int]]:
         return split_counts(self.items)

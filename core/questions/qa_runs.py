@@ -72,6 +72,7 @@ def save_qa_run(
     gate_report: dict[str, Any] | None = None,
     usage: dict[str, Any] | None = None,
     source_run_id: str | None = None,
+    extra_parents: dict[str, str] | None = None,
 ) -> Run:
     """A finished qa run on a corpus (and, for review edits, the qa run it came from). A leaking
     dataset is refused before anything is written; a failed write leaves no run behind."""
@@ -80,7 +81,7 @@ def save_qa_run(
     if any(i.evidence for i in accepted):
         texts = {c.id: c.text for c in load_chunks(corpus_run_id)}
     check_no_leak(accepted, texts)
-    parents = {"corpus": corpus_run_id}
+    parents = {"corpus": corpus_run_id, **(extra_parents or {})}
     if source_run_id:
         parents["source"] = source_run_id
     with discard_on_failure() as created:

@@ -29,6 +29,7 @@ REVIEW_COLUMNS = (
     "split",
     "reference_answer",
     "origin",
+    "source",
 )
 
 
@@ -54,6 +55,7 @@ def review_rows(items: Sequence[QAItem]) -> list[dict[str, Any]]:
             "split": i.split or "",
             "reference_answer": i.reference_answer or "",
             "origin": i.origin,
+            "source": i.source,
         }
         for i in items
     ]
@@ -124,7 +126,13 @@ def apply_review(
             # The evidence's gold and linked chunks belonged to the old chunk: a moved question
             # is relevant to the chunk the reviewer chose only.
             meta["moved_from_chunk"] = original.chunk_id
-            update.update(chunk_id=chunk_id, split=None, gold_chunk_ids=[], linked_chunk_ids=[])
+            update.update(
+                chunk_id=chunk_id,
+                split=None,
+                gold_chunk_ids=[],
+                linked_chunk_ids=[],
+                positive=None,  # the old chunk's text without its heading or sentence
+            )
         if status != original.status:
             meta["reviewed"] = True
             if status == "accepted":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.charts.comparison import comparison_figure, ragas_comparison_figure
+from core.evaluation.seen import seen_display
 from core.report.comparison import HEADLINE_METRICS, _run_label, _short
 from core.report.redaction import redact, scrub_text
 from core.report.tables import (
@@ -184,6 +185,25 @@ def _flips_html(result: RetrievalEvalResult) -> str:
     return "".join(parts)
 
 
+def _training_html(result: RetrievalEvalResult) -> str:
+    """What the tuned models trained on, and the primary metric on the passages they saw and on
+    the rest ('' when no tuned model says)."""
+    parts = []
+    training = result.training_rows()
+    if training:
+        parts.append("<h3>What the tuned models trained on</h3>")
+        parts.append(_table(pd.DataFrame(training)))
+    seen = seen_display(result.seen_rows())
+    if not seen.empty:
+        parts.append(
+            f"<p class='caption'>{_e(result.primary_metric)} on the passages each model trained "
+            "on, and on the rest (exploratory: Holm-adjusted within each model, not part of the "
+            "verdict)</p>"
+        )
+        parts.append(_table(seen))
+    return "".join(parts)
+
+
 def _retrieval_html(
     run: Run, result: RetrievalEvalResult, headline: pd.DataFrame, figures: _Figures
 ) -> str:
@@ -208,6 +228,7 @@ def _retrieval_html(
     parts.append(f"<p><b>Gold chunks:</b> {_e(result.gold_summary())}</p>")
     for warning in result.warnings:
         parts.append(f"<div class='warn'>{_e(warning)}</div>")
+    parts.append(_training_html(result))
     sentences = delta_sentences(result)
     if sentences:
         parts.append("<h3>Verdict</h3>")

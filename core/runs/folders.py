@@ -33,6 +33,14 @@ RunStatus = Literal["pending", "running", "done", "failed", "stopped"]
 
 
 RUN_KINDS: tuple[str, ...] = ("corpus", "qa", "model", "retrieval_eval", "rag", "ragas_eval")
+KIND_LABELS: dict[str, str] = {  # what a user calls each kind
+    "corpus": "Corpora",
+    "qa": "Question sets",
+    "model": "Tuned models",
+    "retrieval_eval": "Retrieval evals",
+    "rag": "RAG answer runs",
+    "ragas_eval": "RAGAS scorings",
+}
 
 
 TRACKED_LIBRARIES = (

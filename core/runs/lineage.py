@@ -79,8 +79,9 @@ def check_same_lineage(a: Run, b: Run, kind: str = "corpus", root: Path | None =
 
 
 def model_runs_for_qa(qa_run_id: str, root: Path | None = None) -> tuple[list[Run], int]:
-    """Finished model runs fine-tuned on this qa run's lineage, newest first, and how many other
-    model runs were left out (trained on another question set: comparing them would leak)."""
+    """Finished model runs fine-tuned on this qa run's corpus (on this question set or another
+    one of the same corpus: the evaluation counts what they saw), newest first, and how many
+    model runs of other corpora were left out."""
     qa_run = load_run(qa_run_id, root=root)
     ok: list[Run] = []
     hidden = 0
@@ -88,12 +89,26 @@ def model_runs_for_qa(qa_run_id: str, root: Path | None = None) -> tuple[list[Ru
         if run.manifest.status not in ("done", "stopped"):
             continue
         try:
-            check_same_lineage(run, qa_run, kind="qa", root=root)
+            check_same_lineage(run, qa_run, kind="corpus", root=root)
         except RunError:  # LineageError is a RunError
             hidden += 1
             continue
         ok.append(run)
     return ok, hidden
+
+
+def model_run_label(run: Run, qa_run_id: str, root: Path | None = None) -> str:
+    """A model run for a picker: its name and date, and the question set it was trained on when
+    that is not `qa_run_id` ('MiniLM docs · 2026-11-30 07:10 · trained on From the documents')."""
+    label = f"{run.manifest.name or run.id} · {run.manifest.created_at[:16].replace('T', ' ')}"
+    trained_on = run.manifest.parents.get("qa")
+    if trained_on and trained_on != qa_run_id:
+        try:
+            name = load_run(trained_on, root=root).manifest.name or trained_on
+        except RunError:
+            name = trained_on
+        label += f" · trained on {name}"
+    return label
 
 
 def _kind_order(run: Run) -> tuple[int, str, str]:

@@ -67,3 +67,21 @@ def test_existing_run_shows_documents_and_deletes_one():
     assert at.selectbox(key="docs_corpus_pick").value == newest.id
     assert list(at.dataframe[0].value["file"]) == ["b.txt"]
     assert f"Built corpus run **{newest.id}**" in at.success[0].value
+
+
+def test_building_the_same_files_again_offers_the_existing_run():
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    assert not any("already built" in i.value for i in at.info)
+    at.button(key="docs_sample").click().run()
+    (first,) = list_runs("corpus")
+    at.run()  # the next visit, or any click
+    offer = [i.value for i in at.info if "already built" in i.value]
+    assert offer and "The sample corpus, with these settings, already built" in offer[0]
+    at.number_input(key="docs_size_recursive").set_value(800).run()  # other chunks: no offer
+    assert not any("already built" in i.value for i in at.info)
+    at.number_input(key="docs_size_recursive").set_value(1000).run()
+    at.button(key="docs_reuse_sample").click().run()
+    assert not at.exception
+    assert len(list_runs("corpus")) == 1  # nothing new was built
+    assert at.selectbox(key="docs_corpus_pick").value == first.id
+    assert any("the same files and settings" in s.value for s in at.success)

@@ -209,3 +209,30 @@ def test_stopped_run_with_a_checkpoint_offers_resume(app, monkeypatch):
     app.button(key="ft_resume").click().run()
     assert resumed == [run.id]
     assert not app.error, [e.value for e in app.error]
+
+
+def test_a_set_that_mixes_sources_offers_a_weight_per_source(app):
+    from core.questions.dataset import load_qa, save_qa
+
+    _, qa = make_qa_run(n_chunks=40)
+    items = load_qa(qa, accepted_only=False)
+    # Half the training questions become heading pairs, as a set from the documents mixes them.
+    mixed = [
+        i.model_copy(update={"origin": "heading"}) if n % 2 and i.split == "train" else i
+        for n, i in enumerate(items)
+    ]
+    save_qa(qa, mixed)
+    train = [i for i in mixed if i.split == "train"]
+    n_heading = sum(i.source == "heading" for i in train)
+    (other,) = {i.source for i in train} - {"heading"}  # the generated ones: llm
+    n_other = len(train) - n_heading
+    open_page(app)
+    assert app.number_input(key="ft_weight_heading").value == 1.0
+    caption = next(c.value for c in app.caption if "training pairs" in c.value)
+    assert f"{other} {n_other} · heading {n_heading} training pairs" in caption
+    app.number_input(key="ft_weight_heading").set_value(0.0).run()
+    caption = next(c.value for c in app.caption if "training pairs" in c.value)
+    assert f"{other} {n_other} · heading left out training pairs" in caption
+    app.number_input(key=f"ft_weight_{other}").set_value(0.0).run()
+    assert any("Every source weight is 0" in e.value for e in app.error)
+    assert "ft_start" not in [b.key for b in app.button]  # nothing to start from

@@ -86,6 +86,18 @@ def test_sample_set_loads_with_gate_stats_review_and_export():
     assert labels == ["CSV", "JSONL", "PARQUET"]
 
 
+def test_a_second_set_is_what_the_page_shows_right_after_it_is_made():
+    """The success line and the picker below it name the same, new set (the picker showed the
+    previous set until the next click)."""
+    sample_corpus()
+    at = page().run()
+    at.button(key="qa_sample_load").click().run()
+    at.button(key="qa_sample_load").click().run()
+    newest = list_runs("qa")[0]
+    assert f"QA run **{newest.id}**" in at.success[0].value
+    assert at.selectbox(key="qa_run_pick").value == newest.id
+
+
 def test_review_edits_save_a_new_run():
     corpus_id = sample_corpus()
     at = page().run()
@@ -220,3 +232,37 @@ def test_import_preview_says_what_the_gate_rejects_before_saving():
         "Is C++ supported?",
         "Is C supported?",
     ]
+
+
+def test_pairs_from_the_documents_are_previewed_then_saved_and_picked():
+    from core.documents.stage import UploadedFile, build_corpus
+    from tests.support.documents import MARKDOWN, pdf_bytes
+
+    corpus = build_corpus(
+        [UploadedFile("guide.pdf", pdf_bytes()), UploadedFile("guide.md", MARKDOWN.encode())],
+        name="guides",
+    ).run
+    at = page().run()
+    at.radio(key="qa_source").set_value("documents").run()
+    assert not at.exception
+    assert any("Preview to see the pairs" in c.value for c in at.caption)
+    at.button(key="qa_docs_preview_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    sources = next(
+        d.value
+        for d in at.dataframe
+        if "source" in d.value.columns and "accepted" in d.value.columns
+    )
+    assert set(sources["source"]) == {"heading", "cloze"}
+    rejected = next(d.value for d in at.dataframe if "meaning" in d.value.columns)
+    assert {"generic_heading", "numbers_only"} <= set(rejected["reason"])
+    assert any("For example:" in c.value and "names no topic" in c.value for c in at.caption)
+    assert not list_runs("qa")  # nothing saved by a preview
+    at.button(key="qa_docs_save").click().run()
+    assert not at.exception and not at.error
+    (run,) = list_runs("qa")
+    assert run.manifest.parents == {"corpus": corpus.id}
+    assert f"QA run **{run.id}**" in at.success[0].value
+    at.run()
+    assert at.selectbox(key="qa_run_pick").value == run.id
+    assert {i.source for i in load_qa(run)} == {"heading", "cloze"}

@@ -233,6 +233,32 @@ limit = 8
     assert (table["n_ok"] == 8).all() and (table["n_failed"] == 0).all()
 
 
+def test_ingest_again_says_so_reuses_with_reuse_and_indexes_from_the_cache(tmp_path):
+    """The same file again: a note, and with --reuse the same run; a new run of the same file
+    embeds no chunk (the cache holds them); `cache` shows the size and --clear empties it."""
+    doc = tmp_path / "notes.txt"
+    doc.write_text("Coolant pumps are flushed every 400 hours. Filters are changed weekly. " * 40)
+    data = tmp_path / "data"
+    first = run_cli("ingest", str(doc), data=data)
+    assert first.returncode == 0, first.stderr
+    first_id = json.loads(first.stdout.strip().splitlines()[-1])["corpus_run"]
+    again = run_cli("ingest", str(doc), data=data)
+    assert again.returncode == 0, again.stderr
+    assert f"note: corpus run {first_id} has exactly these files and settings" in again.stderr
+    again_id = json.loads(again.stdout.strip().splitlines()[-1])["corpus_run"]
+    reused = run_cli("ingest", str(doc), "--reuse", "--no-index", data=data)
+    assert json.loads(reused.stdout.strip().splitlines()[-1]) == {
+        "stage": "ingest",
+        "corpus_run": again_id,  # the newest of the two
+        "reused": True,
+    }
+    size = json.loads(run_cli("cache", data=data).stdout.strip().splitlines()[-1])
+    assert size["models"] == 1 and size["bytes"] > 0
+    cleared = json.loads(run_cli("cache", "--clear", data=data).stdout.strip().splitlines()[-1])
+    assert cleared["cleared"] is True and cleared["files"] == 0
+    assert not list((data / "cache" / "embeddings").rglob("*.npz"))
+
+
 def test_every_command_is_listed_and_a_script_outside_the_repository_runs(tmp_path):
     """The project installs itself: `ragbench --help` lists every command, and a Python script
     in a folder outside the repository imports core from the installed package."""
@@ -253,6 +279,7 @@ def test_every_command_is_listed_and_a_script_outside_the_repository_runs(tmp_pa
         "report",
         "delete",
         "runs",
+        "cache",
     ):
         assert f"\n    {command}" in helped.stdout or f"  {command} " in helped.stdout, command
     outside = tmp_path / "notebook"
@@ -334,3 +361,66 @@ def test_compare_report_and_delete_from_the_command_line(tmp_path):
     deleted = run_cli("--quiet", "delete", qa_run, "--yes", data=data)
     assert json.loads(deleted.stdout.strip().splitlines()[-1])["runs"] == [eval_run, qa_run]
     assert not (data / "runs" / qa_run).exists() and not (data / "runs" / eval_run).exists()
+
+
+@pytest.mark.slow
+def test_loop_without_an_llm_trains_on_the_documents_and_is_scored_on_human_questions(tmp_path):
+    """data/sample/loop_documents.toml: heading and cloze pairs from the sample PDF, aligned with
+    the hand-written set, a model tuned on them, evaluated on the hand-written test split; the
+    page and the CLI say what it trained on and that none of the scored questions was seen."""
+    from core.evaluation.results import load_retrieval_eval
+    from core.questions.dataset import load_qa
+
+    config = tmp_path / "loop.toml"
+    config.write_text(
+        (ROOT / "data/sample/loop_documents.toml")
+        .read_text()
+        .replace("epochs = 2", "epochs = 1")
+        .replace("max_seq_length = 256", "max_seq_length = 128")
+        .replace("index = true", "index = false")
+        .replace("include_bm25 = true", "include_bm25 = true\nfrontier = false")
+    )
+    data = tmp_path / "data"
+    result = run_cli(
+        "loop", str(config), data=data, env={"RAGBENCH_LLM_BASE_URL": "http://127.0.0.1:9"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    runs = lines[-1]["runs"]
+    assert set(runs) == {"corpus", "evaluation_qa", "qa", "model", "retrieval_eval"}
+    pairs = next(line for line in lines if line.get("source") == "documents")
+    assert {s["source"] for s in pairs["sources"]} == {"heading", "cloze"}
+    assert pairs["config"]["align_with"] == runs["evaluation_qa"]
+    printed = next(line for line in lines if line["stage"] == "eval-retrieval")
+    assert printed["qa_run"] == runs["evaluation_qa"] and printed["n_queries"] == 23
+    (trained,) = printed["training"]
+    assert trained["questions it trained on"] == 0
+    assert trained["questions on its training chunks"] == 0
+    os.environ["RAGBENCH_DATA_DIR"] = str(data)
+    assert {i.source for i in load_qa(runs["qa"])} == {"heading", "cloze"}
+    assert {i.source for i in load_qa(runs["evaluation_qa"])} == {"human"}
+    assert load_retrieval_eval(runs["retrieval_eval"]).training_rows() == printed["training"]
+    page = open_retrieval_eval_page(tmp_path)
+    tables = [t.value for t in page.dataframe]
+    shown = next(t for t in tables if "trained on" in t.columns)
+    assert shown["training pairs"].iloc[0] == trained["training pairs"]
+    assert any("held-out result" in w.value for w in page.warning)
+
+
+def test_pairs_from_the_documents_dry_run_and_source_weights_on_the_command_line(tmp_path):
+    data = tmp_path / "data"
+    doc = tmp_path / "guide.md"
+    from tests.support.documents import MARKDOWN
+
+    doc.write_text(MARKDOWN * 1, encoding="utf-8")
+    ingest = run_cli("ingest", str(doc), "--no-index", data=data)
+    corpus = json.loads(ingest.stdout.strip().splitlines()[-1])["corpus_run"]
+    dry = run_cli("questions", corpus, "--from-documents", "--dry-run", data=data)
+    assert dry.returncode == 0, dry.stderr
+    out = json.loads(dry.stdout.strip().splitlines()[-1])
+    assert out["qa_run"] is None and out["rejected_by_reason"].get("generic_heading") == 1
+    assert not [p for p in (data / "runs").iterdir() if p.name.startswith("qa-")]
+    bad = run_cli("finetune", "qa-x", "--source-weight", "cloze", data=data)
+    assert bad.returncode == 2 and "is not SOURCE=WEIGHT" in bad.stderr
+    unknown = run_cli("finetune", "qa-x", "--source-weight", "clozes=1", data=data)
+    assert unknown.returncode == 2 and "did you mean 'cloze'" in unknown.stderr

@@ -43,6 +43,7 @@ CROSS_CUTTING = (
     "formatting",
     "jsonparse",
     "embeddings",
+    "embedding_cache",
     "llm",
     "charts",
     "runs",

@@ -41,5 +41,21 @@ def test_every_cell_is_timed_and_the_machine_is_recorded():
 
 def test_the_synthetic_corpus_is_capped_to_fit(monkeypatch):
     monkeypatch.setattr(latency, "MAX_LATENCY_BYTES", 4 * 32 * 700)
+    monkeypatch.setattr(latency, "_measured", {})
     frame = synthetic_latency([32], 10_000_000)
     assert set(frame["n_vectors"]) == {700}
+
+
+def test_the_same_sizes_are_timed_once_per_process(monkeypatch):
+    monkeypatch.setattr(latency, "_measured", {})
+    searches = []
+    real = latency._one_search
+    monkeypatch.setattr(latency, "_one_search", lambda *a: searches.append(1) or real(*a))
+    first = synthetic_latency([8], 500)
+    timed = len(searches)
+    assert timed == len(CELLS) * (latency.LATENCY_QUERIES + 1)
+    first.loc[0, "latency_ms"] = -1.0  # a caller's change does not reach the memo
+    again = synthetic_latency([8], 500)
+    assert len(searches) == timed and (again["latency_ms"] > 0).all()
+    synthetic_latency([8], 600)  # another size is timed
+    assert len(searches) == 2 * timed

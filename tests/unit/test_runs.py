@@ -92,19 +92,26 @@ def test_descendants_deepest_first():
     assert ids.index(e.id) < ids.index(m.id) < ids.index(q.id)
 
 
-def test_model_runs_for_qa_hides_other_question_sets():
-    from core.runs.lineage import model_runs_for_qa
+def test_model_runs_for_qa_lists_the_corpus_models_and_hides_other_corpora():
+    from core.runs.lineage import model_run_label, model_runs_for_qa
 
     c = create_run("corpus")
-    q1 = create_run("qa", parents={"corpus": c.id})
-    q2 = create_run("qa", parents={"corpus": c.id})
-    mine = create_run("model", parents={"qa": q1.id})
+    q1 = create_run("qa", name="hand-written", parents={"corpus": c.id})
+    q2 = create_run("qa", name="From the documents", parents={"corpus": c.id})
+    mine = create_run("model", name="mine", parents={"qa": q1.id})
     mine.set_status("done")
-    other = create_run("model", parents={"qa": q2.id})
-    other.set_status("done")
+    sibling = create_run("model", name="docs", parents={"qa": q2.id})
+    sibling.set_status("done")
+    elsewhere = create_run(
+        "model", parents={"qa": create_run("qa", parents={"corpus": create_run("corpus").id}).id}
+    )
+    elsewhere.set_status("done")
     create_run("model", parents={"qa": q1.id}).set_status("failed")  # unfinished: neither list
     runs, hidden = model_runs_for_qa(q1.id)
-    assert [r.id for r in runs] == [mine.id] and hidden == 1
+    assert {r.id for r in runs} == {mine.id, sibling.id} and hidden == 1
+    # A model trained on another question set of the corpus says so in a picker.
+    assert model_run_label(sibling, q1.id).endswith(" · trained on From the documents")
+    assert "trained on" not in model_run_label(mine, q1.id)
 
 
 def test_damaged_qa_file_names_run_and_line():

@@ -1,0 +1,92 @@
+"""The stages read and fill the embedding cache: a second corpus run of the same files embeds no
+chunk, evaluating the base model right after indexing encodes only the questions, and an
+unchanged evaluation encodes nothing and gives the same figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.documents.corpus import load_chunks
+from core.documents.stage import UploadedFile, build_corpus, index_corpus_run
+from core.embedding_cache import default_cache
+from core.embeddings import ModelSpec
+from core.evaluation.config import RetrievalEvalConfig
+from core.evaluation.stage import evaluate_retrieval
+from core.questions.dataset import QAItem, save_qa
+from core.runs.folders import create_run
+
+pytestmark = pytest.mark.slow
+
+TOPICS = {
+    "rain": "Rainfall in deserts is rare and sudden; flash floods follow the storms.",
+    "magma": "Magma rises through the crust and erupts as lava from volcanoes.",
+    "tides": "Tides follow the moon; the sea rises and falls twice a day.",
+    "glaciers": "Glaciers carve valleys as the ice slowly flows downhill.",
+    "coral": "Coral reefs grow in warm shallow water and shelter many fish.",
+    "wind": "Trade winds blow steadily toward the equator from the east.",
+}
+QUESTIONS = {
+    "rain": "What follows desert storms?",
+    "magma": "How does lava reach the surface?",
+    "tides": "What makes the sea rise twice a day?",
+    "glaciers": "What carves valleys?",
+    "coral": "Where do reefs grow?",
+    "wind": "Which winds blow toward the equator?",
+}
+
+
+def _files() -> list[UploadedFile]:
+    return [UploadedFile(f"{k}.txt", (v + "\n\n").encode() * 3) for k, v in TOPICS.items()]
+
+
+def _counts() -> tuple[int, int]:
+    stats = default_cache().stats
+    return stats.hits, stats.misses
+
+
+def test_indexing_and_evaluation_never_encode_a_text_twice(minilm):
+    first = build_corpus(_files()).run
+    n_chunks = len(load_chunks(first.id))
+    _, misses = _counts()
+    index_corpus_run(first.id, model=minilm)
+    assert _counts()[1] - misses == n_chunks
+
+    second = build_corpus(_files()).run  # the same files again: a new run
+    _, misses = _counts()
+    report = index_corpus_run(second.id, model=minilm)
+    assert _counts()[1] - misses == 0  # no chunk embedded
+    assert report.n_added == n_chunks  # and every chunk is in its collection
+
+    chunks = load_chunks(first.id)
+    qa = create_run("qa", name="topics", parents={"corpus": first.id})
+    items = []
+    for i, (topic, question) in enumerate(QUESTIONS.items()):
+        chunk_id = next(c.id for c in chunks if TOPICS[topic][:30] in c.text)
+        items.append(QAItem(id=f"q{i}", question=question, chunk_id=chunk_id, split="test"))
+    save_qa(qa, items)
+    qa.set_status("done")
+    config = RetrievalEvalConfig(
+        qa_run_id=qa.id,
+        models=(ModelSpec(),),
+        dims=(384, 64),
+        include_bm25=False,
+        hybrid=False,
+        frontier=False,
+        similarity_csv=None,
+        n_resamples=200,
+        n_permutations=200,
+    )
+    _, misses = _counts()
+    result = evaluate_retrieval(config, model_loader=lambda spec: minilm)
+    assert _counts()[1] - misses == len(QUESTIONS)  # only the questions
+
+    hits, misses = _counts()
+    again = evaluate_retrieval(config, model_loader=lambda spec: minilm)
+    assert _counts()[1] - misses == 0
+    assert _counts()[0] - hits == n_chunks + len(QUESTIONS)
+    cols = ["model", "dim", "metric", "value"]
+    np.testing.assert_array_equal(
+        result.metrics.sort_values(cols[:3])[cols[3]].to_numpy(),
+        again.metrics.sort_values(cols[:3])[cols[3]].to_numpy(),
+    )
