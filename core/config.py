@@ -85,6 +85,17 @@ class ChromaSettings:
         return bool(self.host)
 
 
+def chroma_env(settings: ChromaSettings) -> dict[str, str]:
+    """The environment that makes `chroma_settings_from_env` return `settings` in a child
+    process (a background job): the token travels in memory, never on disk."""
+    return {
+        "RAGBENCH_CHROMA_HOST": settings.host,
+        "RAGBENCH_CHROMA_PORT": str(settings.port),
+        "RAGBENCH_CHROMA_TOKEN": settings.token,
+        "RAGBENCH_CHROMA_SSL": "1" if settings.ssl else "0",
+    }
+
+
 def llm_settings_from_env() -> LLMSettings:
     """LLM settings from `RAGBENCH_LLM_*` (or `OPENAI_*`) variables."""
     base_url = os.environ.get("RAGBENCH_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL", "")

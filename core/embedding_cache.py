@@ -38,7 +38,8 @@ SUBDIR = ("cache", "embeddings")
 SHARD_SUFFIX = ".npz"
 DAMAGED_SUFFIX = ".damaged"
 MODEL_META = "model.json"
-COMPACT_AFTER = 64  # shards of one model; more are merged into one on the next write
+COMPACT_AFTER = 64  # small shards of one model; more are merged into one on the next write
+SMALL_SHARD = 4096  # rows: a shard this small is merged; a bigger one is left as it is
 KEEP_IN_MEMORY = 4  # models whose vectors stay loaded in this process
 
 _weights_memo: weakref.WeakKeyDictionary[Any, tuple[tuple, str]] = weakref.WeakKeyDictionary()
@@ -53,8 +54,9 @@ def weights_fingerprint(model: Any) -> str | None:
     """A digest of a torch model's weights, or None for anything that is not a torch module.
 
     Memoised per model object and recomputed when any tensor was changed in place or replaced
-    (torch's version counters and data pointers), so a model being trained never reuses the
-    vectors of its earlier weights."""
+    (torch's version counters, data pointers, and a strided sample of the values for updates
+    that bypass the counters), so a model being trained never reuses the vectors of its earlier
+    weights."""
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -62,7 +64,7 @@ def weights_fingerprint(model: Any) -> str | None:
     if not isinstance(model, torch.nn.Module):
         return None
     tensors = model.state_dict(keep_vars=True)
-    stamp = tuple((name, t.data_ptr(), t._version) for name, t in tensors.items())
+    stamp = tuple((name, t.data_ptr(), _version(t), _sample(t)) for name, t in tensors.items())
     memo = _weights_memo.get(model)
     if memo is not None and memo[0] == stamp:
         return memo[1]
@@ -74,6 +76,25 @@ def weights_fingerprint(model: Any) -> str | None:
     value = digest.hexdigest()
     _weights_memo[model] = (stamp, value)
     return value
+
+
+def _version(tensor: Any) -> int:
+    """torch's in-place version counter (-1 where torch keeps none, as for inference tensors)."""
+    try:
+        return int(tensor._version)
+    except RuntimeError:
+        return -1
+
+
+def _sample(tensor: Any) -> float:
+    """A strided sample of the values, summed: catches updates that bypass the version counter
+    (fused optimizers, writes through `.data`), which change every weight they touch."""
+    import torch
+
+    with torch.no_grad():
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // 64)
+        return float(flat[::step].double().sum())
 
 
 def model_key(model: Any, prompt: str | None) -> str | None:
@@ -88,7 +109,7 @@ def model_key(model: Any, prompt: str | None) -> str | None:
             "modules": repr(model),
             "max_seq_length": getattr(model, "max_seq_length", None),
             "truncate_dim": getattr(model, "truncate_dim", None),
-            "prompt": prompt or "",
+            "prompt": prompt,  # None (the model's default prompt) is not ""
             "weights": weights,
         },
         sort_keys=True,
@@ -132,8 +153,10 @@ class EmbeddingCache:
         self.root = Path(root)
         self.stats = CacheStats()
         self._lock = threading.Lock()
-        # model key -> (shard names loaded, text digest -> vector); least recently used first
-        self._loaded: OrderedDict[str, tuple[set[str], dict[bytes, np.ndarray]]] = OrderedDict()
+        # model key -> (shard name -> its digests, text digest -> vector); least recent first
+        self._loaded: OrderedDict[str, tuple[dict[str, list[bytes]], dict[bytes, np.ndarray]]] = (
+            OrderedDict()
+        )
 
     def get(self, key: str, digests: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among `digests` (digest -> vector of the native dimension)."""
@@ -155,27 +178,32 @@ class EmbeddingCache:
             folder.mkdir(parents=True, exist_ok=True)
             if not (folder / MODEL_META).exists():
                 _write_atomic(folder / MODEL_META, json.dumps(meta, indent=1).encode())
-            name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SHARD_SUFFIX}"
-            keys = np.frombuffer(b"".join(digests), dtype="S16")
-            tmp = folder / f".tmp-{name}.part"
-            with open(tmp, "wb") as fh:
-                np.savez(fh, keys=keys, vectors=vectors)
-            os.replace(tmp, folder / name)
+            name = _write_shard(folder, list(digests), vectors)
         except OSError as exc:
             logger.warning("Could not write to the embedding cache at %s: %s", folder, exc)
             return
         with self._lock:
             entry = self._loaded.get(key)
             if entry is not None:
-                entry[0].add(name)
+                entry[0][name] = list(digests)
                 entry[1].update(zip(digests, vectors, strict=True))
-            self._compact(key)
+                self._compact(key)
 
     def usage(self) -> CacheUsage:
-        """Models, files and bytes under the cache folder."""
-        files = [p for p in self.root.rglob("*") if p.is_file()] if self.root.exists() else []
-        models = [p for p in self.root.iterdir() if p.is_dir()] if self.root.exists() else []
-        return CacheUsage(self.root, len(models), len(files), sum(p.stat().st_size for p in files))
+        """Models, files and bytes under the cache folder (files that vanish while it counts,
+        merged or renamed by a writer, are left out)."""
+        files, size = 0, 0
+        models = 0
+        if self.root.exists():
+            models = sum(1 for p in self.root.iterdir() if p.is_dir())
+            for path in self.root.rglob("*"):
+                try:
+                    if path.is_file():
+                        size += path.stat().st_size
+                        files += 1
+                except OSError:
+                    continue
+        return CacheUsage(self.root, models, files, size)
 
     def clear(self) -> None:
         """Delete every cached vector."""
@@ -187,7 +215,7 @@ class EmbeddingCache:
 
     def _refresh(self, key: str) -> dict[bytes, np.ndarray]:
         """Load the shards of `key` written since the last look (by this or another process)."""
-        names, vectors = self._loaded.pop(key, (set(), {}))
+        names, vectors = self._loaded.pop(key, ({}, {}))
         self._loaded[key] = (names, vectors)  # most recently used last
         while len(self._loaded) > KEEP_IN_MEMORY:
             self._loaded.popitem(last=False)
@@ -200,7 +228,7 @@ class EmbeddingCache:
             shard = self._read_shard(path)
             if shard is not None:
                 vectors.update(zip(shard[0], shard[1], strict=True))
-                names.add(path.name)
+                names[path.name] = shard[0]
         return vectors
 
     def _read_shard(self, path: Path) -> tuple[list[bytes], np.ndarray] | None:
@@ -226,31 +254,39 @@ class EmbeddingCache:
             return None
 
     def _compact(self, key: str) -> None:
-        """Merge a model's shards into one when there are many. Readers in other processes may
-        briefly see a vector twice (harmless) and never miss one: the merged shard is in place
-        before the old ones go."""
-        names, vectors = self._loaded.get(key, (set(), {}))
-        if len(names) <= COMPACT_AFTER:
+        """Merge a model's small shards (under SMALL_SHARD rows) into one when there are more
+        than COMPACT_AFTER of them, so each vector is rewritten a few times at most. Readers in
+        other processes may see a vector twice (harmless) or, listing the folder mid-merge, miss
+        one and encode it again; none is lost: the merged shard is in place before the old go."""
+        names, vectors = self._loaded.get(key, ({}, {}))
+        small = [n for n, digests in names.items() if len(digests) < SMALL_SHARD]
+        if len(small) <= COMPACT_AFTER:
             return
         folder = self.root / key
-        name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SHARD_SUFFIX}"
-        digests = list(vectors)
+        digests = list(dict.fromkeys(d for n in small for d in names[n] if d in vectors))
         try:
-            tmp = folder / f".tmp-{name}.part"
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    keys=np.frombuffer(b"".join(digests), dtype="S16"),
-                    vectors=np.stack([vectors[d] for d in digests]),
-                )
-            os.replace(tmp, folder / name)
-            for old in names:
+            merged = _write_shard(folder, digests, np.stack([vectors[d] for d in digests]))
+            for old in small:
                 (folder / old).unlink(missing_ok=True)
-        except OSError as exc:
+                del names[old]
+        except (OSError, ValueError) as exc:  # ValueError: vectors of two widths
             logger.warning("Could not compact the embedding cache at %s: %s", folder, exc)
             return
-        names.clear()
-        names.add(name)
+        names[merged] = digests
+
+
+def _write_shard(folder: Path, digests: list[bytes], vectors: np.ndarray) -> str:
+    """Write one shard through a temporary file and a rename; return its name."""
+    name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SHARD_SUFFIX}"
+    tmp = folder / f".tmp-{name}.part"
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, keys=np.frombuffer(b"".join(digests), dtype="S16"), vectors=vectors)
+        os.replace(tmp, folder / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not fill up with half-written shards
+        raise
+    return name
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

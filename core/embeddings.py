@@ -243,6 +243,13 @@ class _Default:
 DEFAULT_CACHE = _Default()
 
 
+def _width(model: SentenceTransformer) -> int | None:
+    try:
+        return native_dim(model)
+    except Exception:  # noqa: BLE001 - a model that does not say: no width check
+        return None
+
+
 def encode_texts(
     model: SentenceTransformer,
     texts: list[str],
@@ -273,6 +280,9 @@ def encode_texts(
         else [i.to_bytes(8, "little") for i in range(len(texts))]
     )
     found = store.get(key, ids) if store is not None and key else {}
+    if found:  # a vector of another width (a damaged or foreign shard) is a miss
+        width = _width(model)
+        found = {d: v for d, v in found.items() if width is None or v.shape == (width,)}
     todo: dict[bytes, str] = {}
     for digest, text in zip(ids, texts, strict=True):
         if digest not in found and digest not in todo:

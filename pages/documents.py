@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 
 from core.documents.chunking import DEFAULT_SIZES, STRATEGIES, ChunkingConfig
@@ -17,7 +19,7 @@ from core.documents.stage import (
     remove_documents,
     sample_files,
 )
-from core.errors import ConfigError
+from core.errors import ConfigError, RagbenchError
 from core.runs.folders import Run, load_run
 from pages._ui import (
     StreamlitProgress,
@@ -144,8 +146,9 @@ def build_ui(config: ChunkingConfig | None, max_bytes: int) -> list[UploadedFile
         key="docs_sample",
     )
     if config is not None and not (build or sample):
-        offer_reuse(identical_corpus(files, config, max_bytes), "These files", "upload")
-        offer_reuse(identical_corpus(sample_files(), config), "The sample corpus", "sample")
+        with contextlib.suppress(RagbenchError):  # a missing sample is said on its button
+            offer_reuse(identical_corpus(files, config, max_bytes), "These files", "upload")
+            offer_reuse(identical_corpus(sample_files(), config), "The sample corpus", "sample")
     if (build or sample) and config is not None:
         progress = StreamlitProgress("Parsing and chunking")
         with error_boundary("Building the corpus"):
@@ -282,7 +285,7 @@ def index_ui(corpus_id: str) -> None:
             from core.embeddings import encode_texts, query_prompt
 
             model = cached_model(spec.source, spec.ref)
-            embedding = encode_texts(model, [query], prompt=query_prompt(model))
+            embedding = encode_texts(model, [query], prompt=query_prompt(model), cache=None)
             chunks = {c.id: c for c in load_chunks(corpus_id)}
             hits = search(settings, collection, embedding, k=5)[0]
             for chunk_id, score in hits:

@@ -21,3 +21,8 @@ runs = list_runs()
 cols = st.columns(len(RUN_KINDS))
 for col, kind in zip(cols, RUN_KINDS, strict=True):
     col.metric(KIND_LABELS[kind], sum(1 for r in runs if r.kind == kind))
+running = [r for r in runs if r.manifest.status == "running"]
+if running:
+    st.markdown("**Running now** (background jobs: closing a tab does not stop them)")
+    for run in running:
+        st.markdown(f"- {KIND_LABELS[run.kind]}: {run.manifest.name or run.id} (`{run.id}`)")

@@ -17,6 +17,7 @@ from core.errors import RunError
 from core.evaluation.config import BM25_LABEL, SAMPLE_STS_CSV, RetrievalEvalConfig
 from core.evaluation.flips import compute_flips
 from core.evaluation.frontier import frontier_display, ship_caption
+from core.evaluation.job import start_retrieval_eval
 from core.evaluation.metrics import metric_names
 from core.evaluation.results import (
     DELTAS_FILE,
@@ -28,13 +29,15 @@ from core.evaluation.results import (
 )
 from core.evaluation.seen import seen_display
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
-from core.evaluation.stage import evaluate_retrieval
 from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
-from core.runs.folders import load_run
+from core.runs.folders import Run, list_runs, load_run
+from core.runs.jobs import job_status, request_stop
 from core.runs.lineage import model_run_label, model_runs_for_qa
-from pages._ui import StreamlitProgress, cached_model, chroma_settings, error_boundary, run_picker
+from pages._ui import cached_model, chroma_settings, error_boundary, run_picker
 
 RESULT_KEY = "reval_result_run"
+PENDING_PICK = "reval_pending_pick"
+WATCH_KEY = "reval_watched_jobs"  # the running jobs this session's page last showed
 DIM_CHOICES = [1024, 768, 512, 384, 256, 128, 64, 32]
 SPLIT_LABELS = {"test": "test", "validation": "validation", "train": "train", None: "all accepted"}
 MAX_FLIPS_SHOWN = 25
@@ -404,6 +407,34 @@ def similarity_ui(result_run_id: str | None) -> None:
                 )
 
 
+def running_jobs() -> list[Run]:
+    """The retrieval evaluations whose job is running (any session's)."""
+    return [r for r in list_runs("retrieval_eval") if r.manifest.status == "running"]
+
+
+def running_ui() -> None:
+    """Every running evaluation, read from its run folder every 2 s while there is one: a
+    refresh, a closed tab or another browser sees the same. When one ends, the page shows it."""
+    if running_jobs():
+        st.fragment(run_every=2)(_jobs_ui)()
+
+
+def _jobs_ui() -> None:
+    jobs = running_jobs()
+    ended = st.session_state.get(WATCH_KEY, set()) - {r.id for r in jobs}
+    st.session_state[WATCH_KEY] = {r.id for r in jobs}
+    if ended:  # a job this page showed has ended: the whole page, with that run picked
+        st.session_state[PENDING_PICK] = sorted(ended)[-1]
+        st.rerun()
+    for run in jobs:
+        status = job_status(run)  # also marks a job whose process died as failed
+        st.markdown(f"**Running:** {run.manifest.name} (`{run.id}`)")
+        st.progress(status.fraction or 0.0, text=status.phase or "starting")
+        if st.button("Stop", key=f"reval_stop_{run.id}", help="Ends the run as stopped"):
+            request_stop(run)
+            st.toast("Stop requested: the evaluation stops after its current step.")
+
+
 st.title("Retrieval eval")
 st.caption(
     "Every question is searched against the full corpus. Numbers come with the corpus size, the query "
@@ -416,19 +447,14 @@ with st.container(border=True):
     with error_boundary("Preparing the evaluation"):
         config = setup_ui()
     if config is not None:
-        with error_boundary("Retrieval evaluation"):
-            progress = StreamlitProgress("Evaluating")
-            result = evaluate_retrieval(
-                config,
-                model_loader=load_spec,
-                chroma_settings=chroma_settings(),
-                on_progress=progress,
-            )
-            progress.done(f"Saved run {result.run_id}")
-            st.session_state[RESULT_KEY] = result.run_id
-            st.session_state["reval_pick"] = result.run_id
+        with error_boundary("Starting the evaluation"):
+            started = start_retrieval_eval(config, chroma_settings())
+            st.toast(f"Evaluation {started.id} started in the background.")
+    running_ui()
 
 st.subheader("Results")
+if PENDING_PICK in st.session_state:  # an evaluation that just ended: show it
+    st.session_state["reval_pick"] = st.session_state.pop(PENDING_PICK)
 picked = run_picker(
     "retrieval_eval", "Evaluation run", key="reval_pick", statuses=("done", "failed", "stopped")
 )

@@ -223,7 +223,7 @@ def build_corpus(
             "chunking": config.to_dict(),
             "max_bytes": max_bytes,
             "derived_from": derived_from,
-            "files_sha256": files_fingerprint(files),
+            "files": files_fingerprint(files),
         },
     )
     run.set_status("running")
@@ -258,8 +258,9 @@ def build_corpus(
 
 
 def files_fingerprint(files: list[UploadedFile]) -> list[str]:
-    """The sorted SHA-256 of each file's bytes: what makes two uploads the same corpus."""
-    return sorted(hashlib.sha256(f.data).hexdigest() for f in files)
+    """Each file's name and SHA-256, in upload order: what makes two uploads the same corpus
+    (a name decides how a file is parsed, and the order which copy of a duplicate chunk stays)."""
+    return [f"{f.name}:{hashlib.sha256(f.data).hexdigest()}" for f in files]
 
 
 def identical_corpus(
@@ -267,9 +268,9 @@ def identical_corpus(
     config: ChunkingConfig | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Run | None:
-    """The newest finished corpus run built from exactly these files with these settings (it
-    would chunk to the same chunks), or None. Runs made before the files were fingerprinted are
-    compared through the originals they kept."""
+    """The newest finished corpus run built from exactly these files (names, bytes and order)
+    with these settings, so it holds the very chunks a new build would make; or None. Runs made
+    before files were fingerprinted are never matched."""
     from core.runs.folders import list_runs
 
     if not files:
@@ -282,13 +283,7 @@ def identical_corpus(
             continue
         if cfg.get("chunking") != settings or cfg.get("max_bytes", DEFAULT_MAX_BYTES) != max_bytes:
             continue
-        have = cfg.get("files_sha256")
-        if have is None:
-            try:
-                have = files_fingerprint(corpus_files(run))
-            except RunError:
-                continue
-        if have == want:
+        if cfg.get("files") == want:
             return run
     return None
 

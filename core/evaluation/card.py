@@ -5,6 +5,7 @@ a card pushed to the Hub says what ragbench found. The card itself is written by
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,8 @@ from core.embeddings import model_card_path
 from core.evaluation.verdict import deltas_display
 from core.runs.folders import Run, write_text_atomic
 from core.text import replace_marked_section
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from core.evaluation.results import RetrievalEvalResult
@@ -71,3 +74,19 @@ def write_eval_result(run: Run, result: RetrievalEvalResult, label: str) -> Path
     section = eval_section(result, label)
     write_text_atomic(path, replace_marked_section(card, section, TEST_START, TEST_END))
     return path
+
+
+def update_model_cards(
+    result: RetrievalEvalResult, labels: list[str], model_runs: list[Run | None]
+) -> None:
+    """Each tuned model run's card gets this evaluation's test-split verdict, so a card pushed
+    to the Hub says what the page says. Only test-split evaluations qualify; a card that cannot
+    be written is logged, never fails the evaluation (it is a courtesy copy)."""
+    if result.split != "test":
+        return
+    for label, model_run in list(zip(labels, model_runs, strict=True))[1:]:
+        if model_run is not None:
+            try:
+                write_eval_result(model_run, result, label)
+            except OSError as exc:
+                logger.warning("could not update the model card of %s: %s", model_run.id, exc)

@@ -22,7 +22,6 @@ How it works:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +38,7 @@ from core.embeddings import (
     truncate_normalize,
 )
 from core.errors import ConfigError, InputError, RunError
-from core.evaluation.card import write_eval_result
+from core.evaluation.card import update_model_cards
 from core.evaluation.chroma_check import chroma_report
 from core.evaluation.config import BM25_LABEL, TOP_SAVED, RetrievalEvalConfig, dims_for
 from core.evaluation.flips import collect_flips
@@ -87,8 +86,6 @@ if TYPE_CHECKING:
     from core.evaluation.config import RetrievalEvalConfig
     from core.evaluation.models import ModelLoader
     from core.evaluation.scoring import DimScores
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -185,26 +182,54 @@ def evaluate_retrieval(
     trained on another corpus; one trained on another question set of this corpus is evaluated,
     and how many of these questions (or their chunks) it trained on is said beside it.
     """
-    from core.embeddings import load_model
+    run = create_retrieval_eval_run(config)
+    return run_retrieval_eval(
+        run,
+        model_loader=model_loader,
+        chroma_settings=chroma_settings,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
 
+
+def create_retrieval_eval_run(config: RetrievalEvalConfig) -> Run:
+    """Check the configuration and its inputs and create the retrieval_eval run (status
+    `pending`); a refused configuration raises before any run exists."""
     inputs = _resolve(config)
-    loader = model_loader or (lambda spec: load_model(spec, device=config.device))
     parents = {"qa": inputs.qa_run.id}
     for n, model_run in enumerate(r for r in inputs.model_runs if r is not None):
         parents["model" if n == 0 else f"model_{n + 1}"] = model_run.id
     labels = inputs.labels
-    run = create_run(
+    return create_run(
         "retrieval_eval",
         name=config.name
         or f"{labels[0]} vs {len(labels) - 1} model(s) on {inputs.qa_run.manifest.name}",
         config=config.to_dict(),
         parents=parents,
     )
+
+
+def run_retrieval_eval(
+    run: Run | str,
+    *,
+    model_loader: ModelLoader | None = None,
+    chroma_settings: ChromaSettings | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> RetrievalEvalResult:
+    """Run the evaluation a retrieval_eval run was created for (in this process, or in a
+    background job: core.evaluation.job); a stop or a failure marks the run so."""
+    from core.embeddings import load_model
+
+    run = load_run(run) if isinstance(run, str) else run
+    config = RetrievalEvalConfig.from_dict(run.manifest.config)
+    loader = model_loader or (lambda spec: load_model(spec, device=config.device))
     run.set_status("running")
     tracker = ProgressTracker(
         "retrieval eval", len(config.models) + int(config.include_bm25), on_progress, should_stop
     )
     with stage_run(run):
+        inputs = _resolve(config)  # again: the inputs may have changed since the run was made
         return _evaluate(run, inputs, loader, chroma_settings or ChromaSettings(), tracker)
 
 
@@ -445,7 +470,7 @@ def _evaluate(
         frontier=_frontier(inputs, scored, tracker) if config.frontier else None,
     )
     save_retrieval_eval(run, result)
-    _update_model_cards(result, labels, inputs.model_runs)
+    update_model_cards(result, labels, inputs.model_runs)
     natives = {m["label"]: m["native_dim"] for m in scored.models}
     run.set_status(
         "done",
@@ -472,18 +497,3 @@ def _frontier(inputs: _Inputs, scored: _Scored, tracker: ProgressTracker) -> pd.
         confidence=config.confidence,
         seed=config.seed,
     )
-
-
-def _update_model_cards(
-    result: RetrievalEvalResult, labels: list[str], model_runs: list[Run | None]
-) -> None:
-    """Each tuned model run's card gets this evaluation's test-split verdict (core.evaluation.card),
-    so a card pushed to the Hub says what the page says. Only test-split evaluations qualify."""
-    if result.split != "test":
-        return
-    for label, model_run in list(zip(labels, model_runs, strict=True))[1:]:
-        if model_run is not None:
-            try:
-                write_eval_result(model_run, result, label)
-            except OSError as exc:  # the card is a courtesy copy: never fail the evaluation
-                logger.warning("could not update the model card of %s: %s", model_run.id, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from core.embeddings import ModelSpec
 from core.evaluation.config import RetrievalEvalConfig
 from core.evaluation.stage import evaluate_retrieval
 from core.questions.dataset import QAItem, save_qa
-from core.runs.folders import create_run
+from core.runs.folders import create_run, list_runs
+from core.runs.jobs import job_status, tail_log
 from tests.app.conftest import page_path
 
 PAGE = page_path("retrieval_eval.py")
@@ -136,8 +138,17 @@ def test_run_button_evaluates_the_base_model(app, qa_run, minilm):
     app.button(key="reval_run").click().run()
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
+    (run,) = list_runs("retrieval_eval")
+    assert run.manifest.status == "running"  # a background job: the page does not wait
+    assert any(run.id in m.value for m in app.markdown)
+    assert app.button(key=f"reval_stop_{run.id}") is not None
+    deadline = time.monotonic() + 300
+    while not job_status(run).finished and time.monotonic() < deadline:
+        time.sleep(1)
+    assert job_status(run).status == "done", tail_log(run)
+    app.run()
     picked = app.selectbox(key="reval_pick").value
-    assert picked is not None and picked.startswith("retrieval_eval-")
+    assert picked == run.id
     from core.evaluation.results import load_retrieval_eval
 
     result = load_retrieval_eval(picked)

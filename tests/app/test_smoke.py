@@ -41,3 +41,14 @@ def test_llm_test_connection_reports_down_server(app):
     app.button(key="llm_test").click().run()
     assert not app.exception
     assert any("Cannot reach the LLM server" in e.value for e in app.error)
+
+
+def test_home_names_run_kinds_as_people_do_and_lists_running_jobs(app):
+    from core.runs.folders import create_run
+
+    job = create_run("retrieval_eval", name="base vs tuned")
+    job.set_status("running")
+    app.run()
+    labels = [m.label for m in app.metric]
+    assert "Retrieval evals" in labels and "retrieval_eval" not in labels
+    assert any(f"base vs tuned (`{job.id}`)" in m.value for m in app.markdown)

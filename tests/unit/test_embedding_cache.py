@@ -200,3 +200,50 @@ def test_a_digest_ending_in_zero_bytes_is_read_back_whole(tmp_path):
     found = EmbeddingCache(tmp_path).get("k", digests)
     assert set(found) == set(digests)
     np.testing.assert_array_equal(found[b"\x00" * 16], [2.0, 3.0])
+
+
+def test_an_update_that_bypasses_the_version_counter_is_still_seen(minilm):
+    """Fused optimizers and writes through `.data` leave torch's version counter alone."""
+    model = copy.deepcopy(minilm)
+    key = model_key(model, None)
+    weight = next(p for name, p in model.named_parameters() if name.endswith("query.weight"))
+    version = weight._version
+    weight.data.mul_(1.01)
+    assert weight._version == version  # the counter did not move
+    assert model_key(model, None) != key
+
+
+def test_a_vector_of_another_width_is_a_miss(minilm, counting):
+    key = model_key(minilm, None)
+    EmbeddingCache(cache_dir()).put(key, [text_key(TEXTS[0])], np.ones((1, 7)), {})
+    out = encode_texts(minilm, TEXTS[:1], cache=EmbeddingCache(cache_dir()))
+    assert out.shape == (1, 384) and counting.texts == TEXTS[:1]
+
+
+def test_compaction_merges_small_shards_only_and_keeps_every_vector(tmp_path, monkeypatch):
+    import core.embedding_cache as module
+
+    monkeypatch.setattr(module, "COMPACT_AFTER", 4)
+    monkeypatch.setattr(module, "SMALL_SHARD", 10)
+    store = EmbeddingCache(tmp_path)
+    store.put("k", [text_key(f"big {i}") for i in range(20)], np.ones((20, 2)), {})
+    store.get("k", [])  # loaded: compaction applies from here on
+    for i in range(12):
+        store.put("k", [text_key(f"t {i}")], np.full((1, 2), i), {})
+    shards = sorted((tmp_path / "k").glob("*.npz"), key=lambda p: p.stat().st_size)
+    assert len(shards) < 8  # merged, and the 20-row shard was never rewritten
+    fresh = EmbeddingCache(tmp_path)
+    found = fresh.get("k", [text_key(f"t {i}") for i in range(12)] + [text_key("big 3")])
+    assert len(found) == 13
+    np.testing.assert_array_equal(found[text_key("t 7")], [7, 7])
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, caplog):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with caplog.at_level(logging.WARNING, logger="core.embedding_cache"):
+        EmbeddingCache(tmp_path).put("k", [text_key("a")], np.ones((1, 2)), {})
+    assert "No space left" in caplog.text
+    assert [p.name for p in (tmp_path / "k").iterdir()] == ["model.json"]
