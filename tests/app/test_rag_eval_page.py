@@ -100,3 +100,13 @@ def test_page_generates_and_scores_through_an_openai_compatible_server(app):
     assert set(summary["metric"]) == {"faithfulness", "id_based_context_recall"}
     assert (summary["n_failed"] == 0).all()
     assert any("Every judgement succeeded" in s.value for s in at.success)
+    from core.runs.folders import list_runs
+
+    first = list_runs("ragas_eval")[0]
+    assert at.selectbox(key="rag_result").value == first.id
+    with ChatServer(ScriptedJudgeServer()) as server:  # a second evaluation is what is shown
+        at.text_input(key="llm_base_url").set_value(server.base_url)
+        at.button(key="rag_run").click().run(timeout=300)
+    second = list_runs("ragas_eval")[0]
+    assert second.id != first.id
+    assert at.selectbox(key="rag_result").value == second.id
