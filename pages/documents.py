@@ -53,6 +53,15 @@ def file_rows(files: list[FileReport]) -> list[dict[str, object]]:
     ]
 
 
+def files_table(files: list[FileReport], key: str) -> None:
+    """The per-file table, then each problem in full: a table cell cuts a long reason off."""
+    st.dataframe(file_rows(files), hide_index=True, key=key)
+    for f in files:
+        problem = f.reason or "; ".join(f.warnings)
+        if problem:
+            st.caption(f"**{f.name}** ({f.status}): {problem}")
+
+
 def chunking_ui() -> tuple[ChunkingConfig | None, int]:
     """Chunking settings; returns the config (None when invalid) and the size limit in bytes."""
     with st.expander("Chunking settings", expanded=False):
@@ -99,7 +108,7 @@ def show_build_result(result: CorpusBuildResult) -> None:
     )
     for warning in result.warnings:
         st.warning(warning)
-    st.dataframe(file_rows(result.files), hide_index=True, key="docs_build_table")
+    files_table(result.files, "docs_build_table")
 
 
 def offer_reuse(run: Run | None, what: str, key: str) -> None:
@@ -201,7 +210,7 @@ def corpus_ui(files: list[UploadedFile]) -> str | None:
             + (f" · derived from {derived}" if derived else "")
         )
         reports = load_documents(run)
-        st.dataframe(file_rows(reports), hide_index=True, key="docs_corpus_table")
+        files_table(reports, "docs_corpus_table")
         with st.expander("Preview chunks"):
             from core.documents.corpus import load_chunks
 

@@ -85,3 +85,14 @@ def test_building_the_same_files_again_offers_the_existing_run():
     assert len(list_runs("corpus")) == 1  # nothing new was built
     assert at.selectbox(key="docs_corpus_pick").value == first.id
     assert any("the same files and settings" in s.value for s in at.success)
+
+
+def test_a_skipped_files_reason_is_shown_whole():
+    reason_file = UploadedFile("report.docx", b"PK\x03\x04" + b"\x00" * 64)
+    build_corpus([UploadedFile("a.txt", b"Alpha text about owls. " * 20), reason_file])
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    assert not at.exception
+    (report,) = [r for r in at.dataframe[0].value.itertuples() if r.status == "skipped"]
+    full = [c.value for c in at.caption if c.value.startswith("**report.docx** (skipped): ")]
+    assert full and full[0].endswith(report.problem)  # the whole reason, not the cell's first words
+    assert len(report.problem) > 60
