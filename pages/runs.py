@@ -12,7 +12,7 @@ from core.report.comparison import EVAL_KINDS, HEADLINE_METRICS, Comparison, com
 from core.report.export import build_report, report_zip
 from core.report.redaction import redact
 from core.report.tables import deltas_table, headline_table, ragas_deltas_table, ragas_display_table
-from core.runs.folders import RUN_KINDS, Run, list_runs, load_run, run_rows
+from core.runs.folders import KIND_LABELS, RUN_KINDS, Run, list_runs, load_run, run_rows
 from core.runs.lineage import descendants_of, lineage_chain
 from pages._ui import chroma_settings, error_boundary, llm_settings
 
@@ -162,7 +162,9 @@ def cache_ui() -> None:
 
 
 cache_ui()
-kinds = st.multiselect("Kinds", list(RUN_KINDS), default=list(RUN_KINDS), key="runs_kinds")
+kinds = st.multiselect(
+    "Kinds", list(RUN_KINDS), default=list(RUN_KINDS), format_func=KIND_LABELS.get, key="runs_kinds"
+)
 runs = list_runs(kinds or None)
 if not runs:
     st.info("No runs yet. Start on the Documents page (or use the sample corpus there).")
