@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.runs.folders import KIND_LABELS, RUN_KINDS, list_runs
+from core.runs.jobs import running_jobs
 from pages import _ui  # noqa: F401 - switches a v1 pages-folder start to st.navigation
 
 st.title("ragbench")
@@ -21,7 +22,7 @@ runs = list_runs()
 cols = st.columns(len(RUN_KINDS))
 for col, kind in zip(cols, RUN_KINDS, strict=True):
     col.metric(KIND_LABELS[kind], sum(1 for r in runs if r.kind == kind))
-running = [r for r in runs if r.manifest.status == "running"]
+running = running_jobs()
 if running:
     st.markdown("**Running now** (background jobs: closing a tab does not stop them)")
     for run in running:

@@ -30,8 +30,8 @@ from core.evaluation.results import (
 from core.evaluation.seen import seen_display
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
 from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
-from core.runs.folders import Run, list_runs, load_run
-from core.runs.jobs import job_status, request_stop
+from core.runs.folders import load_run
+from core.runs.jobs import job_status, request_stop, running_jobs
 from core.runs.lineage import model_run_label, model_runs_for_qa
 from pages._ui import cached_model, chroma_settings, error_boundary, run_picker
 
@@ -407,20 +407,17 @@ def similarity_ui(result_run_id: str | None) -> None:
                 )
 
 
-def running_jobs() -> list[Run]:
-    """The retrieval evaluations whose job is running (any session's)."""
-    return [r for r in list_runs("retrieval_eval") if r.manifest.status == "running"]
-
-
 def running_ui() -> None:
     """Every running evaluation, read from its run folder every 2 s while there is one: a
     refresh, a closed tab or another browser sees the same. When one ends, the page shows it."""
-    if running_jobs():
+    if running_jobs("retrieval_eval"):
         st.fragment(run_every=2)(_jobs_ui)()
+    else:  # nothing to watch: a job that ended while this page was closed is not news
+        st.session_state.pop(WATCH_KEY, None)
 
 
 def _jobs_ui() -> None:
-    jobs = running_jobs()
+    jobs = running_jobs("retrieval_eval")
     ended = st.session_state.get(WATCH_KEY, set()) - {r.id for r in jobs}
     st.session_state[WATCH_KEY] = {r.id for r in jobs}
     if ended:  # a job this page showed has ended: the whole page, with that run picked

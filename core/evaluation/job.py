@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"retrieval eval {run.id} ended: stopped", flush=True)
         return 0
     except Exception as exc:  # noqa: BLE001 - the run is marked failed with the message
+        fresh = load_run(run.id)
+        if fresh.manifest.status == "running":  # failed before the stage could say so
+            fresh.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         append_event(run.path, {"event": "end", "status": "failed", "error": str(exc)[:500]})
         print(f"retrieval eval {run.id} ended: failed: {exc}", flush=True)
         return 1

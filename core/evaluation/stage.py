@@ -176,12 +176,9 @@ def evaluate_retrieval(
     should_stop: StopCheck | None = None,
 ) -> RetrievalEvalResult:
     """Evaluate every model at every dimension on a qa run's split and save a retrieval_eval run.
-
-    `model_loader` turns a ModelSpec into a loaded model (default: core.embeddings.load_model on
-    `config.device`); pages pass their cached loader. Raises LineageError when a model run was
-    trained on another corpus; one trained on another question set of this corpus is evaluated,
-    and how many of these questions (or their chunks) it trained on is said beside it.
-    """
+    `model_loader` turns a ModelSpec into a model (default: load_model on `config.device`).
+    Raises LineageError for a model run trained on another corpus; one trained on another
+    question set of this corpus is evaluated, with what it trained on said beside it."""
     run = create_retrieval_eval_run(config)
     return run_retrieval_eval(
         run,
@@ -224,7 +221,8 @@ def run_retrieval_eval(
     run = load_run(run) if isinstance(run, str) else run
     config = RetrievalEvalConfig.from_dict(run.manifest.config)
     loader = model_loader or (lambda spec: load_model(spec, device=config.device))
-    run.set_status("running")
+    if run.manifest.status != "running":  # a job's starter has set it (with the pid) already
+        run.set_status("running")
     tracker = ProgressTracker(
         "retrieval eval", len(config.models) + int(config.include_bm25), on_progress, should_stop
     )
@@ -437,6 +435,7 @@ def _evaluate(
         _score_bm25(inputs, tracker, scored)
     baseline = random_ranker_expected(len(inputs.chunks), [len(g) for g in inputs.gold], KS)
     tracker.report("statistics")
+    tracker.check_stop()  # the last chance: nothing is saved before the end
     deltas = deltas_frame(scored.scores, labels[0], config)
     per_query = per_query_frame(scored.scores, inputs.items, inputs.chunks)
     dims_of = {m["label"]: list(m["dims"]) for m in scored.models}

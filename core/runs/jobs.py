@@ -125,15 +125,19 @@ def start_job(
     with log_path.open("ab") as log:
         log.write(f"\n=== job started {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
         log.flush()
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            job_command(run.id, module, args),
-            cwd=REPO_ROOT,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                job_command(run.id, module, args),
+                cwd=REPO_ROOT,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:  # never leave a run `running` with no process behind it
+            run.set_status("failed", error=f"Could not start the job: {exc}")
+            raise RunError(f"Could not start the job for run {run.id}.", found=str(exc)) from exc
     _reap(proc)
     fresh = load_run(run.id, root=run.path.parent.parent)
     if fresh.manifest.status == "running":
@@ -291,3 +295,16 @@ def job_status(run: Run | str) -> JobStatus:
         warnings=warnings,
         events=len(events),
     )
+
+
+def running_jobs(kind: str | None = None) -> list[Run]:
+    """Runs whose background job is running now (newest first). A job whose process died is
+    marked failed on the way (job_status); runs without a job are left out."""
+    from core.runs.folders import list_runs
+
+    alive = []
+    for run in list_runs(kind):
+        if run.manifest.status == "running" and run.manifest.summary.get("job_module"):
+            if job_status(run).status == "running":
+                alive.append(run)
+    return alive

@@ -44,11 +44,20 @@ def test_llm_test_connection_reports_down_server(app):
 
 
 def test_home_names_run_kinds_as_people_do_and_lists_running_jobs(app):
+    import os
+
     from core.runs.folders import create_run
+    from core.runs.jobs import process_start_time
 
     job = create_run("retrieval_eval", name="base vs tuned")
-    job.set_status("running")
+    me = os.getpid()  # an alive process stands in for the job's
+    job.set_status(
+        "running", job_module="core.evaluation.job", pid=me, pid_started=process_start_time(me)
+    )
+    gone = create_run("retrieval_eval", name="left running by a killed CLI")
+    gone.set_status("running")  # no job behind it: not listed
     app.run()
     labels = [m.label for m in app.metric]
     assert "Retrieval evals" in labels and "retrieval_eval" not in labels
     assert any(f"base vs tuned (`{job.id}`)" in m.value for m in app.markdown)
+    assert not any(gone.id in m.value for m in app.markdown)

@@ -126,3 +126,22 @@ def test_damaged_qa_file_names_run_and_line():
         load_qa(q.id)
     with pytest.raises(RunError, match="is a corpus run, not a qa run"):
         load_qa(c.id)
+
+
+def test_a_job_that_cannot_start_leaves_its_run_failed_not_running(monkeypatch):
+    import subprocess
+
+    from core.errors import RunError
+    from core.runs.folders import create_run, load_run
+    from core.runs.jobs import start_job
+
+    def no_process(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    run = create_run("retrieval_eval", name="never started")
+    with pytest.raises(RunError, match="Could not start the job"):
+        start_job(run, module="core.evaluation.job")
+    fresh = load_run(run.id)
+    assert fresh.manifest.status == "failed"
+    assert "Cannot allocate memory" in fresh.manifest.error
