@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.config import ChromaSettings
-from core.errors import StoreError
+from core.errors import RunError, StoreError
 from core.runs.folders import delete_run, load_run
+from core.runs.jobs import running_jobs
 from core.runs.lineage import descendants_of
 
 
@@ -36,6 +37,12 @@ def delete_with_dependants(run_id: str, settings: ChromaSettings | None = None) 
 
     settings = settings or ChromaSettings()
     order = plan_deletion(run_id)
+    busy = [rid for rid in order if rid in {r.id for r in running_jobs()}]
+    if busy:  # its job would write the folder back, half made
+        raise RunError(
+            f"Cannot delete {run_id}: {', '.join(busy)} still has a background job running.",
+            fix="stop the job first (the Stop button on its page), then delete",
+        )
     warnings: list[str] = []
     try:
         names = store.collections_of_runs(settings, order)

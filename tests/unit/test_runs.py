@@ -145,3 +145,25 @@ def test_a_job_that_cannot_start_leaves_its_run_failed_not_running(monkeypatch):
     fresh = load_run(run.id)
     assert fresh.manifest.status == "failed"
     assert "Cannot allocate memory" in fresh.manifest.error
+
+
+def test_a_run_whose_job_is_running_is_not_deleted_nor_its_parents(data_root):
+    import os
+
+    from core.deletion import delete_with_dependants
+    from core.errors import RunError
+    from core.runs.folders import create_run, list_runs
+    from core.runs.jobs import process_start_time
+
+    qa = create_run("qa", name="set")
+    qa.set_status("done")
+    job = create_run("retrieval_eval", name="eval", parents={"qa": qa.id})
+    me = os.getpid()  # an alive process stands in for the job's
+    job.set_status(
+        "running", job_module="core.evaluation.job", pid=me, pid_started=process_start_time(me)
+    )
+    with pytest.raises(RunError, match="still has a background job running"):
+        delete_with_dependants(qa.id)
+    assert {r.id for r in list_runs()} == {qa.id, job.id}
+    job.set_status("done")
+    assert delete_with_dependants(qa.id).runs == [job.id, qa.id]
