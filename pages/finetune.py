@@ -31,6 +31,11 @@ from core.runs.folders import list_runs, load_run
 from core.runs.jobs import JobStatus, job_status, tail_log
 from pages._ui import device_description, error_boundary, run_picker
 
+STRUCTURE_ONLY = (
+    "Every pair of this set comes from the documents' structure, and so does its validation "
+    "split: headings and sentences are easy, lexical queries, so the validation curves flatter "
+    "the model. Judge it on the Retrieval eval page with questions people wrote."
+)
 RUN_KEY = "ft_run_id"
 PENDING_RUN_KEY = "ft_run_pending"  # a run to select on the next rerun (set after the picker)
 SOURCE_LABELS = {
@@ -249,6 +254,8 @@ def new_finetune_ui() -> None:
         f"batches, validated against the whole corpus at every dim. Trains on "
         f"**{device_description()}**."
     )
+    if pairs and set(pairs) <= {"heading", "cloze"}:
+        st.info(STRUCTURE_ONLY)
     busy = [r.id for r in list_runs("model") if r.manifest.status == "running"]
     if busy:
         st.warning(

@@ -227,6 +227,7 @@ def test_a_set_that_mixes_sources_offers_a_weight_per_source(app):
     (other,) = {i.source for i in train} - {"heading"}  # the generated ones: llm
     n_other = len(train) - n_heading
     open_page(app)
+    assert not [i for i in app.info if "curves flatter" in i.value]  # people's questions are in it
     assert app.number_input(key="ft_weight_heading").value == 1.0
     caption = next(c.value for c in app.caption if "training pairs" in c.value)
     assert f"{other} {n_other} · heading {n_heading} training pairs" in caption
@@ -236,3 +237,14 @@ def test_a_set_that_mixes_sources_offers_a_weight_per_source(app):
     app.number_input(key=f"ft_weight_{other}").set_value(0.0).run()
     assert any("Every source weight is 0" in e.value for e in app.error)
     assert "ft_start" not in [b.key for b in app.button]  # nothing to start from
+
+
+def test_a_set_only_from_the_documents_warns_that_its_validation_flatters(app):
+    from core.questions.dataset import load_qa, save_qa
+
+    _, qa = make_qa_run(n_chunks=40)
+    items = load_qa(qa, accepted_only=False)
+    origins = ("heading", "cloze")
+    save_qa(qa, [i.model_copy(update={"origin": origins[n % 2]}) for n, i in enumerate(items)])
+    open_page(app)
+    assert [i for i in app.info if "the validation curves flatter the model" in i.value]
