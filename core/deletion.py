@@ -37,7 +37,8 @@ def delete_with_dependants(run_id: str, settings: ChromaSettings | None = None) 
 
     settings = settings or ChromaSettings()
     order = plan_deletion(run_id)
-    busy = [rid for rid in order if rid in {r.id for r in running_jobs()}]
+    running = {r.id for r in running_jobs()}
+    busy = [rid for rid in order if rid in running]
     if busy:  # its job would write the folder back, half made
         raise RunError(
             f"Cannot delete {run_id}: {', '.join(busy)} still has a background job running.",

@@ -313,8 +313,12 @@ def cache_dir(data: Path | None = None) -> Path:
 
 def default_cache() -> EmbeddingCache | None:
     """The data directory's cache (one object per folder in this process), or None when off."""
-    if not cache_enabled():
-        return None
+    return data_dir_cache() if cache_enabled() else None
+
+
+def data_dir_cache() -> EmbeddingCache:
+    """The data directory's cache whether encoding uses it or not: what the Runs page and
+    `ragbench cache` show and clear."""
     root = cache_dir()
     with _caches_lock:
         if root not in _caches:

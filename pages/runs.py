@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.charts.comparison import comparison_figure, ragas_comparison_figure
 from core.deletion import delete_with_dependants
-from core.embedding_cache import EmbeddingCache, cache_dir, default_cache, usage_text
+from core.embedding_cache import data_dir_cache, usage_text
 from core.report.comparison import EVAL_KINDS, HEADLINE_METRICS, Comparison, compare_runs
 from core.report.export import build_report, report_zip
 from core.report.redaction import redact
@@ -150,13 +150,13 @@ st.caption(
 
 def cache_ui() -> None:
     """The embedding cache's size, and a button to clear it."""
-    store = default_cache() or EmbeddingCache(cache_dir())
+    store = data_dir_cache()
+    usage = store.usage()
     left, right = st.columns([4, 1], vertical_alignment="center")
     left.caption(
-        usage_text(store.usage())
-        + ". Texts a model already encoded are read from it, never encoded again."
+        usage_text(usage) + ". Texts a model already encoded are read from it, never encoded again."
     )
-    if right.button("Clear the cache", key="runs_cache_clear", disabled=not store.usage().files):
+    if right.button("Clear the cache", key="runs_cache_clear", disabled=not usage.files):
         store.clear()
         st.rerun()
 

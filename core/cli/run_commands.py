@@ -95,9 +95,9 @@ def delete(ctx: Context, run_id: str, *, yes: bool = False) -> None:
 
 def cache(ctx: Context, *, clear: bool = False) -> None:
     """The embedding cache's size; with `clear`, empty it first."""
-    from core.embedding_cache import EmbeddingCache, cache_dir, default_cache, usage_text
+    from core.embedding_cache import data_dir_cache, usage_text
 
-    store = default_cache() or EmbeddingCache(cache_dir())
+    store = data_dir_cache()
     if clear:
         store.clear()
     usage = store.usage()

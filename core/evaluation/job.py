@@ -9,12 +9,11 @@ the run ends done or stopped, 1 when it failed.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import TYPE_CHECKING
 
-from core.config import apply_offline_env
 from core.progress import ProgressEvent
+from core.runs.jobs import prepare_job_process
 
 if TYPE_CHECKING:
     from core.config import ChromaSettings
@@ -67,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {JOB_MODULE}", description=__doc__)
     parser.add_argument("run_id", help="the retrieval_eval run to run (made by the page or CLI)")
     args = parser.parse_args(argv)
-    apply_offline_env()
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    prepare_job_process()
     from core.config import chroma_settings_from_env
     from core.errors import StoppedError
     from core.evaluation.stage import run_retrieval_eval

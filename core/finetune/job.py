@@ -9,10 +9,9 @@ It runs `core.finetune.trainer.run_finetune`, which records everything in the ru
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from core.config import apply_offline_env
+from core.runs.jobs import prepare_job_process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,12 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
     # Before any Hugging Face import: the model card save must not look anything up on the hub.
-    apply_offline_env()
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    prepare_job_process()
     from core.finetune.trainer import run_finetune
 
     status = run_finetune(args.run_id, resume=args.resume)

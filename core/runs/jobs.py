@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import REPO_ROOT
+from core.config import REPO_ROOT, apply_offline_env
 from core.errors import RunError
 from core.runs.folders import Run, load_run
 
@@ -80,6 +80,19 @@ def is_process_alive(pid: int | None, started: float | None = None) -> bool:
         return True
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+
+
+def prepare_job_process() -> None:
+    """What a job process does first, before any Hugging Face import: the offline environment
+    (nothing is looked up on the hub), and timed log lines on stderr, which is job.log."""
+    import logging
+
+    apply_offline_env()
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def job_command(
