@@ -122,7 +122,7 @@ def offer_reuse(run: Run | None, what: str, key: str) -> None:
         f"({run.manifest.summary.get('n_chunks', '?')} chunks). Use it instead of a new run: "
         "its question sets, models and indexes stay with it."
     )
-    if right.button(f"Use {run.id}", key=f"docs_reuse_{key}"):
+    if right.button("Use that run", key=f"docs_reuse_{key}", help=run.id):
         st.session_state[PENDING_KEY] = (
             run.id,
             f"Using corpus run **{run.id}**: the same files and settings.",
