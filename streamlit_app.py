@@ -97,6 +97,10 @@ pages = [
     st.Page(HERE / "pages/rag_eval.py", title="RAG eval", icon=":material/forum:"),
     st.Page(HERE / "pages/runs.py", title="Runs", icon=":material/history:"),
 ]
+from pages._team_ui import sign_in_gate, signed_in_sidebar  # noqa: E402 - after set_page_config
+
+team = sign_in_gate()  # team mode: stops here at the sign-in form until the session signs in
 sidebar()
+signed_in_sidebar(team)
 nav = st.navigation(pages)
 nav.run()

@@ -96,6 +96,20 @@ def chroma_env(settings: ChromaSettings) -> dict[str, str]:
     }
 
 
+def llm_env(settings: LLMSettings) -> dict[str, str]:
+    """The environment that makes `llm_settings_from_env` return `settings` in a child process
+    (a background job): the key travels in memory, never on disk."""
+    return {
+        "RAGBENCH_LLM_BACKEND": settings.backend,
+        "RAGBENCH_LLM_BASE_URL": settings.base_url,
+        "RAGBENCH_LLM_MODEL": settings.model,
+        "RAGBENCH_LLM_API_KEY": settings.api_key,
+        "RAGBENCH_LLM_TIMEOUT": str(settings.timeout_s),
+        "RAGBENCH_LLM_CONCURRENCY": str(settings.max_concurrency),
+        "RAGBENCH_LLM_SUPPORTS_N": "1" if settings.supports_n else "0",
+    }
+
+
 def llm_settings_from_env() -> LLMSettings:
     """LLM settings from `RAGBENCH_LLM_*` (or `OPENAI_*`) variables."""
     base_url = os.environ.get("RAGBENCH_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL", "")

@@ -34,7 +34,10 @@ def delete_with_dependants(run_id: str, settings: ChromaSettings | None = None) 
     The runs go first; a Chroma store that cannot be reached leaves its collections in place
     and says so in the report's warnings (they are only search indexes, rebuilt on demand)."""
     from core.documents import vector_store as store
+    from core.runs.actor import require
+    from core.runs.audit import record
 
+    require("delete", f"delete {run_id}")
     settings = settings or ChromaSettings()
     order = plan_deletion(run_id)
     running = {r.id for r in running_jobs()}
@@ -52,6 +55,7 @@ def delete_with_dependants(run_id: str, settings: ChromaSettings | None = None) 
         warnings.append(f"Chroma collections of the deleted runs were not removed: {exc}")
     for rid in order:
         delete_run(rid, force=True)
+        record("deleted", rid, "" if rid == run_id else f"depended on {run_id}")
     removed = []
     for name in names:
         try:

@@ -324,3 +324,17 @@ def data_dir_cache() -> EmbeddingCache:
         if root not in _caches:
             _caches[root] = EmbeddingCache(root)
         return _caches[root]
+
+
+def clear_data_dir_cache() -> CacheUsage:
+    """Empty the data directory's cache: an owner's action, recorded in the audit log.
+    Returns what it held."""
+    from core.runs.actor import require
+    from core.runs.audit import record
+
+    require("delete", "clear the embedding cache")
+    store = data_dir_cache()
+    usage = store.usage()
+    store.clear()
+    record("cleared the embedding cache", detail=usage_text(usage))
+    return usage

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -344,3 +344,44 @@ def model_info(spec: ModelSpec) -> dict[str, object]:
     except Exception:  # noqa: BLE001 - informational only
         pass
     return info
+
+
+class CachedEncoder:
+    """A SentenceTransformer seen through the embedding cache: `encode_query` and
+    `encode_document` (what sentence-transformers' `mine_hard_negatives` calls) read and fill
+    the cache, with the model's own prompts unless one is given; everything else is the model's.
+    Hard-negative mining then encodes only the texts no stage has encoded with these weights."""
+
+    def __init__(self, model: SentenceTransformer, cache: Any = DEFAULT_CACHE) -> None:
+        self._model = model
+        self._cache = cache
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def _encode(self, texts: Any, prompt: str | None, batch_size: int, **kwargs: Any) -> Any:
+        if kwargs.get("pool") is not None or kwargs.get("prompt_name") is not None:
+            return None  # a multi-process pool or a named prompt: the model's own encode
+        return encode_texts(
+            self._model, list(texts), prompt=prompt, batch_size=batch_size, cache=self._cache
+        )
+
+    def encode_query(
+        self, texts: Any, *, prompt: str | None = None, batch_size: int = 32, **kwargs: Any
+    ) -> Any:
+        """Query vectors (L2-normalised float32), from the cache where it has them."""
+        out = self._encode(texts, prompt or query_prompt(self._model), batch_size, **kwargs)
+        if out is None:
+            return self._model.encode_query(texts, prompt=prompt, batch_size=batch_size, **kwargs)
+        return out
+
+    def encode_document(
+        self, texts: Any, *, prompt: str | None = None, batch_size: int = 32, **kwargs: Any
+    ) -> Any:
+        """Document vectors (L2-normalised float32), from the cache where it has them."""
+        out = self._encode(texts, prompt or document_prompt(self._model), batch_size, **kwargs)
+        if out is None:
+            return self._model.encode_document(
+                texts, prompt=prompt, batch_size=batch_size, **kwargs
+            )
+        return out

@@ -24,6 +24,10 @@ class RagbenchError(Exception):
         super().__init__(" ".join(parts))
 
 
+class AccessError(RagbenchError):
+    """The acting user's role does not allow the action (team mode)."""
+
+
 class ConfigError(RagbenchError):
     """A configuration value is invalid or missing."""
 

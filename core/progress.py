@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,18 @@ class ProgressEvent:
 
 ProgressCallback = Callable[[ProgressEvent], None]
 StopCheck = Callable[[], bool]
+
+
+def labelled(on_progress: ProgressCallback | None, label: str) -> ProgressCallback | None:
+    """A callback that passes events on with `label` before their stage ("tuned · answering"),
+    so a stage that runs once per model says which one is running."""
+    if on_progress is None:
+        return None
+
+    def forward(event: ProgressEvent) -> None:
+        on_progress(dataclasses.replace(event, stage=f"{label} · {event.stage}"))
+
+    return forward
 
 
 def null_progress(event: ProgressEvent) -> None:

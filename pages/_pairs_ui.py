@@ -13,7 +13,7 @@ from core.questions.from_documents import (
     save_document_pairs,
 )
 from core.runs.folders import list_runs
-from pages._ui import StreamlitProgress, error_boundary, split_config_ui
+from pages._ui import StreamlitProgress, error_boundary, locked, split_config_ui
 
 PREVIEW_KEY = "qa_docs_preview"
 
@@ -151,7 +151,7 @@ def documents_ui(corpus_id: str) -> str | None:
     preview = stored[1]
     preview_ui(preview)
     name = st.text_input("Name", default_name(config), key="qa_docs_name")
-    if st.button("Save question set", type="primary", key="qa_docs_save"):
+    if st.button("Save question set", type="primary", key="qa_docs_save", disabled=locked("run")):
         with error_boundary("Saving the question set"):
             run = save_document_pairs(preview, name)
             st.session_state.pop(PREVIEW_KEY, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import streamlit as st
 
@@ -104,6 +104,43 @@ def error_boundary(action: str) -> Iterator[None]:
         st.error(f"**{action} failed with an unexpected error:** {type(exc).__name__}: {exc}")
         if os.environ.get("RAGBENCH_DEBUG") == "1":
             st.exception(exc)
+
+
+SESSION_ACTOR = "team_actor"  # the signed-in user of this browser session (team mode)
+
+
+def act_for_session() -> None:
+    """Make this session's signed-in user the acting user of this script run (team mode);
+    without sign-in, the local owner acts."""
+    from core.runs.actor import act_as
+
+    actor = st.session_state.get(SESSION_ACTOR)
+    if actor is not None:
+        act_as(actor)
+
+
+def audited(data: Callable[[], bytes], run_ids: list[str], what: str) -> Callable[[], bytes]:
+    """A download button's lazy data that records the export in the audit log when it is
+    fetched, in the name of the user who saw the button (the fetch may run on another thread)."""
+    from core.runs.actor import acting, acting_as
+    from core.runs.audit import record_export
+
+    actor = acting()
+
+    def fetch() -> bytes:
+        with acting_as(actor):
+            record_export(run_ids, what)
+        return data()
+
+    return fetch
+
+
+def locked(action: str = "run") -> bool:
+    """True when the signed-in user's role does not allow `action` (run, stop, delete): the
+    button is then disabled; the sidebar says what the role allows. Core refuses it too."""
+    from core.runs.actor import acting
+
+    return not acting().can(action)
 
 
 def not_built_yet(stage: str, issue: str) -> None:

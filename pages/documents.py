@@ -7,6 +7,7 @@ import contextlib
 import streamlit as st
 
 from core.documents.chunking import DEFAULT_SIZES, STRATEGIES, ChunkingConfig
+from core.documents.index_job import start_indexing
 from core.documents.stage import (
     CorpusBuildResult,
     FileReport,
@@ -20,17 +21,20 @@ from core.documents.stage import (
     sample_files,
 )
 from core.errors import ConfigError, RagbenchError
-from core.runs.folders import Run, load_run
+from core.runs.folders import Run, list_runs, load_run
+from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._ui import (
     StreamlitProgress,
     cached_model,
     chroma_settings,
     error_boundary,
+    locked,
     run_picker,
 )
 
 PICK_KEY = "docs_corpus_pick"
 PENDING_KEY = "docs_pending_pick"
+JOBS_KEY = "docs_index"
 STRATEGY_LABELS = {
     "recursive": "Recursive characters (paragraphs, then lines, then words)",
     "token": "Tokens of the embedding model (never longer than it reads)",
@@ -130,6 +134,29 @@ def offer_reuse(run: Run | None, what: str, key: str) -> None:
         st.rerun()
 
 
+def read_uploads(uploads: list, max_bytes: int) -> list[UploadedFile]:
+    """The uploads within the per-file limit and the user's quota (team mode), checked from the
+    sizes the browser reported before any file is read; the refused ones are said."""
+    from core.documents.quota import check_uploads
+    from core.runs.actor import acting
+    from core.team import team_config
+    from pages._team_ui import team_secrets
+
+    try:
+        check = check_uploads(
+            [(f.name, f.size) for f in uploads],
+            max_bytes=max_bytes,
+            quota_bytes=team_config(team_secrets()).upload_quota_bytes,
+            user=acting().name,
+        )
+    except RagbenchError as exc:
+        st.error(str(exc))
+        return []
+    for name, reason in check.refused.items():
+        st.warning(f"**{name}** was skipped: {reason}.")
+    return [UploadedFile(f.name, f.getvalue()) for f in uploads if f.name in check.accepted]
+
+
 def build_ui(config: ChunkingConfig | None, max_bytes: int) -> list[UploadedFile]:
     """Upload and build; returns the uploaded files (for adding to an existing corpus)."""
     st.subheader("1. Build a corpus")
@@ -140,18 +167,18 @@ def build_ui(config: ChunkingConfig | None, max_bytes: int) -> list[UploadedFile
         help="Each file is checked on its own: a bad file is skipped with the reason, "
         "the others still go in. DOCX is not supported yet: export it as PDF.",
     )
-    files = [UploadedFile(f.name, f.getvalue()) for f in uploads or []]
+    files = read_uploads(uploads or [], max_bytes)
     name = st.text_input("Corpus name (optional)", key="docs_name")
     left, right = st.columns(2)
     build = left.button(
         "Build corpus run",
-        disabled=not files or config is None,
+        disabled=locked("run") or not files or config is None,
         type="primary",
         key="docs_build",
     )
     sample = right.button(
         "Use the sample corpus (Debian FAQ, 73 pages)",
-        disabled=config is None,
+        disabled=locked("run") or config is None,
         key="docs_sample",
     )
     if config is not None and not (build or sample):
@@ -234,7 +261,7 @@ def corpus_ui(files: list[UploadedFile]) -> str | None:
         with left:
             if st.button(
                 f"Add the {len(files)} uploaded file(s) to this corpus (new run)",
-                disabled=not files,
+                disabled=locked("run") or not files,
                 key="docs_add",
             ):
                 progress = StreamlitProgress("Adding documents")
@@ -245,7 +272,7 @@ def corpus_ui(files: list[UploadedFile]) -> str | None:
             doomed = st.selectbox("Document", ok_names, key="docs_delete_pick")
             if st.button(
                 "Delete document (new run without it)",
-                disabled=len(ok_names) < 2,
+                disabled=locked("run") or len(ok_names) < 2,
                 key="docs_delete",
                 help="Runs are immutable: this builds a new corpus run without the document.",
             ):
@@ -268,24 +295,33 @@ def index_ui(corpus_id: str) -> None:
         "Chunks already indexed are skipped, so indexing again costs nothing."
     )
     spec = ModelSpec()
-    if st.button("Index into Chroma", type="primary", key="docs_index"):
-        with error_boundary("Indexing"):
-            from core.documents.stage import index_corpus_run
-
-            model = cached_model(spec.source, spec.ref)
-            progress = StreamlitProgress("Embedding chunks")
-            report = index_corpus_run(
-                corpus_id, spec, None, settings, model=model, on_progress=progress
-            )
-            progress.done(f"Indexed into {report.collection}")
-            st.session_state["docs_collection"] = report.collection
-            st.success(
-                f"Collection **{report.collection}**: {report.n_added} chunk(s) embedded, "
-                f"{report.n_skipped} already there ({report.seconds:.1f} s)."
-            )
-    collection = st.session_state.get("docs_collection")
-    if not collection or not collection.startswith(corpus_id):
+    if st.button("Index into Chroma", type="primary", key="docs_index", disabled=locked("run")):
+        with error_boundary("Starting the indexing"):
+            run = start_indexing(corpus_id, spec, None, settings)
+            st.toast(f"Indexing {run.id} started in the background.")
+    running_panel("index", JOBS_KEY, "indexing")
+    ended = ended_job("index", JOBS_KEY)
+    if ended is not None:
+        summary = ended.manifest.summary
+        ended_notice(
+            ended,
+            "indexing",
+            f"Collection **{summary.get('collection')}**: {summary.get('n_added', 0)} chunk(s) "
+            f"embedded, {summary.get('n_skipped', 0)} already there "
+            f"({summary.get('seconds', 0):.1f} s).",
+        )
+    indexed = [
+        r
+        for r in list_runs("index")
+        if r.manifest.status == "done"
+        and r.manifest.parents.get("corpus") == corpus_id
+        and r.manifest.config.get("model") == spec.to_dict()
+        and r.manifest.config.get("dim") is None  # the query below is embedded at native dim
+        and r.manifest.config.get("store") == where
+    ]
+    if not indexed:
         return
+    collection = str(indexed[0].manifest.summary.get("collection"))
     query = st.text_input("Try a query", key="docs_query")
     if query:
         with error_boundary("Searching"):

@@ -29,7 +29,14 @@ from core.finetune.model_card import protocol_part, push_to_hub, read_model_card
 from core.questions.sources import sources_text, training_items
 from core.runs.folders import list_runs, load_run
 from core.runs.jobs import JobStatus, job_status, tail_log
-from pages._ui import device_description, error_boundary, run_picker
+from pages._ui import (
+    act_for_session,
+    audited,
+    device_description,
+    error_boundary,
+    locked,
+    run_picker,
+)
 
 STRUCTURE_ONLY = (
     "Every pair of this set comes from the documents' structure, and so does its validation "
@@ -268,7 +275,9 @@ def new_finetune_ui() -> None:
             "No training pairs: this question set has no accepted questions in its train split "
             "(or the source weights leave none). Pick another set or raise a weight."
         )
-    if st.button("Start fine-tune", type="primary", key="ft_start", disabled=n_train == 0):
+    if st.button(
+        "Start fine-tune", type="primary", key="ft_start", disabled=locked("run") or n_train == 0
+    ):
         with error_boundary("Start fine-tune"):
             run = start_finetune(cfg, name=name.strip())
             st.session_state[RUN_KEY] = run.id
@@ -347,13 +356,17 @@ def progress_ui(status: JobStatus) -> None:
 @st.fragment(run_every=2)
 def live_ui(run_id: str) -> None:
     """Polls the run folder every 2 s while the job runs."""
+    act_for_session()  # a fragment's rerun runs only this function: say who acts again
     status = job_status(run_id)
     if status.finished:
         st.rerun()  # the whole page, to show the finished view
     st.markdown(f"{STATUS_ICONS['running']} **Training** (pid {status.pid})")
     progress_ui(status)
     if st.button(
-        "Stop", key="ft_stop", help="Saves a checkpoint and the model at the current step"
+        "Stop",
+        key="ft_stop",
+        help="Saves a checkpoint and the model at the current step",
+        disabled=locked("stop"),
     ):
         stop_finetune(run_id)
         st.toast("Stop requested: the job saves the model after this step.")
@@ -377,7 +390,7 @@ def finished_ui(run_id: str, status: JobStatus) -> None:
             "Resuming continues from the last checkpoint in a new model run; this run keeps "
             "the weights saved at the stop, so evaluations of it stay true."
         )
-        if st.button("Resume from the last checkpoint", key="ft_resume"):
+        if st.button("Resume from the last checkpoint", key="ft_resume", disabled=locked("run")):
             with error_boundary("Resume"):
                 new = resume_job(run_id)
                 st.session_state[PENDING_RUN_KEY] = new.id
@@ -397,7 +410,7 @@ def finished_ui(run_id: str, status: JobStatus) -> None:
     if run_model_dir(run).is_dir():
         st.download_button(
             "Download the model (.zip)",
-            data=functools.partial(model_zip_bytes, run_id),
+            data=audited(functools.partial(model_zip_bytes, run_id), [run_id], "model zip"),
             file_name=f"{run_id}.zip",
             mime="application/zip",
             key="ft_download",
@@ -420,7 +433,7 @@ def hub_ui(run_id: str) -> None:
             "Write token (kept in memory only)", type="password", key="ft_hub_token"
         )
         private = st.checkbox("Private", True, key="ft_hub_private")
-        if st.button("Push", key="ft_hub_push", disabled=not (repo and token)):
+        if st.button("Push", key="ft_hub_push", disabled=locked("run") or not (repo and token)):
             with error_boundary("Push to the Hub"):
                 url = push_to_hub(run_id, repo.strip(), token, private=private)
                 st.success(f"Pushed: {url}")

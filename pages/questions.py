@@ -12,28 +12,25 @@ from core.errors import RagbenchError
 from core.llm.embedded import EMBEDDED_LABEL
 from core.questions.dataset import load_qa
 from core.questions.gate import REASONS, GateConfig
-from core.questions.generation import (
-    GenerationConfig,
-    estimate_generation,
-    generate_question_run,
-    select_chunks,
-)
+from core.questions.generation import GenerationConfig, estimate_generation, select_chunks
+from core.questions.job import start_question_generation
 from core.questions.qa_runs import read_gate_report, read_usage
 from core.questions.review import REVIEW_COLUMNS, review_rows, save_review
 from core.questions.splits import SplitConfig
-from core.runs.folders import list_runs, load_run
+from core.runs.folders import Run, list_runs, load_run
+from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._pairs_ui import documents_ui
 from pages._ui import (
-    StreamlitProgress,
-    cached_model,
     error_boundary,
     llm_settings,
+    locked,
     run_picker,
     split_config_ui,
 )
 
 CORPUS_KEY = "qa_corpus_pick"
 RUN_KEY = "qa_run_pick"
+JOBS_KEY = "qa_gen"
 SOURCES = {
     "sample": "Sample question set (hand-written)",
     "generate": "Generate with the LLM",
@@ -89,7 +86,9 @@ def sample_ui(corpus_id: str) -> None:
         "quote that answers it and a reference answer. Each question's gold chunk is the chunk "
         "holding its quote. Use it with a corpus built from the sample PDF."
     )
-    if st.button("Load the sample question set", type="primary", key="qa_sample_load"):
+    if st.button(
+        "Load the sample question set", type="primary", key="qa_sample_load", disabled=locked("run")
+    ):
         with error_boundary("Loading the sample questions"):
             from core.questions.sample import load_sample_qa
 
@@ -182,29 +181,24 @@ def generate_ui(corpus_id: str) -> None:
             minutes = estimate.completion_tokens * EMBEDDED_SECONDS_PER_TOKEN / 60
             text += f" About {minutes:.0f} min on this CPU."
         st.info(text)
-    if st.button("Generate questions", type="primary", key="qa_generate"):
-        progress = StreamlitProgress("Generating questions")
-        with error_boundary("Generating questions"):
-            from core.embeddings import ModelSpec
-            from core.llm.client import make_llm
+    if st.button("Generate questions", type="primary", key="qa_generate", disabled=locked("run")):
+        with error_boundary("Starting the generation"):
+            run = start_question_generation(corpus_id, config, llm_settings())
+            st.toast(f"Question generation {run.id} started in the background.")
 
-            llm = make_llm(llm_settings())
-            model = None
-            if config.gate.check_near_duplicates:
-                spec = ModelSpec()
-                model = cached_model(spec.source, spec.ref)
-            result = generate_question_run(
-                corpus_id, llm, config, model=model, on_progress=progress
-            )
-            progress.done(f"Saved {result.run.id}")
-            gate = result.gate
-            st.success(
-                f"QA run **{result.run.id}**: {gate['accepted']} accepted, "
-                f"{gate['rejected']} rejected, {len(result.failures)} chunk(s) failed · "
-                f"{result.usage.get('calls', 0)} call(s), {result.usage.get('cached', 0)} "
-                f"cached, {result.usage.get('total_tokens', 0):,} tokens."
-            )
-            pick_now(result.run.id)
+
+def generation_ended(run: Run) -> None:
+    """How a generation this page watched ended: its gate counts and usage when it is done."""
+    summary = run.manifest.summary
+    usage = read_usage(run) if run.manifest.status == "done" else {}
+    ended_notice(
+        run,
+        "question generation",
+        f"QA run **{run.id}**: {summary.get('n_accepted', 0)} accepted, "
+        f"{summary.get('n_rejected', 0)} rejected, {summary.get('n_failed_chunks', 0)} chunk(s) "
+        f"failed · {usage.get('calls', 0)} call(s), {usage.get('cached', 0)} cached, "
+        f"{usage.get('total_tokens', 0):,} tokens.",
+    )
 
 
 def mapping_ui(columns: list[str]):  # noqa: ANN201 - core.questions.columns.ColumnMapping
@@ -296,7 +290,7 @@ def import_ui(corpus_id: str | None) -> None:
             gate_config=import_gate_config() if gate_on else None,
         )
         import_preview_ui(preview)
-        if st.button("Import", type="primary", key="qa_import_go"):
+        if st.button("Import", type="primary", key="qa_import_go", disabled=locked("run")):
             result = save_import(preview)
             skipped = len(result.skipped_rows)
             st.success(
@@ -474,7 +468,7 @@ def review_ui(qa_id: str) -> None:
                 hide_index=True,
                 key="qa_chunk_hits",
             )
-    if st.button("Save as new qa run", key="qa_review_save"):
+    if st.button("Save as new qa run", key="qa_review_save", disabled=locked("run")):
         with error_boundary("Saving the review"):
             run = save_review(qa_id, edited.to_dict(orient="records"))
             summary = run.manifest.summary
@@ -529,6 +523,9 @@ st.caption(
     "gate; every rejection is kept with its reason. Splits are by chunk, so no test chunk is "
     "seen in training."
 )
+ended = ended_job("qa", JOBS_KEY)
+if ended is not None and ended.manifest.status == "done":  # a generation that just ended
+    pick_later(ended.manifest.parents.get("corpus"), ended.id)
 apply_pending_picks()
 picked_corpus = run_picker("corpus", "Corpus run", key=CORPUS_KEY)
 source = st.radio(
@@ -546,6 +543,9 @@ elif source == "documents":
         pick_now(saved)
 else:
     generate_ui(picked_corpus)
+running_panel("qa", JOBS_KEY, "question generation")
+if ended is not None:
+    generation_ended(ended)
 
 if picked_corpus:
     st.divider()

@@ -10,6 +10,7 @@ from core.config import LLMSettings
 from core.embeddings import ModelSpec, base_model_of
 from core.formatting import fmt
 from core.rag.answering import RagConfig
+from core.rag.job import RagEvalRequest, start_rag_eval, start_retry
 from core.rag.metrics import (
     DEFAULT_METRICS,
     LLM_METRICS,
@@ -29,17 +30,18 @@ from core.rag.summary import summary_display, summary_table
 from core.report.tables import ragas_deltas_table
 from core.runs.folders import list_runs, load_run
 from core.runs.lineage import model_run_label, model_runs_for_qa
+from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._ui import (
-    StreamlitProgress,
-    cached_model,
     chroma_settings,
     error_boundary,
     llm_settings,
+    locked,
     run_picker,
 )
 
 RESULT_KEY = "rag_result_run"
 RESULT_PICKER = "rag_result"
+JOBS_KEY = "rag"
 DIM_CHOICES = [None, 768, 512, 384, 256, 128, 64]
 LOW_CONFIDENCE = (
     "**The judge is the embedded 135M model: low-confidence scores; point the app at a stronger "
@@ -177,57 +179,45 @@ def setup_ui() -> dict | None:
         )
     else:
         st.caption("No judge requests: the chosen metrics need no LLM judge.")
-    if not st.button("Generate answers and score", type="primary", key="rag_run"):
+    if not st.button(
+        "Generate answers and score", type="primary", key="rag_run", disabled=locked("run")
+    ):
         return None
     return {
-        "qa_id": qa_id,
-        "base": base,
-        "tuned": ModelSpec("run", tuned_id) if tuned_id else None,
-        "hybrid": hybrid,
-        "rag_config": RagConfig(k=int(k), dim=dim, limit=n_questions),
-        "ragas_config": ragas_config,
+        "request": RagEvalRequest(
+            qa_run_id=qa_id,
+            base=base,
+            tuned=ModelSpec("run", tuned_id) if tuned_id else None,
+            hybrid=hybrid,
+            rag_config=RagConfig(k=int(k), dim=dim, limit=n_questions),
+            ragas_config=ragas_config,
+        ),
         "settings": settings,
     }
 
 
-def run_ui(choice: dict) -> None:
-    """Generate both retrievers' answers and score them, with progress."""
-    from core.llm.client import make_llm
-    from core.rag.judges import SentenceTransformerEmbeddings
-    from core.rag.stage import RetrieverChoice, compare_retrievers
+def start_ui(choice: dict) -> None:
+    """Start answering and scoring in the background; the panel below follows it."""
+    with error_boundary("Starting the RAG evaluation"):
+        run = start_rag_eval(choice["request"], choice["settings"], chroma_settings())
+        st.toast(f"RAG evaluation {run.id} started in the background.")
 
-    with error_boundary("RAG evaluation"):
-        llm = make_llm(choice["settings"])
-        base_model = cached_model(choice["base"].source, choice["base"].ref)
-        retrievers = [RetrieverChoice("base", base_model, choice["base"])]
-        if choice["tuned"] is not None:
-            tuned = choice["tuned"]
-            retrievers.append(
-                RetrieverChoice("tuned", cached_model(tuned.source, tuned.ref), tuned)
-            )
-        if choice["hybrid"]:
-            last = retrievers[-1]
-            retrievers.append(
-                RetrieverChoice(f"{last.label} + BM25", last.model, last.spec, hybrid=True)
-            )
-        embeddings = SentenceTransformerEmbeddings(
-            base_model, label=f"{choice['base'].label} (base model)"
-        )
-        progress = StreamlitProgress("RAG eval")
-        run = compare_retrievers(
-            choice["qa_id"],
-            retrievers,
-            llm=llm,
-            judge=llm,
-            embeddings=embeddings,
-            rag_config=choice["rag_config"],
-            ragas_config=choice["ragas_config"],
-            chroma=chroma_settings(),
-            on_progress=progress,
-        )
-        progress.done(f"Done: {run.manifest.summary.get('n_failed', 0)} failed judgement(s)")
+
+def show_ended() -> None:
+    """A RAG evaluation that ended while this page watched it: picked below when it is done,
+    otherwise how it ended."""
+    run = ended_job("ragas_eval", JOBS_KEY)
+    if run is None:
+        return
+    if run.manifest.status == "done":
         st.session_state[RESULT_KEY] = run.id
         st.session_state[RESULT_PICKER] = run.id  # the picker below shows the run just made
+    ended_notice(
+        run,
+        "RAG evaluation",
+        f"RAG evaluation **{run.id}**: {run.manifest.summary.get('n_failed', 0)} failed "
+        "judgement(s); shown below.",
+    )
 
 
 def pick_result() -> str | None:
@@ -289,28 +279,14 @@ def summary_ui(result: RagasEvalResult, table: pd.DataFrame) -> None:
 
 def retry_ui(result: RagasEvalResult) -> None:
     n_failed = int((result.scores["status"] == "failed").sum())
-    if not n_failed or not st.button(f"Retry the {n_failed} failed judgement(s)", key="rag_retry"):
+    if not n_failed or not st.button(
+        f"Retry the {n_failed} failed judgement(s)", key="rag_retry", disabled=locked("run")
+    ):
         return
-    from core.llm.client import make_llm
-    from core.rag.judges import SentenceTransformerEmbeddings
-    from core.rag.stage import retry_failed
-
     with error_boundary("Retry"):
-        llm = make_llm(llm_settings())
-        base_rag = load_run(result.summary["rag_runs"][result.summary["retrievers_order"][0]])
-        base = ModelSpec.from_dict(base_rag.manifest.config.get("model") or {})
-        embeddings = SentenceTransformerEmbeddings(
-            cached_model(base.source, base.ref), label=f"{base.label} (base model)"
-        )
-        run = retry_failed(
-            result.run_id,
-            judge=llm,
-            embeddings=embeddings,
-            on_progress=StreamlitProgress("Retrying"),
-        )
-        st.session_state[RESULT_KEY] = run.id
-        st.session_state.pop(RESULT_PICKER, None)  # re-created on the rerun, on the new run
-        st.rerun()
+        run = start_retry(result.run_id, llm_settings())
+        st.toast(f"Re-scoring the failed judgements in the background ({run.id}).")
+        st.rerun()  # the panel at the top follows it
 
 
 def questions_ui(result: RagasEvalResult) -> pd.DataFrame:
@@ -417,9 +393,11 @@ st.caption(
 )
 choice = setup_ui()
 if choice is not None:
-    run_ui(choice)
+    start_ui(choice)
+running_panel("ragas_eval", JOBS_KEY, "RAG evaluation")
 st.divider()
 st.subheader("Results")
+show_ended()
 result_id = pick_result()
 if result_id is not None:
     with error_boundary("Loading the evaluation"):

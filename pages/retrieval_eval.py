@@ -31,13 +31,12 @@ from core.evaluation.seen import seen_display
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
 from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
 from core.runs.folders import load_run
-from core.runs.jobs import job_status, request_stop, running_jobs
 from core.runs.lineage import model_run_label, model_runs_for_qa
-from pages._ui import cached_model, chroma_settings, error_boundary, run_picker
+from pages._jobs_ui import ended_job, running_panel
+from pages._ui import cached_model, chroma_settings, error_boundary, locked, run_picker
 
 RESULT_KEY = "reval_result_run"
-PENDING_PICK = "reval_pending_pick"
-WATCH_KEY = "reval_watched_jobs"  # the running jobs this session's page last showed
+JOBS_KEY = "reval"
 DIM_CHOICES = [1024, 768, 512, 384, 256, 128, 64, 32]
 SPLIT_LABELS = {"test": "test", "validation": "validation", "train": "train", None: "all accepted"}
 MAX_FLIPS_SHOWN = 25
@@ -139,7 +138,7 @@ def setup_ui() -> RetrievalEvalConfig | None:
                 help="Its Holm-adjusted tests across the dims decide the headline verdict; "
                 "every other metric is exploratory.",
             )
-    if not st.button("Run evaluation", type="primary", key="reval_run"):
+    if not st.button("Run evaluation", type="primary", key="reval_run", disabled=locked("run")):
         return None
     return RetrievalEvalConfig(
         qa_run_id=qa_id,
@@ -384,7 +383,7 @@ def similarity_ui(result_run_id: str | None) -> None:
         "Without an upload, the 42 hand-written pairs shipped with the app are used."
     )
     upload = st.file_uploader("Pairs CSV", type=["csv"], key="reval_pairs")
-    if not st.button("Check general similarity", key="reval_sim_run"):
+    if not st.button("Check general similarity", key="reval_sim_run", disabled=locked("run")):
         return
     with error_boundary("General-similarity check"):
         pairs = (
@@ -407,31 +406,6 @@ def similarity_ui(result_run_id: str | None) -> None:
                 )
 
 
-def running_ui() -> None:
-    """Every running evaluation, read from its run folder every 2 s while there is one: a
-    refresh, a closed tab or another browser sees the same. When one ends, the page shows it."""
-    if running_jobs("retrieval_eval"):
-        st.fragment(run_every=2)(_jobs_ui)()
-    else:  # nothing to watch: a job that ended while this page was closed is not news
-        st.session_state.pop(WATCH_KEY, None)
-
-
-def _jobs_ui() -> None:
-    jobs = running_jobs("retrieval_eval")
-    ended = st.session_state.get(WATCH_KEY, set()) - {r.id for r in jobs}
-    st.session_state[WATCH_KEY] = {r.id for r in jobs}
-    if ended:  # a job this page showed has ended: the whole page, with that run picked
-        st.session_state[PENDING_PICK] = sorted(ended)[-1]
-        st.rerun()
-    for run in jobs:
-        status = job_status(run)  # also marks a job whose process died as failed
-        st.markdown(f"**Running:** {run.manifest.name} (`{run.id}`)")
-        st.progress(status.fraction or 0.0, text=status.phase or "starting")
-        if st.button("Stop", key=f"reval_stop_{run.id}", help="Ends the run as stopped"):
-            request_stop(run)
-            st.toast("Stop requested: the evaluation stops after its current step.")
-
-
 st.title("Retrieval eval")
 st.caption(
     "Every question is searched against the full corpus. Numbers come with the corpus size, the query "
@@ -447,11 +421,12 @@ with st.container(border=True):
         with error_boundary("Starting the evaluation"):
             started = start_retrieval_eval(config, chroma_settings())
             st.toast(f"Evaluation {started.id} started in the background.")
-    running_ui()
+    running_panel("retrieval_eval", JOBS_KEY, "evaluation")
 
 st.subheader("Results")
-if PENDING_PICK in st.session_state:  # an evaluation that just ended: show it
-    st.session_state["reval_pick"] = st.session_state.pop(PENDING_PICK)
+ended = ended_job("retrieval_eval", JOBS_KEY)
+if ended is not None:  # an evaluation that just ended: show it
+    st.session_state["reval_pick"] = ended.id
 picked = run_picker(
     "retrieval_eval", "Evaluation run", key="reval_pick", statuses=("done", "failed", "stopped")
 )

@@ -7,14 +7,15 @@ import streamlit as st
 
 from core.charts.comparison import comparison_figure, ragas_comparison_figure
 from core.deletion import delete_with_dependants
-from core.embedding_cache import data_dir_cache, usage_text
+from core.embedding_cache import clear_data_dir_cache, data_dir_cache, usage_text
 from core.report.comparison import EVAL_KINDS, HEADLINE_METRICS, Comparison, compare_runs
 from core.report.export import build_report, report_zip
 from core.report.redaction import redact
 from core.report.tables import deltas_table, headline_table, ragas_deltas_table, ragas_display_table
+from core.runs.audit import audit_path, read_audit
 from core.runs.folders import KIND_LABELS, RUN_KINDS, Run, list_runs, load_run, run_rows
 from core.runs.lineage import descendants_of, lineage_chain
-from pages._ui import chroma_settings, error_boundary, llm_settings
+from pages._ui import audited, chroma_settings, error_boundary, llm_settings, locked
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -37,7 +38,7 @@ def report_downloads(run_ids: list[str]) -> None:
     left, right = st.columns(2)
     left.download_button(
         "Download report (HTML)",
-        html_bytes,
+        audited(html_bytes, run_ids, "HTML report"),
         file_name=f"{stem}.html",
         mime="text/html",
         on_click="ignore",
@@ -46,7 +47,7 @@ def report_downloads(run_ids: list[str]) -> None:
     )
     right.download_button(
         "Download report + CSV/JSON (zip)",
-        zip_bytes,
+        audited(zip_bytes, run_ids, "report zip"),
         file_name=f"{stem}.zip",
         mime="application/zip",
         on_click="ignore",
@@ -156,12 +157,35 @@ def cache_ui() -> None:
     left.caption(
         usage_text(usage) + ". Texts a model already encoded are read from it, never encoded again."
     )
-    if right.button("Clear the cache", key="runs_cache_clear", disabled=not usage.files):
-        store.clear()
-        st.rerun()
+    if right.button(
+        "Clear the cache", key="runs_cache_clear", disabled=locked("delete") or not usage.files
+    ):
+        with error_boundary("Clearing the cache"):
+            clear_data_dir_cache()
+            st.rerun()
+
+
+def audit_ui() -> None:
+    """The audit log: who made, started, stopped, exported or deleted which run, and sign-ins."""
+    events = read_audit(limit=500)
+    with st.expander(f"Audit log ({len(events)} latest event(s))", expanded=False):
+        if not events:
+            st.caption("Nothing recorded yet.")
+            return
+        st.caption(f"Newest first, from `{audit_path()}` (append-only, one JSON line per event).")
+        st.dataframe(
+            [
+                {k: e.get(k, "") for k in ("time", "user", "role", "action", "run", "detail")}
+                for e in events
+            ],
+            hide_index=True,
+            width="stretch",
+            key="runs_audit_table",
+        )
 
 
 cache_ui()
+audit_ui()
 kinds = st.multiselect(
     "Kinds", list(RUN_KINDS), default=list(RUN_KINDS), format_func=KIND_LABELS.get, key="runs_kinds"
 )
@@ -198,7 +222,9 @@ if selected:
                     + ", ".join(d.id for d in dependants)
                 )
             confirm = st.text_input(f"Type {run.id} to confirm", key="runs_delete_confirm")
-            if st.button("Delete", key="runs_delete", disabled=confirm != run.id):
+            if st.button(
+                "Delete", key="runs_delete", disabled=locked("delete") or confirm != run.id
+            ):
                 with error_boundary("Deleting the run"):
                     report = delete_with_dependants(run.id, chroma_settings())
                     for warning in report.warnings:

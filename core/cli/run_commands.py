@@ -16,10 +16,12 @@ def report(
 ) -> None:
     """The self-contained HTML report (and the zip of its files) of finished evaluation runs."""
     from core.report.export import build_report, report_zip
+    from core.runs.audit import record_export
 
     if not html and not zip_path:
         raise ConfigError("Say where the report goes.", fix="pass --html FILE and/or --zip FILE")
     built = build_report(run_ids, title=title)
+    record_export(list(built.run_ids), "report (CLI)")
     written = []
     if html:
         Path(html).write_text(built.html, encoding="utf-8")
@@ -95,12 +97,11 @@ def delete(ctx: Context, run_id: str, *, yes: bool = False) -> None:
 
 def cache(ctx: Context, *, clear: bool = False) -> None:
     """The embedding cache's size; with `clear`, empty it first."""
-    from core.embedding_cache import data_dir_cache, usage_text
+    from core.embedding_cache import clear_data_dir_cache, data_dir_cache, usage_text
 
-    store = data_dir_cache()
     if clear:
-        store.clear()
-    usage = store.usage()
+        clear_data_dir_cache()
+    usage = data_dir_cache().usage()
     ctx.out.emit(
         {
             "stage": "cache",

@@ -8,12 +8,10 @@ the run ends done or stopped, 1 when it failed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from core.progress import ProgressEvent
-from core.runs.jobs import prepare_job_process
+from core.runs.jobs import job_main
 
 if TYPE_CHECKING:
     from core.config import ChromaSettings
@@ -36,65 +34,32 @@ def start_retrieval_eval(config: RetrievalEvalConfig, chroma: ChromaSettings | N
     return run
 
 
-def progress_writer(run: Run):  # noqa: ANN201 - a ProgressCallback
-    """A progress callback that appends each event to the run's progress.jsonl, in the shape
-    `core.runs.jobs.job_status` reads (a `log` event with the count, a `phase` with the text)."""
-    from core.runs.jobs import append_event
-
-    last: list[str] = [""]
-
-    def write(event: ProgressEvent) -> None:
-        phase = f"{event.stage}: {event.message}" if event.message else event.stage
-        if phase != last[0]:
-            append_event(run.path, {"event": "phase", "message": phase})
-            last[0] = phase
-        append_event(
-            run.path,
-            {
-                "event": "log",
-                "step": event.done,
-                "total_steps": event.total,
-                "eta_s": event.eta_s,
-            },
-        )
-
-    return write
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, set the offline environment, run the evaluation."""
-    parser = argparse.ArgumentParser(prog=f"python -m {JOB_MODULE}", description=__doc__)
-    parser.add_argument("run_id", help="the retrieval_eval run to run (made by the page or CLI)")
-    args = parser.parse_args(argv)
-    prepare_job_process()
-    from core.config import chroma_settings_from_env
-    from core.errors import StoppedError
-    from core.evaluation.stage import run_retrieval_eval
-    from core.runs.folders import load_run
-    from core.runs.jobs import append_event, stop_requested
+    """Run the evaluation of the run named on the command line."""
 
-    run = load_run(args.run_id)
-    try:
+    def work(run: Run, on_progress, should_stop) -> None:  # noqa: ANN001 - see StageWork
+        from core.config import chroma_settings_from_env
+        from core.embedding_cache import default_cache
+        from core.evaluation.stage import run_retrieval_eval
+        from core.runs.folders import load_run
+
+        cache = default_cache()
+        before = (cache.stats.hits, cache.stats.misses) if cache else (0, 0)
         run_retrieval_eval(
             run,
             chroma_settings=chroma_settings_from_env(),
-            on_progress=progress_writer(run),
-            should_stop=lambda: stop_requested(run.path),
+            on_progress=on_progress,
+            should_stop=should_stop,
         )
-    except StoppedError:
-        append_event(run.path, {"event": "end", "status": "stopped"})
-        print(f"retrieval eval {run.id} ended: stopped", flush=True)
-        return 0
-    except Exception as exc:  # noqa: BLE001 - the run is marked failed with the message
-        fresh = load_run(run.id)
-        if fresh.manifest.status == "running":  # failed before the stage could say so
-            fresh.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-        append_event(run.path, {"event": "end", "status": "failed", "error": str(exc)[:500]})
-        print(f"retrieval eval {run.id} ended: failed: {exc}", flush=True)
-        return 1
-    append_event(run.path, {"event": "end", "status": "done"})
-    print(f"retrieval eval {run.id} ended: done", flush=True)
-    return 0
+        if cache is not None:  # what the embedding cache saved this evaluation, for the record
+            fresh = load_run(run.id)
+            fresh.set_status(
+                fresh.manifest.status,
+                texts_encoded=cache.stats.misses - before[1],
+                texts_from_cache=cache.stats.hits - before[0],
+            )
+
+    return job_main(argv, module=JOB_MODULE, what="retrieval eval", work=work)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,8 @@ def mine_negatives(model, train_ds, data: FinetuneData, cfg, qp, dp, emit=None):
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
+    from core.embeddings import CachedEncoder
+
     emit = emit or (lambda event: None)
     held_out = data.held_out_chunk_ids
     candidates = [text for cid, text in data.corpus.items() if cid not in held_out]
@@ -150,7 +152,7 @@ def mine_negatives(model, train_ds, data: FinetuneData, cfg, qp, dp, emit=None):
         return train_ds, "Corpus too small to mine hard negatives; trained without them."
     mined = mine_hard_negatives(
         train_ds,
-        model,
+        CachedEncoder(model),  # the corpus vectors indexing and evaluation already made
         anchor_column_name="anchor",
         positive_column_name="positive",
         corpus=candidates,

@@ -95,6 +95,14 @@ class GenerationConfig:
         data["max_tokens"] = self.max_tokens
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
+        """The config `to_dict` wrote (a qa run's manifest), derived fields ignored."""
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["gate"] = GateConfig.from_dict(dict(data.get("gate") or {}))
+        fields["split"] = SplitConfig.from_dict(dict(data.get("split") or {}))
+        return cls(**fields)
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -327,12 +335,23 @@ def generate_question_run(
 
     `model` is the loaded embedding model for the near-duplicate check. Raises LLMError when
     every chunk failed (the run is then marked failed with the reasons kept)."""
+    run = create_question_run(corpus_run_id, llm, config, name=name)
+    return fill_question_run(
+        run, llm, model=model, on_progress=on_progress, should_stop=should_stop
+    )
+
+
+def create_question_run(
+    corpus_run_id: str, llm: LLM, config: GenerationConfig | None = None, *, name: str = ""
+) -> Run:
+    """The qa run a generation fills (status pending): its config, the chosen chunks and the
+    estimate. A corpus without chunks is refused before any run exists."""
     config = config or GenerationConfig()
     chunks = select_chunks(load_chunks(corpus_run_id), config.max_chunks, config.seed)
     if not chunks:
         raise InputError(f"Corpus run {corpus_run_id} has no chunks.", fix="rebuild the corpus")
     estimate = estimate_generation(chunks, config, llm)
-    run = create_run(
+    return create_run(
         "qa",
         name=name or f"Generated: {config.n_per_chunk} per chunk, {len(chunks)} chunks",
         config={
@@ -345,6 +364,21 @@ def generate_question_run(
         },
         parents={"corpus": corpus_run_id},
     )
+
+
+def fill_question_run(
+    run: Run,
+    llm: LLM,
+    *,
+    model: Any = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> QuestionStageResult:
+    """Generate, gate and split the questions of a qa run made by `create_question_run`."""
+    config = GenerationConfig.from_dict(run.manifest.config["generation"])
+    corpus_run_id = run.manifest.parents["corpus"]
+    chunks = select_chunks(load_chunks(corpus_run_id), config.max_chunks, config.seed)
+    estimate = estimate_generation(chunks, config, llm)
     run.set_status("running")
     before = llm.usage.to_dict()
     failures: list[ChunkFailure] = []

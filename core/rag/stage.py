@@ -3,6 +3,7 @@ with RAGAS (core.rag.scoring) into a ragas_eval run, and re-score only the faile
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, LineageError, RunError
-from core.progress import ProgressCallback, StopCheck
+from core.progress import ProgressCallback, StopCheck, labelled
 from core.rag.answering import load_samples
 from core.rag.metrics import RagasConfig, check_components, is_low_confidence_judge
 from core.rag.results import (
@@ -69,18 +70,20 @@ def evaluate_rag(
     embeddings: Any,
     config: RagasConfig | None = None,
     name: str = "",
+    run: Run | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> Run:
-    """Score rag runs (retriever label -> rag run id, e.g. {"base": ..., "tuned": ...}) and save
-    a ragas_eval run. The judge LLM and the embeddings are explicit: a chosen metric that needs
-    one that is missing raises ConfigError before any work."""
+    """Score rag runs (retriever label -> rag run id, e.g. {"base": ..., "tuned": ...}) into a
+    new ragas_eval run, or into `run` (one a background job was started for). The judge LLM and
+    the embeddings are explicit: a chosen metric that needs one that is missing raises
+    ConfigError before any work."""
     config = config or RagasConfig()
     check_components(config, judge, embeddings)
     runs, qa_id = _rag_runs(rag_runs)
     samples = {label: load_samples(run) for label, run in runs.items()}
-    run = create_run(
-        "ragas_eval",
+    run = _ragas_eval_run(
+        run,
         name=name
         or f"RAGAS: {' vs '.join(runs)} · {sum(len(s) for s in samples.values())} samples",
         config={
@@ -95,6 +98,20 @@ def evaluate_rag(
     return _score_into(
         run, jobs, [], judge, embeddings, config, runs, on_progress, should_stop, jobs
     )
+
+
+def _ragas_eval_run(
+    run: Run | None, *, name: str, config: dict[str, Any], parents: dict[str, str]
+) -> Run:
+    """A new ragas_eval run, or `run` (made before its job started) with the name it was given
+    or else `name`, and the config and parents added."""
+    if run is None:
+        return create_run("ragas_eval", name=name, config=config, parents=parents)
+    run.manifest.name = run.manifest.name or name
+    run.manifest.config = {**run.manifest.config, **config}
+    run.manifest.parents = {**run.manifest.parents, **parents}
+    run.save()
+    return run
 
 
 def _score_into(
@@ -166,10 +183,11 @@ def retry_failed(
     judge: LLM | None,
     embeddings: Any,
     config: RagasConfig | None = None,
+    run: Run | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> Run:
-    """A new ragas_eval run that re-scores only the failed judgements of an earlier one and keeps
+    """A new ragas_eval run (or `run`, made for a background job) that re-scores only the failed judgements of an earlier one and keeps
     every other row (parents: the same rag runs plus `retry_of`). Judgements that succeeded
     before are not asked again; a failed one was never cached, so it is really asked again."""
     old = _ragas_run(ragas_eval_run_id)
@@ -194,8 +212,8 @@ def retry_failed(
             )
         jobs.append(Job(rec.retriever, sample, rec.metric, int(rec.repeat)))
     kept = [_row_of(rec) for rec in scores[~failed_mask].to_dict(orient="records")]
-    run = create_run(
-        "ragas_eval",
+    run = _ragas_eval_run(
+        run,
         name=f"{old.manifest.name} · retried {len(jobs)} failed",
         config={
             **old.manifest.config,
@@ -260,20 +278,52 @@ def compare_retrievers(
     rag_config: Any,
     ragas_config: RagasConfig | None = None,
     chroma: Any = None,
+    run: Run | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> Run:
     """The whole stage: answer the qa run's questions with each retriever (rag runs), then score
-    them together (a ragas_eval run). Missing judge or embeddings fail before any work."""
-    from core.rag.answering import run_rag
-
+    them together (a ragas_eval run, or `run` when a background job was started for it: each
+    finished rag run is named among its parents at once, so a stop keeps what was finished).
+    Missing judge or embeddings fail before any work."""
     ragas_config = ragas_config or RagasConfig()
     check_components(ragas_config, judge, embeddings)
     labels = [r.label for r in retrievers]
     if not retrievers or len(set(labels)) != len(labels):
         raise ConfigError(f"Retriever labels must be unique and non-empty, got {labels}.")
-    rag_ids = {}
-    for choice in retrievers:
+    if run is not None:
+        run.set_status("running")
+    with contextlib.nullcontext() if run is None else stage_run(run):
+        rag_ids = _answer_all(
+            qa_run_id, retrievers, llm, rag_config, chroma, run, on_progress, should_stop
+        )
+    return evaluate_rag(
+        rag_ids,
+        judge=judge,
+        embeddings=embeddings,
+        config=ragas_config,
+        run=run,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
+
+
+def _answer_all(
+    qa_run_id: str,
+    retrievers: Sequence[RetrieverChoice],
+    llm: LLM,
+    rag_config: Any,
+    chroma: Any,
+    ragas_run: Run | None,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+) -> dict[str, str]:
+    """One rag run per retriever; each finished one is recorded on `ragas_run` at once."""
+    from core.rag.answering import run_rag
+
+    rag_ids: dict[str, str] = {}
+    for number, choice in enumerate(retrievers, 1):
+        which = f"{choice.label} ({number}/{len(retrievers)})"
         run = run_rag(
             qa_run_id,
             model=choice.model,
@@ -282,15 +332,11 @@ def compare_retrievers(
             config=dataclasses.replace(rag_config, hybrid=choice.hybrid),
             chroma=chroma,
             retriever_label=choice.label,
-            on_progress=on_progress,
+            on_progress=labelled(on_progress, which),
             should_stop=should_stop,
         )
         rag_ids[choice.label] = run.id
-    return evaluate_rag(
-        rag_ids,
-        judge=judge,
-        embeddings=embeddings,
-        config=ragas_config,
-        on_progress=on_progress,
-        should_stop=should_stop,
-    )
+        if ragas_run is not None:
+            ragas_run.manifest.parents[f"rag_{choice.label}"] = run.id
+            ragas_run.set_status("running", answered=dict(rag_ids))
+    return rag_ids

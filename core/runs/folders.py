@@ -26,15 +26,24 @@ from core.errors import RunError
 T = TypeVar("T")
 
 
-RunKind = Literal["corpus", "qa", "model", "retrieval_eval", "rag", "ragas_eval"]
+RunKind = Literal["corpus", "index", "qa", "model", "retrieval_eval", "rag", "ragas_eval"]
 
 
 RunStatus = Literal["pending", "running", "done", "failed", "stopped"]
 
 
-RUN_KINDS: tuple[str, ...] = ("corpus", "qa", "model", "retrieval_eval", "rag", "ragas_eval")
+RUN_KINDS: tuple[str, ...] = (
+    "corpus",
+    "index",
+    "qa",
+    "model",
+    "retrieval_eval",
+    "rag",
+    "ragas_eval",
+)
 KIND_LABELS: dict[str, str] = {  # what a user calls each kind
     "corpus": "Corpora",
+    "index": "Chroma indexings",
     "qa": "Question sets",
     "model": "Tuned models",
     "retrieval_eval": "Retrieval evals",
@@ -68,6 +77,7 @@ class Manifest(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
     summary: dict[str, Any] = Field(default_factory=dict)  # headline figures for listings
+    created_by: str = ""  # the user who made it (core.runs.actor), "" before team mode
 
 
 def _now() -> str:
@@ -182,9 +192,14 @@ def create_run(
     parents: dict[str, str] | None = None,
     root: Path | None = None,
 ) -> Run:
-    """Create a new run folder with a pending manifest. Parents must exist."""
+    """Create a new run folder with a pending manifest, made by the acting user (whose role
+    must allow running stages; the audit log records it). Parents must exist."""
+    from core.runs.actor import require
+    from core.runs.audit import record
+
     if kind not in RUN_KINDS:
         raise RunError(f"Unknown run kind {kind!r}.", fix=f"use one of {', '.join(RUN_KINDS)}")
+    actor = require("run", f"make a {kind} run")
     for parent_id in (parents or {}).values():
         load_run(parent_id, root=root)  # raises when missing
     run_id = _new_id(kind)
@@ -200,9 +215,11 @@ def create_run(
         config=config or {},
         parents=parents or {},
         versions=library_versions(),
+        created_by=actor.name,
     )
     run = Run(path, manifest)
     run.save()
+    record("created", run_id, name or kind, root=root)
     return run
 
 
@@ -296,7 +313,7 @@ def delete_run(run_id: str, root: Path | None = None, force: bool = False) -> No
 
 
 def run_rows(runs: Iterable[Run]) -> list[dict[str, str]]:
-    """One row per run for listings: id, kind, name, status, created, parents, summary."""
+    """One row per run for listings: id, kind, name, status, created, by whom, parents, summary."""
     return [
         {
             "id": r.id,
@@ -304,6 +321,7 @@ def run_rows(runs: Iterable[Run]) -> list[dict[str, str]]:
             "name": r.manifest.name,
             "status": r.manifest.status,
             "created": r.manifest.created_at[:19],
+            "by": r.manifest.created_by,
             "parents": ", ".join(f"{k}: {v}" for k, v in r.manifest.parents.items()),
             "summary": json.dumps(r.manifest.summary)[:120],
         }

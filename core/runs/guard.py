@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from core.runs.folders import Run
 
 
+INTERRUPTED = (
+    "Interrupted before the stage finished (the page was left, the process was stopped, or "
+    "Ctrl-C); what it finished is kept."
+)
+
+
 @contextlib.contextmanager
 def discard_on_failure(root: Path | None = None) -> Iterator[list[Run]]:
     """Runs appended to the yielded list are deleted when the block raises (newest first), so
@@ -31,16 +37,22 @@ def discard_on_failure(root: Path | None = None) -> Iterator[list[Run]]:
 
 @contextlib.contextmanager
 def stage_run(run: Run, on_failure: Callable[[BaseException], None] | None = None) -> Iterator[Run]:
-    """Mark `run` stopped (StoppedError) or failed (any other error, with its message) when the
-    block raises, then re-raise. `on_failure` runs first, e.g. to save what was learned."""
+    """Mark `run` stopped (StoppedError, or an interruption that is not an error: Ctrl-C, a page
+    left mid-run) or failed (any other error, with its message) when the block raises, then
+    re-raise; no user sees a bare internal exception name. `on_failure` runs first, e.g. to save what was learned."""
     try:
         yield run
     except StoppedError as exc:
         run.set_status("stopped", error=str(exc))
         raise
-    except BaseException as exc:
+    except Exception as exc:
         if on_failure is not None:
             on_failure(exc)
         message = str(exc) if isinstance(exc, RagbenchError) else f"{type(exc).__name__}: {exc}"
         run.set_status("failed", error=message[:2000])
+        raise
+    except BaseException as exc:  # Ctrl-C, a page left mid-run (Streamlit's StopException), exit
+        if on_failure is not None:
+            on_failure(exc)
+        run.set_status("stopped", error=INTERRUPTED)
         raise

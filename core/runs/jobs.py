@@ -22,12 +22,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import REPO_ROOT, apply_offline_env
 from core.errors import RunError
+from core.progress import ProgressCallback, ProgressEvent, StopCheck
 from core.runs.folders import Run, load_run
 
 JOB_LOG = "job.log"
@@ -121,8 +123,13 @@ def start_job(
             f"Run {run.id} already has a running job (pid {run.manifest.summary.get('pid')}).",
             fix="stop it first or wait for it to finish",
         )
+    from core.runs.actor import actor_env, require
+    from core.runs.audit import record
+
+    require("run", f"start a job for {run.id}")
     run.artifact(STOP_FILE).unlink(missing_ok=True)
-    child_env = {**os.environ, **(env or {})}
+    # The job acts for the user who started it (the runs it makes record them).
+    child_env = {**os.environ, **actor_env(), **(env or {})}
     child_env["RAGBENCH_DATA_DIR"] = str(run.path.parent.parent)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     # The repo root on the path, so `-m core.<module>` resolves from any working directory.
@@ -155,13 +162,19 @@ def start_job(
     fresh = load_run(run.id, root=run.path.parent.parent)
     if fresh.manifest.status == "running":
         fresh.set_status("running", pid=proc.pid, pid_started=process_start_time(proc.pid))
+    record("started", run.id, module, root=run.path.parent.parent)
     return proc.pid
 
 
 def request_stop(run: Run | str) -> None:
     """Ask a running job to stop: it finishes the current step, saves the model and ends `stopped`."""
+    from core.runs.actor import require
+    from core.runs.audit import record
+
     run = _run_of(run)
+    require("stop", f"stop {run.id}")
     run.artifact(STOP_FILE).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"), encoding="utf-8")
+    record("stopped", run.id, root=run.path.parent.parent)
 
 
 def stop_requested(run_path: Path) -> bool:
@@ -321,3 +334,64 @@ def running_jobs(kind: str | None = None) -> list[Run]:
             if job_status(run).status == "running":
                 alive.append(run)
     return alive
+
+
+def progress_writer(run: Run) -> ProgressCallback:
+    """A progress callback that appends each event to the run's progress.jsonl, in the shape
+    `job_status` reads (a `phase` event when the text changes, a `log` event with the count)."""
+    last: list[str] = [""]
+
+    def write(event: ProgressEvent) -> None:
+        phase = f"{event.stage}: {event.message}" if event.message else event.stage
+        if phase != last[0]:
+            append_event(run.path, {"event": "phase", "message": phase})
+            last[0] = phase
+        append_event(
+            run.path,
+            {"event": "log", "step": event.done, "total_steps": event.total, "eta_s": event.eta_s},
+        )
+
+    return write
+
+
+StageWork = Callable[[Run, ProgressCallback, StopCheck], object]
+
+
+def job_main(argv: list[str] | None, *, module: str, what: str, work: StageWork) -> int:
+    """The body of a stage's job module (`python -m <module> <run_id>`): set the offline
+    environment, run `work(run, on_progress, should_stop)` on the run the page or CLI made,
+    and end it done, stopped or failed with one `end` event. Exit status 0 unless it failed."""
+    import argparse
+
+    from core.errors import StoppedError
+
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=f"Run a {what}.")
+    parser.add_argument("run_id", help=f"the run of the {what} (made by the page or the CLI)")
+    args = parser.parse_args(argv)
+    prepare_job_process()
+    run = load_run(args.run_id)
+    try:
+        work(run, progress_writer(run), lambda: stop_requested(run.path))
+    except StoppedError:
+        fresh = load_run(run.id)
+        if fresh.manifest.status == "running":  # stopped between the stage's own guards
+            fresh.set_status("stopped", error="Stopped on request.")
+        append_event(run.path, {"event": "end", "status": "stopped"})
+        print(f"{what} {run.id} ended: stopped", flush=True)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the run is marked failed with the message
+        from core.errors import RagbenchError
+
+        fresh = load_run(run.id)
+        if fresh.manifest.status == "running":  # failed before the stage could say so
+            text = str(exc) if isinstance(exc, RagbenchError) else f"{type(exc).__name__}: {exc}"
+            fresh.set_status("failed", error=text[:2000])
+        append_event(run.path, {"event": "end", "status": "failed", "error": str(exc)[:500]})
+        print(f"{what} {run.id} ended: failed: {exc}", flush=True)
+        return 1
+    fresh = load_run(run.id)
+    if fresh.manifest.status == "running":
+        fresh.set_status("done")
+    append_event(run.path, {"event": "end", "status": fresh.manifest.status})
+    print(f"{what} {run.id} ended: {fresh.manifest.status}", flush=True)
+    return 0

@@ -42,6 +42,31 @@ def test_sample_button_builds_a_corpus_run():
     assert at.button(key="docs_index") is not None
 
 
+def test_indexing_runs_in_the_background_and_the_page_says_how_it_ended():
+    from core.runs.jobs import tail_log
+    from tests.support.jobs import only_job
+
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    at.button(key="docs_sample").click().run()
+    assert "docs_query" not in [t.key for t in at.text_input]  # nothing indexed: no query box
+    at.button(key="docs_index").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (job,) = list_runs("index")
+    assert any(job.id in m.value for m in at.markdown)  # the running panel, with its Stop
+    assert at.button(key=f"docs_index_stop_{job.id}") is not None
+    assert only_job("index", timeout=600).manifest.status in ("running", "done")
+    at.run()
+    fresh = list_runs("index")[0]
+    assert fresh.manifest.status == "done", tail_log(fresh)
+    n_chunks = list_runs("corpus")[0].manifest.summary["n_chunks"]
+    assert any(f"{n_chunks} chunk(s) embedded, 0 already there" in s.value for s in at.success), [
+        s.value for s in at.success
+    ]
+    at.text_input(key="docs_query").set_value("How do I upgrade Debian?").run()
+    assert not at.exception and not at.error
+    assert any("faq" in m.value.lower() for m in at.markdown)  # hits with their source
+
+
 def test_invalid_chunking_settings_disable_building():
     at = AppTest.from_file(str(PAGE), default_timeout=60).run()
     at.number_input(key="docs_overlap_recursive").set_value(2000).run()

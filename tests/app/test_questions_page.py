@@ -14,6 +14,8 @@ from core.documents.corpus import Chunk, chunk_id_for, save_chunks
 from core.questions.dataset import load_qa
 from core.questions.gate import REASONS
 from core.runs.folders import create_run, list_runs
+from core.runs.jobs import tail_log
+from tests.support.jobs import only_job
 from tests.support.openai_server import ChatServer, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,7 +162,11 @@ def test_generate_through_an_openai_compatible_server(monkeypatch):
         at.checkbox(key="qa_near_dup").uncheck().run()
         at.button(key="qa_generate").click().run()
         assert not at.exception and not at.error, [e.value for e in at.error]
-    (run,) = list_runs("qa")
+        only_job("qa")  # a background job: the page does not wait, the test does
+        at.run()
+    run = list_runs("qa")[0]
+    assert run.manifest.status == "done", tail_log(run)
+    assert at.selectbox(key="qa_run_pick").value == run.id  # the set just made is the one shown
     assert run.manifest.parents == {"corpus": corpus_id}
     assert "2 accepted, 2 rejected, 0 chunk(s) failed" in at.success[0].value
     reasons = reasons_table(at)

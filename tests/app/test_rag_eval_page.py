@@ -7,7 +7,9 @@ import pytest
 from core.llm.client import LLM
 from core.rag.metrics import RagasConfig
 from core.rag.stage import evaluate_rag
+from core.runs.jobs import job_status, tail_log
 from tests.app.conftest import page_path
+from tests.support.jobs import only_job, wait_for_job
 from tests.support.scripted_llm import ScriptedBackend
 from tests.unit.test_ragas_eval import GOLD, OTHER, happy, judge_input, rag_runs, sample, schema_of
 
@@ -92,7 +94,11 @@ def test_page_generates_and_scores_through_an_openai_compatible_server(app):
         at.multiselect(key="rag_metrics").set_value(["faithfulness", "id_based_context_recall"])
         at.button(key="rag_run").click().run(timeout=300)
         assert not at.exception, at.exception
+        job = only_job("ragas_eval")  # a background job: the page does not wait
+        assert job_status(job).status == "done", tail_log(job)
+        at.run()
     assert not at.error, [e.value for e in at.error]
+    assert any(f"RAG evaluation **{job.id}**: 0 failed" in s.value for s in at.success)
     questions = frame_with(at, "sample_id")
     assert list(questions["sample_id"]) == ["q1", "q2", "q3"]
     assert questions["base_answer"].str.len().gt(0).all()
@@ -107,6 +113,8 @@ def test_page_generates_and_scores_through_an_openai_compatible_server(app):
     with ChatServer(ScriptedJudgeServer()) as server:  # a second evaluation is what is shown
         at.text_input(key="llm_base_url").set_value(server.base_url)
         at.button(key="rag_run").click().run(timeout=300)
-    second = list_runs("ragas_eval")[0]
+        second = list_runs("ragas_eval")[0]
+        assert wait_for_job(second) == "done", tail_log(second)
+        at.run()
     assert second.id != first.id
     assert at.selectbox(key="rag_result").value == second.id

@@ -90,3 +90,45 @@ def test_indexing_and_evaluation_never_encode_a_text_twice(minilm):
         result.metrics.sort_values(cols[:3])[cols[3]].to_numpy(),
         again.metrics.sort_values(cols[:3])[cols[3]].to_numpy(),
     )
+
+
+def test_hard_negative_mining_reads_the_cache_and_mines_what_sentence_transformers_mines(minilm):
+    """Mining through the cache gives sentence-transformers' own result on the raw model, and
+    the corpus vectors indexing made are not encoded again."""
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    from core.embeddings import CachedEncoder
+
+    corpus = [t for t in TOPICS.values()] + [
+        "Deserts get little rain but sudden storms can flood dry riverbeds.",
+        "Volcanoes erupt when pressure pushes magma up through cracks in the crust.",
+    ]
+    pairs = Dataset.from_dict(
+        {
+            "anchor": [QUESTIONS[k] for k in TOPICS],
+            "positive": list(TOPICS.values()),
+        }
+    )
+    options = dict(
+        anchor_column_name="anchor",
+        positive_column_name="positive",
+        corpus=corpus,
+        range_min=0,
+        range_max=4,
+        num_negatives=2,
+        sampling_strategy="top",
+        output_format="n-tuple",
+        verbose=False,
+    )
+    reference = mine_hard_negatives(pairs, minilm, **options).to_dict()
+    from core.embeddings import encode_texts
+
+    encode_texts(minilm, corpus)  # as indexing does: the corpus is in the cache
+    _, misses = _counts()
+    mined = mine_hard_negatives(pairs, CachedEncoder(minilm), **options).to_dict()
+    assert _counts()[1] - misses == len(QUESTIONS)  # only the questions were encoded
+    assert mined == reference
+    hits, misses = _counts()
+    mine_hard_negatives(pairs, CachedEncoder(minilm), **options)
+    assert _counts()[1] - misses == 0 and _counts()[0] - hits == len(corpus) + len(QUESTIONS)

@@ -59,3 +59,22 @@ def test_the_same_sizes_are_timed_once_per_process(monkeypatch):
     assert len(searches) == timed and (again["latency_ms"] > 0).all()
     synthetic_latency([8], 600)  # another size is timed
     assert len(searches) == 2 * timed
+
+
+def test_the_figures_are_kept_on_disk_so_a_new_process_does_not_time_them_again(monkeypatch):
+    monkeypatch.setattr(latency, "_measured", {})
+    searches = []
+    real = latency._one_search
+    monkeypatch.setattr(latency, "_one_search", lambda *a: searches.append(1) or real(*a))
+    first = synthetic_latency([8], 500)
+    timed = len(searches)
+    monkeypatch.setattr(latency, "_measured", {})  # a new process: an empty memo
+    again = synthetic_latency([8], 500)
+    assert len(searches) == timed  # read from the data directory, not timed
+    assert again["latency_ms"].tolist() == first["latency_ms"].tolist()
+    assert set(again["machine"]) == {machine_text()}
+    (memo,) = latency._memo_path(((8,), 500, latency.RESCORE_DEPTH, 0)).parent.glob("*.json")
+    memo.write_text("{not json", encoding="utf-8")  # damaged: timed again, no crash
+    monkeypatch.setattr(latency, "_measured", {})
+    synthetic_latency([8], 500)
+    assert len(searches) == 2 * timed

@@ -167,3 +167,26 @@ def test_a_run_whose_job_is_running_is_not_deleted_nor_its_parents(data_root):
     assert {r.id for r in list_runs()} == {qa.id, job.id}
     job.set_status("done")
     assert delete_with_dependants(qa.id).runs == [job.id, qa.id]
+
+
+class _PageLeft(BaseException):
+    """What Streamlit raises in a script whose page was left mid-run (a BaseException)."""
+
+
+def test_an_interrupted_stage_is_stopped_with_a_readable_reason_not_an_exception_name(data_root):
+    from core.runs.guard import INTERRUPTED, stage_run
+
+    run = create_run("corpus", name="interrupted")
+    run.set_status("running")
+    with pytest.raises(_PageLeft), stage_run(run):
+        raise _PageLeft()
+    fresh = load_run(run.id)
+    assert fresh.manifest.status == "stopped"
+    assert fresh.manifest.error == INTERRUPTED
+    assert "_PageLeft" not in fresh.manifest.error
+
+    failed = create_run("corpus", name="failed")
+    with pytest.raises(ValueError), stage_run(failed):
+        raise ValueError("bad value")
+    assert load_run(failed.id).manifest.status == "failed"
+    assert load_run(failed.id).manifest.error == "ValueError: bad value"

@@ -1,0 +1,59 @@
+"""Upload limits checked from the sizes the browser reported, before any file is read: the
+per-file limit, and in team mode each user's quota over the originals of every corpus run they
+built."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.documents.parsing import format_size as fmt_bytes
+from core.errors import InputError
+
+
+@dataclass(frozen=True)
+class UploadCheck:
+    """Which uploads may be read, and the ones refused with their reason."""
+
+    accepted: list[str]
+    refused: dict[str, str]
+
+
+def stored_bytes(user: str) -> int:
+    """Bytes of original files kept in the corpus runs `user` made."""
+    from core.documents.stage import FILES_DIR
+    from core.runs.folders import list_runs
+
+    total = 0
+    for run in list_runs("corpus"):
+        if run.manifest.created_by != user:
+            continue
+        folder = run.path / FILES_DIR
+        if folder.is_dir():
+            total += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return total
+
+
+def check_uploads(
+    sizes: Sequence[tuple[str, int]], *, max_bytes: int, quota_bytes: int = 0, user: str = ""
+) -> UploadCheck:
+    """Files over `max_bytes` are refused one by one (never read); when the rest would take
+    `user` over `quota_bytes` (0: no quota) with what they already stored, InputError."""
+    refused = {
+        name: f"{fmt_bytes(size)}, over the per-file limit of {fmt_bytes(max_bytes)}; not read"
+        for name, size in sizes
+        if size > max_bytes
+    }
+    accepted = [name for name, size in sizes if name not in refused]
+    if quota_bytes > 0 and accepted:
+        new = sum(size for name, size in sizes if name in accepted)
+        used = stored_bytes(user)
+        if used + new > quota_bytes:
+            raise InputError(
+                f"These uploads ({fmt_bytes(new)}) would take {user} over the upload quota of "
+                f"{fmt_bytes(quota_bytes)}.",
+                found=f"{fmt_bytes(used)} already stored in {user}'s corpus runs",
+                fix="delete corpus runs you no longer need, upload fewer files, or ask an owner to "
+                "raise RAGBENCH_UPLOAD_QUOTA_MB",
+            )
+    return UploadCheck(accepted=accepted, refused=refused)

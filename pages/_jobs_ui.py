@@ -1,0 +1,68 @@
+"""Streamlit-only: the panel that shows a page's running background jobs (progress and Stop),
+read from their run folders every 2 s, so a refresh, a closed tab or another browser sees the
+same; and the notice of a job that ended while this session watched it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.runs.folders import Run, load_run
+from core.runs.jobs import job_status, request_stop, running_jobs
+from pages._ui import act_for_session, locked
+
+
+def running_panel(kind: str, key: str, what: str) -> None:
+    """Every running job of `kind` with its progress and a Stop button, refreshed while there
+    is one. When a job this session watched ends, the whole page reruns and `ended_job(key)`
+    returns it once."""
+    if running_jobs(kind):
+        st.fragment(run_every=2)(_panel)(kind, key, what)
+
+
+def _panel(kind: str, key: str, what: str) -> None:
+    act_for_session()  # a fragment's rerun runs only this function: say who acts again
+    jobs = running_jobs(kind)
+    ended = st.session_state.get(f"{key}_watched", set()) - {r.id for r in jobs}
+    st.session_state[f"{key}_watched"] = {r.id for r in jobs}
+    if ended:  # a job this page showed has ended: the whole page, with that run
+        st.session_state[f"{key}_ended"] = sorted(ended)[-1]
+        st.rerun()
+    for run in jobs:
+        status = job_status(run)  # also marks a job whose process died as failed
+        st.markdown(f"**Running:** {run.manifest.name or run.id} (`{run.id}`)")
+        st.progress(status.fraction or 0.0, text=status.phase or "starting")
+        if st.button(
+            "Stop",
+            key=f"{key}_stop_{run.id}",
+            help="Ends the run as stopped",
+            disabled=locked("stop"),
+        ):
+            request_stop(run)
+            st.toast(f"Stop requested: the {what} stops after its current step.")
+
+
+def ended_job(kind: str, key: str) -> Run | None:
+    """A job of `kind` this session watched that has ended (each one once), or None: the one
+    the panel saw end, or one that ended between two runs of the page."""
+    run_id = st.session_state.pop(f"{key}_ended", None)
+    watched = st.session_state.get(f"{key}_watched", set())
+    if run_id is None and watched:
+        live = {r.id for r in running_jobs(kind)}
+        if watched - live:
+            run_id = sorted(watched - live)[-1]
+            st.session_state[f"{key}_watched"] = watched & live
+    return load_run(run_id) if run_id else None
+
+
+def ended_notice(run: Run, what: str, done_text: str = "") -> None:
+    """Say how a job ended: done (with `done_text`), stopped, or failed with its message."""
+    status = run.manifest.status
+    if status == "done":
+        st.success(done_text or f"{what.capitalize()} **{run.id}** finished.")
+    elif status == "stopped":
+        st.warning(
+            f"{what.capitalize()} **{run.id}** was stopped; what it finished is kept."
+            + (f" {run.manifest.error}" if run.manifest.error else "")
+        )
+    else:
+        st.error(f"**{what.capitalize()} {run.id} failed.** {run.manifest.error or ''}")

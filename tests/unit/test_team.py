@@ -1,0 +1,215 @@
+"""Team mode: sign-in configuration, roles enforced where runs are made, stopped and deleted, the
+append-only audit log, and the upload quota."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from core.errors import AccessError, ConfigError, InputError
+from core.runs.actor import Actor, acting, acting_as, actor_env, require
+from core.runs.audit import audit_path, read_audit, record
+from core.runs.folders import create_run, list_runs, load_run
+from core.team import (
+    SignInThrottle,
+    TeamConfig,
+    exposure_warning,
+    password_matches,
+    team_config,
+)
+
+VIEWER = Actor("vi@team.test", "viewer")
+MEMBER = Actor("me@team.test", "member")
+OWNER = Actor("ow@team.test", "owner")
+
+
+@pytest.fixture(autouse=True)
+def no_team_env(monkeypatch):
+    for var in (
+        "RAGBENCH_TEAM_PASSWORD",
+        "RAGBENCH_TEAM_OWNERS",
+        "RAGBENCH_TEAM_MEMBERS",
+        "RAGBENCH_TEAM_VIEWERS",
+        "RAGBENCH_TEAM_DEFAULT_ROLE",
+        "RAGBENCH_UPLOAD_QUOTA_MB",
+        "RAGBENCH_ACTOR",
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_sign_in_is_off_by_default_and_the_local_user_owns_everything():
+    assert team_config({}).mode == "off"
+    assert acting().role == "owner" and acting().name.endswith("(local)")
+
+
+def test_password_mode_from_the_environment_with_roles_from_email_lists(monkeypatch):
+    monkeypatch.setenv("RAGBENCH_TEAM_PASSWORD", "correct horse")
+    monkeypatch.setenv("RAGBENCH_TEAM_OWNERS", "Ow@Team.test")
+    monkeypatch.setenv("RAGBENCH_TEAM_MEMBERS", "me@team.test, other@team.test")
+    config = team_config({})
+    assert config.mode == "password"
+    assert "correct horse" not in repr(config)  # never printed
+    assert config.role_for("ow@team.test") == "owner"
+    assert config.role_for(" ME@team.test ") == "member"
+    assert config.role_for("someone@else.test") == "viewer"
+
+
+def test_oidc_mode_when_secrets_have_an_auth_section_and_unlisted_people_can_be_refused():
+    secrets = {
+        "auth": {"client_id": "x", "server_metadata_url": "https://idp/.well-known"},
+        "ragbench": {"team": {"owners": ["ow@team.test"], "default_role": "none"}},
+    }
+    config = team_config(secrets)
+    assert config.mode == "oidc"
+    assert config.role_for("ow@team.test") == "owner"
+    assert config.role_for("stranger@else.test") is None
+
+
+def test_a_bad_team_configuration_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="default role"):
+        TeamConfig(mode="password", password="x", default_role="admin")
+    with pytest.raises(ConfigError, match="needs a password"):
+        TeamConfig(mode="password")
+
+
+def test_password_is_compared_in_constant_time(monkeypatch):
+    import hmac
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    assert password_matches("s3cret", "s3cret")
+    assert not password_matches("s3cre", "s3cret")
+    assert not password_matches("", "")  # no password configured: nobody gets in
+    assert all(len(a) == len(b) == 32 for a, b in calls) and len(calls) == 2
+
+
+def test_wrong_tries_are_throttled_per_email():
+    throttle = SignInThrottle(limit=3, window_s=60)
+    for t in range(3):
+        assert not throttle.blocked("a@x", now=t)
+        throttle.failed("a@x", now=t)
+    assert throttle.blocked("a@x", now=10)
+    assert not throttle.blocked("b@x", now=10)
+    assert not throttle.blocked("a@x", now=100)  # the window has passed
+
+
+def test_an_open_address_without_sign_in_is_warned_about():
+    off = TeamConfig()
+    assert "anyone who reaches the port" in exposure_warning("0.0.0.0", off)
+    assert "anyone who reaches the port" in exposure_warning("", off)  # every address
+    assert exposure_warning("127.0.0.1", off) is None
+    assert exposure_warning("localhost", off) is None
+    assert exposure_warning("0.0.0.0", TeamConfig(mode="password", password="x")) is None
+
+
+def test_roles_allow_what_the_issue_says():
+    assert [VIEWER.can(a) for a in ("read", "export", "run", "stop", "delete")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert MEMBER.can("run") and MEMBER.can("stop") and not MEMBER.can("delete")
+    assert OWNER.can("delete")
+
+
+def test_a_viewer_cannot_make_a_run_and_no_folder_is_left(data_root):
+    with acting_as(VIEWER), pytest.raises(AccessError, match="viewer and cannot run") as info:
+        create_run("corpus", name="nope")
+    assert "ask an owner" in str(info.value)
+    assert list_runs() == []
+
+
+def test_every_run_records_who_made_it_and_the_audit_log_says_so(data_root):
+    with acting_as(MEMBER):
+        run = create_run("corpus", name="by a member")
+    assert load_run(run.id).manifest.created_by == "me@team.test"
+    (event,) = read_audit()
+    assert (event["user"], event["role"], event["action"], event["run"]) == (
+        "me@team.test",
+        "member",
+        "created",
+        run.id,
+    )
+
+
+def test_only_an_owner_deletes_and_each_deleted_run_is_recorded(data_root):
+    from core.deletion import delete_with_dependants
+
+    parent = create_run("corpus", name="parent")
+    child = create_run("qa", name="child", parents={"corpus": parent.id})
+    with acting_as(MEMBER), pytest.raises(AccessError, match="cannot delete"):
+        delete_with_dependants(parent.id)
+    assert {r.id for r in list_runs()} == {parent.id, child.id}
+    with acting_as(OWNER):
+        delete_with_dependants(parent.id)
+    deleted = [(e["user"], e["run"]) for e in read_audit() if e["action"] == "deleted"]
+    assert deleted == [("ow@team.test", parent.id), ("ow@team.test", child.id)]
+
+
+def test_a_viewer_cannot_stop_a_job_and_a_member_can(data_root):
+    from core.runs.jobs import STOP_FILE, request_stop
+
+    run = create_run("retrieval_eval", name="running")
+    with acting_as(VIEWER), pytest.raises(AccessError):
+        request_stop(run)
+    assert not run.artifact(STOP_FILE).exists()
+    with acting_as(MEMBER):
+        request_stop(run)
+    assert run.artifact(STOP_FILE).exists()
+    assert read_audit()[0]["action"] == "stopped" and read_audit()[0]["user"] == MEMBER.name
+
+
+def test_a_job_acts_for_the_user_who_started_it(monkeypatch):
+    with acting_as(MEMBER):
+        env = actor_env()
+    monkeypatch.setenv("RAGBENCH_ACTOR", env["RAGBENCH_ACTOR"])
+    assert acting() == MEMBER
+    assert require("run") == MEMBER
+
+
+def test_the_audit_log_survives_a_torn_line_and_is_flushed_to_disk(data_root, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    record("started", "run-a")
+    with audit_path().open("ab") as handle:  # a crash in the middle of a write
+        handle.write(b'{"time": "2026-11-30T10:00:00", "user": "x", "act')
+    record("stopped", "run-a")
+    assert [e["action"] for e in read_audit()] == ["stopped", "started"]  # the torn one skipped
+    assert len(synced) == 2
+    lines = audit_path().read_bytes().splitlines()
+    assert json.loads(lines[-1])["action"] == "stopped"
+
+
+def test_the_cache_is_cleared_only_by_an_owner_and_recorded(data_root):
+    from core.embedding_cache import clear_data_dir_cache
+
+    with acting_as(MEMBER), pytest.raises(AccessError):
+        clear_data_dir_cache()
+    with acting_as(OWNER):
+        clear_data_dir_cache()
+    assert read_audit()[0]["action"] == "cleared the embedding cache"
+
+
+def test_uploads_over_the_file_limit_are_not_read_and_the_quota_counts_stored_files(data_root):
+    from core.documents.quota import check_uploads
+    from core.documents.stage import UploadedFile, build_corpus
+
+    check = check_uploads([("a.txt", 10), ("big.pdf", 5000)], max_bytes=1000)
+    assert check.accepted == ["a.txt"] and "per-file limit" in check.refused["big.pdf"]
+    text = b"A paragraph about mirrors and releases, long enough to be a chunk of its own.\n" * 20
+    with acting_as(MEMBER):
+        build_corpus([UploadedFile("m.txt", text)])
+    stored = len(text)
+    ok = check_uploads([("b.txt", 100)], max_bytes=10**6, quota_bytes=stored + 100, user=MEMBER.name)
+    assert ok.accepted == ["b.txt"]
+    with pytest.raises(InputError, match="over the upload quota") as info:
+        check_uploads([("b.txt", 101)], max_bytes=10**6, quota_bytes=stored + 100, user=MEMBER.name)
+    assert "already stored" in str(info.value)
+    other = check_uploads([("b.txt", 101)], max_bytes=10**6, quota_bytes=stored + 100, user="x@y")
+    assert other.accepted == ["b.txt"]  # the quota is per user
