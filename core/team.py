@@ -15,9 +15,11 @@ Roles come from email lists (`owners`, `members`, `viewers`); anyone else signed
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
+import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -172,3 +174,50 @@ class SignInThrottle:
 
 
 THROTTLE = SignInThrottle()
+
+
+SESSION_COOKIE = "ragbench_team"
+SESSION_TTL_S = 12 * 3600
+SECRET_FILE = ".team_secret"  # random bytes in the data directory (never the password)
+
+
+def _signing_key(config: TeamConfig) -> bytes:
+    """The key that signs session cookies: this data directory's random secret and the team
+    password, so changing the password signs everyone out."""
+    from core.config import data_dir
+
+    path = data_dir() / SECRET_FILE
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+    return hashlib.sha256(path.read_bytes() + config.password.encode("utf-8")).digest()
+
+
+def session_token(email: str, config: TeamConfig, now: float | None = None) -> str:
+    """A signed cookie value that keeps `email` signed in for SESSION_TTL_S (a reload of the page
+    is a new Streamlit session; the cookie carries the sign-in over)."""
+    expires = int((time.time() if now is None else now) + SESSION_TTL_S)
+    payload = f"{email}|{expires}".encode()
+    signature = hmac.new(_signing_key(config), payload, hashlib.sha256).hexdigest()
+    return base64.urlsafe_b64encode(payload).decode("ascii") + "." + signature
+
+
+def token_email(token: str, config: TeamConfig, now: float | None = None) -> str | None:
+    """The email a session cookie signs in, or None when it is forged, damaged or expired."""
+    try:
+        encoded, signature = token.rsplit(".", 1)
+        payload = base64.urlsafe_b64decode(encoded.encode("ascii"))
+        email, expires = payload.decode("utf-8").rsplit("|", 1)
+        expected = hmac.new(_signing_key(config), payload, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            return None
+        if int(expires) < (time.time() if now is None else now):
+            return None
+    except (ValueError, UnicodeError):
+        return None
+    return email

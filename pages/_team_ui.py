@@ -13,11 +13,23 @@ import sys
 import streamlit as st
 
 from core.errors import RagbenchError
-from core.runs.actor import Actor, act_as, set_fallback
+from core.runs.actor import Actor, act_as, acting_as, set_fallback
 from core.runs.audit import record
-from core.team import THROTTLE, TeamConfig, exposure_warning, password_matches, team_config
+from core.team import (
+    SESSION_COOKIE,
+    SESSION_TTL_S,
+    THROTTLE,
+    TeamConfig,
+    exposure_warning,
+    password_matches,
+    session_token,
+    team_config,
+    token_email,
+)
 from pages._ui import SESSION_ACTOR
 
+SIGNED_OUT = "team_signed_out"
+COOKIE_KEY = "team_cookie"  # (value, max-age) for the sign-in cookie, set on the next run
 NOBODY = Actor("nobody (not signed in)", "viewer")
 _warned: list[bool] = []  # the exposure warning is printed once per server process
 
@@ -35,6 +47,7 @@ def sign_in_gate() -> TeamConfig:
     try:
         config = team_config(team_secrets())
     except RagbenchError as exc:  # a team set-up that cannot be used: nobody gets in
+        _sign_in_only()
         st.error(f"**The team sign-in is misconfigured.** {exc}")
         st.stop()
     warning = exposure_warning(str(st.get_option("server.address") or ""), config)
@@ -48,33 +61,79 @@ def sign_in_gate() -> TeamConfig:
             st.sidebar.warning(warning, icon="⚠️")
         return config
     set_fallback(NOBODY)  # work outside a signed-in session may read, never change
-    actor = st.session_state.get(SESSION_ACTOR)
     if config.mode == "oidc":
         actor = _oidc_actor(config)
-    elif actor is None:
-        _password_form(config)  # stops the script
+    else:
+        _write_cookie()
+        actor = st.session_state.get(SESSION_ACTOR) or _cookie_actor(config)
+        if actor is None:
+            _password_form(config)  # stops the script
     act_as(actor)
     return config
 
 
+def _write_cookie() -> None:
+    """Set (or clear) the sign-in cookie the last script run asked for: a reload of the page is a
+    new session, and the signed cookie carries the sign-in over (SameSite=Strict)."""
+    if COOKIE_KEY not in st.session_state:
+        return
+    value, max_age = st.session_state.pop(COOKIE_KEY)
+    import streamlit.components.v1 as components
+
+    components.html(
+        "<script>window.parent.document.cookie = "
+        f"'{SESSION_COOKIE}={value}; path=/; max-age={max_age}; SameSite=Strict';</script>",
+        height=0,
+    )
+
+
+def _cookie_actor(config: TeamConfig) -> Actor | None:
+    """The user a valid sign-in cookie names, with the role the configuration gives them now."""
+    if st.session_state.get(SIGNED_OUT):  # this session's cookies predate the sign-out
+        return None
+    token = st.context.cookies.get(SESSION_COOKIE)
+    email = token_email(token, config) if token else None
+    role = config.role_for(email) if email else None
+    if not (email and role):
+        return None
+    st.session_state[SESSION_ACTOR] = Actor(email, role)
+    return st.session_state[SESSION_ACTOR]
+
+
+def _sign_in_only() -> None:
+    """Register a single hidden page before showing the sign-in form: without a navigation,
+    Streamlit would list (and serve) every script in pages/ to a visitor who has not signed in."""
+    st.navigation(
+        [st.Page(_sign_in_placeholder, title="Sign in", url_path="sign-in")], position="hidden"
+    )
+
+
+def _sign_in_placeholder() -> None:
+    """The only page of a session that has not signed in (the form is drawn by the gate)."""
+
+
 def _oidc_actor(config: TeamConfig) -> Actor:
-    if not st.user.is_logged_in:
+    if not st.user.get("is_logged_in", False):
+        _sign_in_only()
         st.title("ragbench")
         st.button("Sign in", type="primary", on_click=st.login, key="team_oidc_login")
         st.stop()
     email = str(st.user.get("email") or "")
     role = config.role_for(email)
     if role is None:
+        _sign_in_only()
         st.error(f"{email or 'This account'} is not on the team's lists. Ask an owner to add it.")
         st.button("Sign out", on_click=st.logout, key="team_oidc_logout")
         st.stop()
     if st.session_state.get(SESSION_ACTOR) != Actor(email, role):
         st.session_state[SESSION_ACTOR] = Actor(email, role)
-        record("signed in", detail=f"OIDC, {role}", user=email)
+        with acting_as(Actor(email, role)):
+            record("signed in", detail="OIDC")
     return st.session_state[SESSION_ACTOR]
 
 
 def _password_form(config: TeamConfig) -> None:
+    _sign_in_only()
     st.title("ragbench")
     st.caption("This workbench is shared by a team: sign in with your email and the team password.")
     with st.form("team_sign_in"):
@@ -91,7 +150,10 @@ def _password_form(config: TeamConfig) -> None:
         if email and role and password_matches(password, config.password):
             THROTTLE.succeeded(email)
             st.session_state[SESSION_ACTOR] = Actor(email, role)
-            record("signed in", detail=f"password, {role}", user=email)
+            st.session_state[COOKIE_KEY] = (session_token(email, config), SESSION_TTL_S)
+            st.session_state.pop(SIGNED_OUT, None)
+            with acting_as(Actor(email, role)):
+                record("signed in", detail="team password")
             st.rerun()
         THROTTLE.failed(email)
         record("sign-in refused", detail="wrong email or password", user=email or "(no email)")
@@ -113,6 +175,8 @@ def signed_in_sidebar(config: TeamConfig) -> None:
     if st.sidebar.button("Sign out", key="team_sign_out"):
         record("signed out")
         st.session_state.pop(SESSION_ACTOR, None)
+        st.session_state[COOKIE_KEY] = ("", 0)  # the cookie is cleared on the next run
+        st.session_state[SIGNED_OUT] = True
         if config.mode == "oidc":
             st.logout()
         st.rerun()

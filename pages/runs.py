@@ -17,6 +17,8 @@ from core.runs.folders import KIND_LABELS, RUN_KINDS, Run, list_runs, load_run, 
 from core.runs.lineage import descendants_of, lineage_chain
 from pages._ui import audited, chroma_settings, error_boundary, llm_settings, locked
 
+FLASH_KEY = "runs_flash"
+
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def cached_comparison(versions: tuple[tuple[str, str], ...]) -> Comparison:
@@ -184,6 +186,8 @@ def audit_ui() -> None:
         )
 
 
+if FLASH_KEY in st.session_state:  # what the last action did, shown once after its rerun
+    st.success(st.session_state.pop(FLASH_KEY))
 cache_ui()
 audit_ui()
 kinds = st.multiselect(
@@ -229,9 +233,11 @@ if selected:
                     report = delete_with_dependants(run.id, chroma_settings())
                     for warning in report.warnings:
                         st.warning(warning)
-                    st.success(
+                    done = (
                         f"Deleted {len(report.runs)} run(s) and "
                         f"{len(report.collections)} Chroma collection(s)."
                     )
-                    if not report.warnings:
+                    st.success(done)
+                    if not report.warnings:  # the list without them, saying what went
+                        st.session_state[FLASH_KEY] = done
                         st.rerun()

@@ -162,7 +162,7 @@ def start_job(
     fresh = load_run(run.id, root=run.path.parent.parent)
     if fresh.manifest.status == "running":
         fresh.set_status("running", pid=proc.pid, pid_started=process_start_time(proc.pid))
-    record("started", run.id, module, root=run.path.parent.parent)
+    record("started", run.id, run.manifest.name, root=run.path.parent.parent)
     return proc.pid
 
 

@@ -130,3 +130,5 @@ def test_inspect_shows_the_full_lineage_and_delete_still_cascades(app, world):
     # the model run, the evaluation and the tuned rag run depending on it, and the RAGAS run
     assert not left & {world["model"], world["eval"], world["rag_tuned"], world["ragas"]}
     assert {world["qa"], world["eval2"], world["rag_base"]} <= left
+    # what went is said after the page reran without them (it used to vanish with the rerun)
+    assert [s.value for s in app.success] == ["Deleted 4 run(s) and 0 Chroma collection(s)."]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -35,14 +36,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory) -> Iterator[str]:
-    """Start the app exactly as `make run` does (streamlit run streamlit_app.py)."""
+@contextlib.contextmanager
+def running_app(data: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` (as `make run` starts it) on a free loopback port, with
+    `data` as its data directory and `env` added to its environment; yields its URL."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make test installs it where it can)")
-    data = tmp_path_factory.mktemp("e2e_data")
     port = _free_port()
-    env = {**os.environ, "RAGBENCH_DATA_DIR": str(data)}
+    env = {**os.environ, "RAGBENCH_DATA_DIR": str(data), **(env or {})}
     log = open(data / "streamlit.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [
@@ -75,10 +76,19 @@ def app_url(tmp_path_factory) -> Iterator[str]:
     else:
         proc.terminate()
         pytest.fail("the app did not start within 90 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory) -> Iterator[str]:
+    """Start the app exactly as `make run` does (streamlit run streamlit_app.py)."""
+    with running_app(tmp_path_factory.mktemp("e2e_data")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

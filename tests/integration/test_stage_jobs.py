@@ -9,15 +9,15 @@ import json
 from core.config import ChromaSettings, LLMSettings
 from core.documents.index_job import start_indexing
 from core.embeddings import ModelSpec
-from core.questions.generation import GenerationConfig
 from core.questions.gate import GateConfig
+from core.questions.generation import GenerationConfig
 from core.questions.job import start_question_generation
 from core.rag.answering import RagConfig
 from core.rag.job import RagEvalRequest, start_rag_eval
 from core.rag.metrics import RagasConfig
-from core.runs.folders import list_runs, load_run
 from core.runs.actor import Actor, acting_as
 from core.runs.audit import read_audit
+from core.runs.folders import list_runs, load_run
 from core.runs.guard import INTERRUPTED
 from core.runs.jobs import job_status, request_stop, tail_log
 from tests.support.jobs import wait_for_job

@@ -206,10 +206,31 @@ def test_uploads_over_the_file_limit_are_not_read_and_the_quota_counts_stored_fi
     with acting_as(MEMBER):
         build_corpus([UploadedFile("m.txt", text)])
     stored = len(text)
-    ok = check_uploads([("b.txt", 100)], max_bytes=10**6, quota_bytes=stored + 100, user=MEMBER.name)
+    ok = check_uploads(
+        [("b.txt", 100)], max_bytes=10**6, quota_bytes=stored + 100, user=MEMBER.name
+    )
     assert ok.accepted == ["b.txt"]
     with pytest.raises(InputError, match="over the upload quota") as info:
         check_uploads([("b.txt", 101)], max_bytes=10**6, quota_bytes=stored + 100, user=MEMBER.name)
     assert "already stored" in str(info.value)
     other = check_uploads([("b.txt", 101)], max_bytes=10**6, quota_bytes=stored + 100, user="x@y")
     assert other.accepted == ["b.txt"]  # the quota is per user
+
+
+def test_the_sign_in_cookie_is_signed_expires_and_dies_with_a_password_change(data_root):
+    from core.team import SESSION_TTL_S, session_token, token_email
+
+    config = TeamConfig(mode="password", password="one")
+    token = session_token("me@team.test", config, now=1000)
+    assert token_email(token, config, now=1001) == "me@team.test"
+    assert token_email(token, config, now=1000 + SESSION_TTL_S + 1) is None  # expired
+    assert token_email(token, TeamConfig(mode="password", password="two"), now=1001) is None
+    encoded, signature = token.rsplit(".", 1)
+    import base64
+
+    forged = base64.urlsafe_b64encode(b"ow@team.test|9999999999").decode() + "." + signature
+    assert token_email(forged, config, now=1001) is None  # another email, the same signature
+    assert token_email("garbage", config) is None and token_email("a.b", config) is None
+    assert "one" not in token  # the password is never in the cookie
+    secret = data_root / ".team_secret"
+    assert secret.stat().st_mode & 0o077 == 0  # readable by the app's user only

@@ -1,0 +1,73 @@
+"""The sign-in gate through the real entrypoint (AppTest): nothing of the app runs before sign-in,
+a wrong password leaves no session, a viewer's buttons are disabled, OIDC shows its button."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.runs.actor import set_fallback
+from core.runs.audit import read_audit
+from tests.app.conftest import page_path
+
+
+@pytest.fixture(autouse=True)
+def team_env(monkeypatch):
+    monkeypatch.setenv("RAGBENCH_TEAM_PASSWORD", "pw-app-test")
+    monkeypatch.setenv("RAGBENCH_TEAM_MEMBERS", "member@team.test")
+    yield
+    set_fallback(None)  # the gate set a process-wide fallback: other tests act as the owner
+
+
+def sign_in(app, email: str, password: str):
+    app.text_input(key="team_email").set_value(email)
+    app.text_input(key="team_password").set_value(password)
+    return app.button[0].click().run()
+
+
+def test_a_wrong_password_is_refused_recorded_and_leaves_no_session(app):
+    app.run()
+    assert not app.exception, app.exception
+    assert app.title[0].value == "ragbench"
+    assert "team_actor" not in app.session_state
+    sign_in(app, "member@team.test", "wrong")
+    assert [e.value for e in app.error] == [
+        "Wrong email or password, or this email may not sign in."
+    ]
+    assert "team_actor" not in app.session_state
+    assert not app.sidebar.caption  # nothing of the app (its sidebar) was drawn
+    (event,) = read_audit()
+    assert (event["user"], event["action"]) == ("member@team.test", "sign-in refused")
+    assert "pw-app-test" not in str(event) and "wrong" not in event["user"]
+
+
+def test_a_member_signs_in_and_a_viewer_finds_the_buttons_disabled(app):
+    app.run()
+    sign_in(app, "member@team.test", "pw-app-test")
+    assert not app.exception, app.exception
+    assert any("Signed in as **member@team.test** (member" in c.value for c in app.sidebar.caption)
+    app.switch_page(page_path("documents.py")).run()
+    assert not app.button(key="docs_sample").disabled
+
+    app.session_state["team_actor"] = None  # a new session: sign in again, as a viewer
+    del app.session_state["team_actor"]
+    app.run()
+    sign_in(app, "viewer@team.test", "pw-app-test")
+    app.switch_page(page_path("documents.py")).run()
+    assert not app.exception, app.exception
+    assert app.button(key="docs_sample").disabled
+    assert [e["action"] for e in read_audit()][:1] == ["signed in"]
+
+
+def test_oidc_shows_the_providers_sign_in_button_and_nothing_else(app, monkeypatch):
+    monkeypatch.delenv("RAGBENCH_TEAM_PASSWORD")
+    app.secrets["auth"] = {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "x" * 32,
+        "client_id": "id",
+        "client_secret": "secret",
+        "server_metadata_url": "https://idp.example/.well-known/openid-configuration",
+    }
+    app.run()
+    assert not app.exception, app.exception
+    assert [b.label for b in app.button] == ["Sign in"]
+    assert not app.sidebar.caption
