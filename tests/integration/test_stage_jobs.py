@@ -174,3 +174,30 @@ def test_rag_eval_request_that_needs_a_judge_is_refused_before_any_run():
     with pytest.raises(ConfigError):
         start_rag_eval(request, LLMSettings(backend="openai", base_url="", model=""))
     assert {r.id for r in list_runs()} == before
+
+
+def test_retrying_the_failed_judgements_runs_as_a_job_and_keeps_the_rest():
+    from core.rag.job import start_retry
+    from tests.integration.test_ragas_http import ScriptedJudgeServer
+
+    qa_id, _ = make_runs()
+    request = RagEvalRequest(
+        qa_run_id=qa_id,
+        base=ModelSpec(),
+        tuned=None,
+        hybrid=False,
+        rag_config=RagConfig(k=2),
+        ragas_config=RagasConfig(metrics=("context_recall", "id_based_context_recall")),
+    )
+    with ChatServer(ScriptedJudgeServer(broken_recall=True)) as server:
+        first = start_rag_eval(request, server_settings(server))
+        assert wait_for_job(first) == "done", tail_log(first)
+    assert load_run(first.id).manifest.summary["n_failed"] == 3  # every recall judgement
+    with ChatServer(ScriptedJudgeServer()) as server:
+        retry = start_retry(first.id, server_settings(server))
+        assert wait_for_job(retry) == "done", tail_log(retry)
+    fresh = load_run(retry.id)
+    assert fresh.manifest.summary["n_failed"] == 0
+    assert fresh.manifest.parents["retry_of"] == first.id
+    assert fresh.manifest.summary["n_judgements"] == 6  # the judge-free rows were kept
+    no_secret_on_disk(fresh.path)
