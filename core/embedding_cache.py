@@ -99,7 +99,10 @@ def _sample(tensor: Any) -> float:
 
 def model_key(model: Any, prompt: str | None) -> str | None:
     """The cache key of (model, prompt): weights, configuration and prompt; None when the model
-    cannot be fingerprinted (then nothing is cached)."""
+    cannot be fingerprinted (then nothing is cached). A deferred model (core.deferred_model)
+    gives the key recorded when it was last loaded, without loading its weights."""
+    if hasattr(type(model), "cache_key"):
+        return model.cache_key(prompt)
     weights = weights_fingerprint(model)
     if weights is None:
         return None

@@ -176,7 +176,7 @@ def evaluate_retrieval(
     should_stop: StopCheck | None = None,
 ) -> RetrievalEvalResult:
     """Evaluate every model at every dimension on a qa run's split and save a retrieval_eval run.
-    `model_loader` turns a ModelSpec into a model (default: load_model on `config.device`).
+    `model_loader` turns a ModelSpec into a model (default: deferred_loader on `config.device`).
     Raises LineageError for a model run trained on another corpus; one trained on another
     question set of this corpus is evaluated, with what it trained on said beside it."""
     run = create_retrieval_eval_run(config)
@@ -216,11 +216,11 @@ def run_retrieval_eval(
 ) -> RetrievalEvalResult:
     """Run the evaluation a retrieval_eval run was created for (in this process, or in a
     background job: core.evaluation.job); a stop or a failure marks the run so."""
-    from core.embeddings import load_model
+    from core.deferred_model import deferred_loader
 
     run = load_run(run) if isinstance(run, str) else run
     config = RetrievalEvalConfig.from_dict(run.manifest.config)
-    loader = model_loader or (lambda spec: load_model(spec, device=config.device))
+    loader = model_loader or deferred_loader(config.device)  # weights only when needed
     if run.manifest.status != "running":  # a job's starter has set it (with the pid) already
         run.set_status("running")
     tracker = ProgressTracker(

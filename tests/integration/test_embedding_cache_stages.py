@@ -132,3 +132,57 @@ def test_hard_negative_mining_reads_the_cache_and_mines_what_sentence_transforme
     hits, misses = _counts()
     mine_hard_negatives(pairs, CachedEncoder(minilm), **options)
     assert _counts()[1] - misses == 0 and _counts()[0] - hits == len(corpus) + len(QUESTIONS)
+
+
+def test_an_unchanged_rerun_never_loads_the_model_and_changed_files_load_it_again(
+    tmp_path, monkeypatch
+):
+    """The default loader defers the weights: the second evaluation of an unchanged model folder
+    reads its facts and every vector from the caches (same figures); touching a file of the
+    folder makes it another model, loaded again."""
+    import shutil
+
+    import core.embeddings as embeddings
+    from core.embeddings import default_model_path
+    from core.evaluation.stage import run_retrieval_eval, create_retrieval_eval_run
+
+    folder = tmp_path / "minilm"
+    shutil.copytree(default_model_path(), folder)
+    spec = ModelSpec("local", str(folder))
+    first = build_corpus(_files()).run
+    chunks = load_chunks(first.id)
+    qa = create_run("qa", name="topics", parents={"corpus": first.id})
+    items = []
+    for i, (topic, question) in enumerate(QUESTIONS.items()):
+        chunk_id = next(c.id for c in chunks if TOPICS[topic][:30] in c.text)
+        items.append(QAItem(id=f"q{i}", question=question, chunk_id=chunk_id, split="test"))
+    save_qa(qa, items)
+    qa.set_status("done")
+    config = RetrievalEvalConfig(
+        qa_run_id=qa.id,
+        models=(spec,),
+        dims=(384, 64),
+        include_bm25=False,
+        hybrid=False,
+        frontier=False,
+        similarity_csv=None,
+        chroma_check=False,
+        n_resamples=200,
+        n_permutations=200,
+    )
+    loads = []
+    real = embeddings.load_model
+    monkeypatch.setattr(embeddings, "load_model", lambda *a, **k: loads.append(1) or real(*a, **k))
+    result = run_retrieval_eval(create_retrieval_eval_run(config))
+    assert len(loads) == 1
+    again = run_retrieval_eval(create_retrieval_eval_run(config))
+    assert len(loads) == 1  # facts and vectors from the caches: no weights loaded
+    cols = ["model", "dim", "metric", "value"]
+    np.testing.assert_array_equal(
+        result.metrics.sort_values(cols[:3])[cols[3]].to_numpy(),
+        again.metrics.sort_values(cols[:3])[cols[3]].to_numpy(),
+    )
+    config_file = folder / "config.json"
+    config_file.write_text(config_file.read_text())  # the same bytes, a new modification time
+    run_retrieval_eval(create_retrieval_eval_run(config))
+    assert len(loads) == 2

@@ -44,6 +44,7 @@ CROSS_CUTTING = (
     "jsonparse",
     "embeddings",
     "embedding_cache",
+    "deferred_model",  # a model known by its recorded facts until it must encode
     "llm",
     "charts",
     "runs",
