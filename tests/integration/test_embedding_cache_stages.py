@@ -144,7 +144,7 @@ def test_an_unchanged_rerun_never_loads_the_model_and_changed_files_load_it_agai
 
     import core.embeddings as embeddings
     from core.embeddings import default_model_path
-    from core.evaluation.stage import run_retrieval_eval, create_retrieval_eval_run
+    from core.evaluation.stage import create_retrieval_eval_run, run_retrieval_eval
 
     folder = tmp_path / "minilm"
     shutil.copytree(default_model_path(), folder)
