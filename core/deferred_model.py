@@ -20,13 +20,17 @@ FACTS_DIR = ("cache", "models")
 
 
 def folder_fingerprint(folder: Path) -> str:
-    """A digest of a model folder's files: relative path, size and modification time of each."""
+    """A digest of a model folder's files: relative path, size, modification and change times
+    and inode of each."""
     digest = hashlib.blake2b(digest_size=16)
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             stat = path.stat()
+            # ctime and inode too: copy tools (cp -p, rsync -a, unpacked archives) restore the
+            # size and modification time of other weights, never these.
             digest.update(
-                f"{path.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode()
+                f"{path.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}|"
+                f"{stat.st_ctime_ns}|{stat.st_ino}\n".encode()
             )
     return digest.hexdigest()
 

@@ -10,7 +10,7 @@ read from `.streamlit/secrets.toml` or the environment:
   compared in constant time. The password is never written to disk or to a log.
 
 Roles come from email lists (`owners`, `members`, `viewers`); anyone else signed in gets
-`default_role` (viewer unless set; "none" refuses them).
+`default_role` ("none", refused, with OIDC; viewer with the shared password, unless set).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import threading
 import time
@@ -102,15 +103,28 @@ def team_config(secrets: Mapping[str, Any] | None = None) -> TeamConfig:
             section[key] = os.environ[var]
     oidc = bool(secrets.get("auth"))
     password = str(section.get("password") or "")
+    # With an identity provider anyone with an account there can sign in: refuse the unlisted
+    # unless the configuration says otherwise.
     return TeamConfig(
         mode="oidc" if oidc else "password" if password else "off",
         password=password,
         owners=_emails(section.get("owners")),
         members=_emails(section.get("members")),
         viewers=_emails(section.get("viewers")),
-        default_role=str(section.get("default_role") or "viewer"),
+        default_role=str(section.get("default_role") or ("none" if oidc else "viewer")),
         upload_quota_mb=float(section.get("upload_quota_mb") or 0),
     )
+
+
+def held_secret(typed: str, held: str, address: str, held_address: str, team: bool) -> str:
+    """The key or token to send: the one typed in this session, else the server's own (from the
+    environment or secrets.toml). In team mode the server's own goes only to the server's own
+    address, so nobody can send it to a host they typed in the sidebar."""
+    if typed:
+        return typed
+    if team and address.strip().rstrip("/") != held_address.strip().rstrip("/"):
+        return ""
+    return held
 
 
 def password_matches(given: str, expected: str) -> bool:
@@ -173,7 +187,15 @@ class SignInThrottle:
             self._failures.pop(email, None)
 
 
-THROTTLE = SignInThrottle()
+THROTTLE = SignInThrottle()  # per email
+ADDRESS_THROTTLE = SignInThrottle(limit=20)  # per client address: rotating emails does not help
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]+")
+
+
+def looks_like_email(text: str) -> bool:
+    """Whether `text` can be an email address (what the role lists hold; also what the audit
+    log may record of a refused sign-in)."""
+    return len(text) <= 254 and _EMAIL.fullmatch(text) is not None
 
 
 SESSION_COOKIE = "ragbench_team"
@@ -196,6 +218,12 @@ def _signing_key(config: TeamConfig) -> bytes:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(secrets.token_bytes(32))
     return hashlib.sha256(path.read_bytes() + config.password.encode("utf-8")).digest()
+
+
+def key_fingerprint(config: TeamConfig) -> str:
+    """A short digest of the signing key: a session signed in under another password (or
+    another data directory's secret) no longer matches it."""
+    return hashlib.sha256(_signing_key(config)).hexdigest()[:16]
 
 
 def session_token(email: str, config: TeamConfig, now: float | None = None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.runs.actor import acting
 from core.runs.folders import Run, load_run
 from core.runs.jobs import job_status, request_stop, running_jobs
 from pages._ui import act_for_session, locked
@@ -51,7 +52,11 @@ def ended_job(kind: str, key: str) -> Run | None:
         if watched - live:
             run_id = sorted(watched - live)[-1]
             st.session_state[f"{key}_watched"] = watched & live
-    return load_run(run_id) if run_id else None
+    if not run_id:
+        return None
+    run = load_run(run_id)
+    # Another user's job that ended is not news here: this session's pickers stay as they are.
+    return run if run.manifest.created_by in ("", acting().name) else None
 
 
 def ended_notice(run: Run, what: str, done_text: str = "") -> None:

@@ -13,33 +13,27 @@ import sys
 import streamlit as st
 
 from core.errors import RagbenchError
-from core.runs.actor import Actor, act_as, acting_as, set_fallback
+from core.runs.actor import NOBODY, Actor, act_as, acting_as, set_fallback
 from core.runs.audit import record
 from core.team import (
+    ADDRESS_THROTTLE,
     SESSION_COOKIE,
     SESSION_TTL_S,
     THROTTLE,
     TeamConfig,
     exposure_warning,
+    key_fingerprint,
+    looks_like_email,
     password_matches,
     session_token,
     team_config,
     token_email,
 )
-from pages._ui import SESSION_ACTOR
+from pages._ui import SESSION_ACTOR, SESSION_KEY, session_actor, team_secrets
 
 SIGNED_OUT = "team_signed_out"
 COOKIE_KEY = "team_cookie"  # (value, max-age) for the sign-in cookie, set on the next run
-NOBODY = Actor("nobody (not signed in)", "viewer")
 _warned: list[bool] = []  # the exposure warning is printed once per server process
-
-
-def team_secrets() -> dict:
-    """secrets.toml as a dict ({} when there is none)."""
-    try:
-        return st.secrets.to_dict()
-    except Exception:  # noqa: BLE001 - no secrets file is the normal case
-        return {}
 
 
 def sign_in_gate() -> TeamConfig:
@@ -65,7 +59,7 @@ def sign_in_gate() -> TeamConfig:
         actor = _oidc_actor(config)
     else:
         _write_cookie()
-        actor = st.session_state.get(SESSION_ACTOR) or _cookie_actor(config)
+        actor = session_actor() or _cookie_actor(config)
         if actor is None:
             _password_form(config)  # stops the script
     act_as(actor)
@@ -96,8 +90,11 @@ def _cookie_actor(config: TeamConfig) -> Actor | None:
     role = config.role_for(email) if email else None
     if not (email and role):
         return None
-    st.session_state[SESSION_ACTOR] = Actor(email, role)
-    return st.session_state[SESSION_ACTOR]
+    actor = st.session_state[SESSION_ACTOR] = Actor(email, role)
+    st.session_state[SESSION_KEY] = key_fingerprint(config)
+    with acting_as(actor):
+        record("signed in", detail="session cookie (a reload)")
+    return actor
 
 
 def _sign_in_only() -> None:
@@ -119,7 +116,8 @@ def _oidc_actor(config: TeamConfig) -> Actor:
         st.button("Sign in", type="primary", on_click=st.login, key="team_oidc_login")
         st.stop()
     email = str(st.user.get("email") or "")
-    role = config.role_for(email)
+    # A provider that says the email is not verified does not prove it: no role from it.
+    role = None if st.user.get("email_verified") is False else config.role_for(email)
     if role is None:
         _sign_in_only()
         st.error(f"{email or 'This account'} is not on the team's lists. Ask an owner to add it.")
@@ -142,21 +140,28 @@ def _password_form(config: TeamConfig) -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         email = email.strip().lower()
-        role = config.role_for(email) if email else None
-        if THROTTLE.blocked(email):
-            record("sign-in refused", detail="too many wrong tries", user=email)
-            st.error("Too many wrong tries for this email: wait five minutes and try again.")
+        where = f"address {st.context.ip_address or 'unknown'}"
+        if not looks_like_email(email) or password_matches(email, config.password):
+            # Not an identity (or the password typed in the wrong box): nothing is recorded.
+            st.error("Enter your email address (name@example.com) and the team password.")
             st.stop()
-        if email and role and password_matches(password, config.password):
+        if THROTTLE.blocked(email) or ADDRESS_THROTTLE.blocked(where):
+            record("sign-in refused", detail=f"too many wrong tries, {where}", user=email)
+            st.error("Too many wrong tries: wait five minutes and try again.")
+            st.stop()
+        role = config.role_for(email)
+        if role and password_matches(password, config.password):
             THROTTLE.succeeded(email)
             st.session_state[SESSION_ACTOR] = Actor(email, role)
+            st.session_state[SESSION_KEY] = key_fingerprint(config)
             st.session_state[COOKIE_KEY] = (session_token(email, config), SESSION_TTL_S)
             st.session_state.pop(SIGNED_OUT, None)
             with acting_as(Actor(email, role)):
-                record("signed in", detail="team password")
+                record("signed in", detail=f"team password, {where}")
             st.rerun()
         THROTTLE.failed(email)
-        record("sign-in refused", detail="wrong email or password", user=email or "(no email)")
+        ADDRESS_THROTTLE.failed(where)
+        record("sign-in refused", detail=f"wrong email or password, {where}", user=email)
         st.error("Wrong email or password, or this email may not sign in.")
     st.stop()
 

@@ -43,17 +43,45 @@ def _secret(name: str) -> str:
         return ""
 
 
+def team_secrets() -> dict:
+    """secrets.toml as a dict ({} when there is none)."""
+    try:
+        return st.secrets.to_dict()
+    except Exception:  # noqa: BLE001 - no secrets file is the normal case
+        return {}
+
+
+def team_mode() -> bool:
+    """Whether people sign in to this server (core.team)."""
+    from core.team import team_config
+
+    try:
+        return team_config(team_secrets()).enabled
+    except RagbenchError:
+        return True  # misconfigured: the gate refuses everyone; keep secrets back too
+
+
 def llm_settings() -> LLMSettings:
     """LLM settings: the sidebar overrides the environment; the key comes from the sidebar,
-    secrets or environment and lives only in this session's memory."""
+    secrets or environment and lives only in this session's memory (in team mode the server's
+    own key goes only to the server's own URL)."""
+    from core.team import held_secret
+
     env = llm_settings_from_env()
     state = st.session_state
     backend = state.get("llm_backend", env.backend)
+    base_url = state.get("llm_base_url", env.base_url)
     return LLMSettings(
         backend=backend,
-        base_url=state.get("llm_base_url", env.base_url),
+        base_url=base_url,
         model=state.get("llm_model", env.model),
-        api_key=state.get("llm_api_key") or _secret("llm_api_key") or env.api_key,
+        api_key=held_secret(
+            state.get("llm_api_key") or "",
+            _secret("llm_api_key") or env.api_key,
+            base_url,
+            env.base_url,
+            team_mode(),
+        ),
         timeout_s=float(state.get("llm_timeout", env.timeout_s)),
         max_concurrency=int(state.get("llm_concurrency", env.max_concurrency)),
         supports_n=bool(state.get("llm_supports_n", env.supports_n)),
@@ -66,10 +94,20 @@ def chroma_settings() -> ChromaSettings:
     state = st.session_state
     if state.get("chroma_mode", "server" if env.is_server else "embedded") == "embedded":
         return ChromaSettings()
+    from core.team import held_secret
+
+    host = state.get("chroma_host", env.host)
+    port = int(state.get("chroma_port", env.port))
     return ChromaSettings(
-        host=state.get("chroma_host", env.host),
-        port=int(state.get("chroma_port", env.port)),
-        token=state.get("chroma_token") or _secret("chroma_token") or env.token,
+        host=host,
+        port=port,
+        token=held_secret(
+            state.get("chroma_token") or "",
+            _secret("chroma_token") or env.token,
+            f"{host}:{port}",
+            f"{env.host}:{env.port}",
+            team_mode(),
+        ),
     )
 
 
@@ -109,14 +147,43 @@ def error_boundary(action: str) -> Iterator[None]:
 SESSION_ACTOR = "team_actor"  # the signed-in user of this browser session (team mode)
 
 
-def act_for_session() -> None:
-    """Make this session's signed-in user the acting user of this script run (team mode);
-    without sign-in, the local owner acts."""
-    from core.runs.actor import act_as
+SESSION_KEY = "team_key"  # the signing key's fingerprint the session signed in under
+
+
+def session_actor():  # noqa: ANN201 - core.runs.actor.Actor | None
+    """This session's signed-in user, with the role the configuration gives them now; None, and
+    the session forgotten, when they are off the lists or the team password changed."""
+    from core.runs.actor import Actor
+    from core.team import key_fingerprint, team_config
 
     actor = st.session_state.get(SESSION_ACTOR)
-    if actor is not None:
-        act_as(actor)
+    if actor is None:
+        return None
+    try:
+        config = team_config(team_secrets())
+    except RagbenchError:
+        config = None
+    role = config.role_for(actor.name) if config is not None and config.enabled else None
+    if config is not None and config.mode == "password":
+        if st.session_state.get(SESSION_KEY) != key_fingerprint(config):
+            role = None
+    if role is None:
+        st.session_state.pop(SESSION_ACTOR, None)
+        return None
+    if role != actor.role:
+        actor = st.session_state[SESSION_ACTOR] = Actor(actor.name, role)
+    return actor
+
+
+def act_for_session() -> None:
+    """Make this session's signed-in user the acting user of this script run (team mode): a
+    fragment's rerun runs only its function, so it says who acts again. Without sign-in, the
+    local owner acts; a session no longer signed in acts as nobody (a viewer)."""
+    from core.runs.actor import NOBODY, act_as
+
+    if not team_mode():
+        return
+    act_as(session_actor() or NOBODY)
 
 
 def audited(data: Callable[[], bytes], run_ids: list[str], what: str) -> Callable[[], bytes]:
@@ -133,6 +200,19 @@ def audited(data: Callable[[], bytes], run_ids: list[str], what: str) -> Callabl
         return data()
 
     return fetch
+
+
+def guard_page() -> None:
+    """The first call of every page: in team mode a session that has not signed in sees nothing
+    (even if Streamlit ran the page without the entrypoint's gate), and its user acts."""
+    from core.runs.actor import act_as
+
+    if not team_mode():
+        return
+    actor = session_actor()
+    if actor is None:
+        st.stop()
+    act_as(actor)
 
 
 def locked(action: str = "run") -> bool:

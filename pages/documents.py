@@ -28,9 +28,12 @@ from pages._ui import (
     cached_model,
     chroma_settings,
     error_boundary,
+    guard_page,
     locked,
     run_picker,
 )
+
+guard_page()  # team mode: nothing of this page before sign-in
 
 PICK_KEY = "docs_corpus_pick"
 PENDING_KEY = "docs_pending_pick"
@@ -140,7 +143,7 @@ def read_uploads(uploads: list, max_bytes: int) -> list[UploadedFile]:
     from core.documents.quota import check_uploads
     from core.runs.actor import acting
     from core.team import team_config
-    from pages._team_ui import team_secrets
+    from pages._ui import team_secrets
 
     try:
         check = check_uploads(

@@ -34,9 +34,12 @@ from pages._ui import (
     audited,
     device_description,
     error_boundary,
+    guard_page,
     locked,
     run_picker,
 )
+
+guard_page()  # team mode: nothing of this page before sign-in
 
 STRUCTURE_ONLY = (
     "Every pair of this set comes from the documents' structure, and so does its validation "

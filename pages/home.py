@@ -6,7 +6,9 @@ import streamlit as st
 
 from core.runs.folders import KIND_LABELS, RUN_KINDS, list_runs
 from core.runs.jobs import running_jobs
-from pages import _ui  # noqa: F401 - switches a v1 pages-folder start to st.navigation
+from pages._ui import guard_page  # _ui also leaves the pages-folder mode
+
+guard_page()  # team mode: nothing of this page before sign-in
 
 st.title("ragbench")
 st.markdown(

@@ -22,11 +22,14 @@ from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._pairs_ui import documents_ui
 from pages._ui import (
     error_boundary,
+    guard_page,
     llm_settings,
     locked,
     run_picker,
     split_config_ui,
 )
+
+guard_page()  # team mode: nothing of this page before sign-in
 
 CORPUS_KEY = "qa_corpus_pick"
 RUN_KEY = "qa_run_pick"

@@ -34,10 +34,13 @@ from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._ui import (
     chroma_settings,
     error_boundary,
+    guard_page,
     llm_settings,
     locked,
     run_picker,
 )
+
+guard_page()  # team mode: nothing of this page before sign-in
 
 RESULT_KEY = "rag_result_run"
 RESULT_PICKER = "rag_result"

@@ -33,7 +33,9 @@ from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
 from core.runs.folders import load_run
 from core.runs.lineage import model_run_label, model_runs_for_qa
 from pages._jobs_ui import ended_job, running_panel
-from pages._ui import cached_model, chroma_settings, error_boundary, locked, run_picker
+from pages._ui import cached_model, chroma_settings, error_boundary, guard_page, locked, run_picker
+
+guard_page()  # team mode: nothing of this page before sign-in
 
 RESULT_KEY = "reval_result_run"
 JOBS_KEY = "reval"

@@ -15,7 +15,9 @@ from core.report.tables import deltas_table, headline_table, ragas_deltas_table,
 from core.runs.audit import audit_path, read_audit
 from core.runs.folders import KIND_LABELS, RUN_KINDS, Run, list_runs, load_run, run_rows
 from core.runs.lineage import descendants_of, lineage_chain
-from pages._ui import audited, chroma_settings, error_boundary, llm_settings, locked
+from pages._ui import audited, chroma_settings, error_boundary, guard_page, llm_settings, locked
+
+guard_page()  # team mode: nothing of this page before sign-in
 
 FLASH_KEY = "runs_flash"
 
@@ -168,7 +170,10 @@ def cache_ui() -> None:
 
 
 def audit_ui() -> None:
-    """The audit log: who made, started, stopped, exported or deleted which run, and sign-ins."""
+    """The audit log: who made, started, stopped, exported or deleted which run, and sign-ins
+    (for owners: it names everyone and where they signed in from)."""
+    if locked("delete"):
+        return
     events = read_audit(limit=500)
     with st.expander(f"Audit log ({len(events)} latest event(s))", expanded=False):
         if not events:

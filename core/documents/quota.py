@@ -20,18 +20,24 @@ class UploadCheck:
 
 
 def stored_bytes(user: str) -> int:
-    """Bytes of original files kept in the corpus runs `user` made."""
-    from core.documents.stage import FILES_DIR
+    """Bytes of the distinct files `user` stored across the corpus runs they made: a corpus run
+    built from another (a document added or deleted) copies the same files and adds nothing."""
+    from core.documents.stage import load_documents
+    from core.errors import RunError
     from core.runs.folders import list_runs
 
-    total = 0
+    sizes: dict[str, int] = {}
     for run in list_runs("corpus"):
         if run.manifest.created_by != user:
             continue
-        folder = run.path / FILES_DIR
-        if folder.is_dir():
-            total += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    return total
+        try:
+            reports = load_documents(run)
+        except RunError:  # a run that failed before its reports: it stored no file
+            continue
+        for report in reports:
+            if report.status == "ok":
+                sizes[report.doc_id] = int(report.size_bytes or 0)
+    return sum(sizes.values())
 
 
 def check_uploads(

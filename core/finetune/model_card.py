@@ -161,7 +161,10 @@ def push_to_hub(run: Run | str, repo_id: str, token: str, private: bool = True) 
     Needs a network and `RAGBENCH_ONLINE=1` (so HF_HUB_OFFLINE is not set). Not exercised by the
     offline test suite.
     """
+    from core.runs.actor import require
+
     run = load_run(run) if isinstance(run, str) else run
+    require("run", f"push {run.id} to the Hub")  # it publishes: more than a download
     if not repo_id or "/" not in repo_id:
         raise ConfigError(f"{repo_id!r} is not a Hub repo id.", fix="use 'user-or-org/model-name'")
     if not token:
@@ -176,6 +179,9 @@ def push_to_hub(run: Run | str, repo_id: str, token: str, private: bool = True) 
         raise RunError(f"Run {run.id} has no saved model.", fix="wait for the fine-tune to finish")
     from huggingface_hub import HfApi
 
+    from core.runs.audit import record_export
+
+    record_export([run.id], f"pushed to the Hub as {repo_id}")
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(

@@ -59,6 +59,7 @@ def _local() -> Actor:
         return Actor("local", "owner")
 
 
+NOBODY = Actor("nobody (not signed in)", "viewer")  # team mode, outside a signed-in session
 _fallback: list[Actor] = []  # set by the app in team mode: who acts outside a signed-in session
 _actor: ContextVar[Actor | None] = ContextVar("ragbench_actor", default=None)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 AUDIT_FILE = "audit.jsonl"
+TAIL_BYTES = 4_000_000  # what a page reads of a long log (thousands of events)
 
 
 def audit_path(root: Path | None = None) -> Path:
@@ -86,8 +87,15 @@ def read_audit(limit: int | None = 500, root: Path | None = None) -> list[dict[s
     path = audit_path(root)
     if not path.exists():
         return []
+    with path.open("rb") as handle:  # only the tail when a limit is given: the log only grows
+        size = handle.seek(0, os.SEEK_END)
+        start = 0 if limit is None else max(0, size - TAIL_BYTES)
+        handle.seek(start)
+        data = handle.read()
+    if start:
+        data = data.split(b"\n", 1)[-1]  # the first line may be cut
     events = []
-    for raw in path.read_bytes().splitlines():
+    for raw in data.splitlines():
         try:
             event = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -39,6 +39,7 @@ DIED_MESSAGE = (
     "The job process died without reporting an end (it was killed, ran out of memory, "
     "or the machine restarted)."
 )
+NO_PID_AFTER_S = 120.0  # a job that has not recorded its pid by then never started
 DIED_HINT = "see job.log in the run folder for its last lines; resume from the last checkpoint"
 
 
@@ -276,7 +277,12 @@ def job_status(run: Run | str) -> JobStatus:
     summary = run.manifest.summary
     pid = summary.get("pid")
     alive = is_process_alive(pid, summary.get("pid_started"))
-    if run.manifest.status == "running" and not alive and pid:
+    never_started = (  # launched, yet no process ever said its pid (the starter died mid-launch)
+        not pid
+        and summary.get("job_module")
+        and time.time() - float(summary.get("job_started_at") or time.time()) > NO_PID_AFTER_S
+    )
+    if run.manifest.status == "running" and not alive and (pid or never_started):
         run = _mark_dead(run)
         summary = run.manifest.summary
     events = read_progress(run)
@@ -370,6 +376,8 @@ def job_main(argv: list[str] | None, *, module: str, what: str, work: StageWork)
     args = parser.parse_args(argv)
     prepare_job_process()
     run = load_run(args.run_id)
+    if run.manifest.status == "running":  # the job says who it is: its starter may not have yet
+        run.set_status("running", pid=os.getpid(), pid_started=process_start_time(os.getpid()))
     try:
         work(run, progress_writer(run), lambda: stop_requested(run.path))
     except StoppedError:

@@ -71,3 +71,35 @@ def test_oidc_shows_the_providers_sign_in_button_and_nothing_else(app, monkeypat
     assert not app.exception, app.exception
     assert [b.label for b in app.button] == ["Sign in"]
     assert not app.sidebar.caption
+
+
+def test_a_session_is_checked_on_every_run_removal_and_password_change_sign_out(app, monkeypatch):
+    app.run()
+    sign_in(app, "member@team.test", "pw-app-test")
+    assert app.session_state["team_actor"].role == "member"
+    monkeypatch.setenv("RAGBENCH_TEAM_MEMBERS", "")  # no longer a member: a viewer now
+    app.run()
+    assert app.session_state["team_actor"].role == "viewer"
+    monkeypatch.setenv("RAGBENCH_TEAM_PASSWORD", "a-new-password")  # everyone signs in again
+    app.run()
+    assert "team_actor" not in app.session_state
+    assert app.text_input(key="team_password") is not None
+
+
+def test_a_password_typed_in_the_email_box_is_never_recorded(app):
+    app.run()
+    sign_in(app, "pw-app-test", "pw-app-test")
+    assert [e.value for e in app.error] == [
+        "Enter your email address (name@example.com) and the team password."
+    ]
+    assert read_audit() == []
+
+
+def test_a_page_run_without_the_entrypoint_shows_nothing_before_sign_in():
+    """Streamlit can run a script of pages/ by itself (its old pages-folder mode): the page's
+    own guard stops it."""
+    from streamlit.testing.v1 import AppTest
+
+    page = AppTest.from_file(page_path("runs.py"), default_timeout=60).run()
+    assert not page.exception, page.exception
+    assert not page.title and not page.dataframe

@@ -19,7 +19,7 @@ from core.runs.actor import Actor, acting_as
 from core.runs.audit import read_audit
 from core.runs.folders import list_runs, load_run
 from core.runs.guard import INTERRUPTED
-from core.runs.jobs import job_status, request_stop, tail_log
+from core.runs.jobs import job_status, read_progress, request_stop, tail_log
 from tests.support.jobs import wait_for_job
 from tests.support.openai_server import ChatServer, Reply
 from tests.unit.test_rag import make_runs
@@ -152,6 +152,9 @@ def test_rag_eval_job_stopped_while_scoring_keeps_every_answer_it_made():
     actions = {(e["action"], e["user"]) for e in read_audit()}
     assert ("started", starter.name) in actions and ("created", starter.name) in actions
     assert job_status(run).phase  # progress was written to the run folder
+    phases = [e["message"] for e in read_progress(run) if e.get("event") == "phase"]
+    assert any(m.startswith("base (1/2) · ") for m in phases), phases  # which one answers
+    assert any(m.startswith("base + BM25 (2/2) · ") for m in phases), phases
     assert fresh.manifest.error != INTERRUPTED
     no_secret_on_disk(fresh.path)
 

@@ -234,3 +234,78 @@ def test_the_sign_in_cookie_is_signed_expires_and_dies_with_a_password_change(da
     assert "one" not in token  # the password is never in the cookie
     secret = data_root / ".team_secret"
     assert secret.stat().st_mode & 0o077 == 0  # readable by the app's user only
+
+
+def test_the_servers_own_key_goes_only_to_the_servers_own_address():
+    from core.team import held_secret
+
+    url = "http://llm.internal:8000/v1"
+    assert held_secret("", "sk-server", url + "/", url, team=True) == "sk-server"
+    assert held_secret("", "sk-server", "https://attacker.example/v1", url, team=True) == ""
+    assert held_secret("mine", "sk-server", "https://other/v1", url, team=True) == "mine"
+    assert held_secret("", "sk-server", "https://other/v1", url, team=False) == "sk-server"
+
+
+def test_oidc_refuses_the_unlisted_unless_told_otherwise():
+    secrets = {"auth": {"client_id": "x"}, "ragbench": {"team": {"owners": ["ow@team.test"]}}}
+    assert team_config(secrets).role_for("anyone@gmail.com") is None
+    secrets["ragbench"]["team"]["default_role"] = "viewer"
+    assert team_config(secrets).role_for("anyone@gmail.com") == "viewer"
+
+
+def test_only_email_addresses_sign_in_and_an_address_has_its_own_limit():
+    from core.team import ADDRESS_THROTTLE, looks_like_email
+
+    assert looks_like_email("me@team.test")
+    assert not looks_like_email("correct horse battery")  # a password typed in the wrong box
+    assert not looks_like_email("a" * 250 + "@x.io")
+    assert ADDRESS_THROTTLE.limit > 5  # many people behind one address, but not unlimited
+
+
+def test_a_job_whose_process_never_said_its_pid_is_found_dead(data_root):
+    import time
+
+    from core.runs.jobs import DIED_MESSAGE, NO_PID_AFTER_S, job_status
+
+    run = create_run("index", name="never started")
+    run.set_status(
+        "running", pid=None, job_module="core.documents.index_job", job_started_at=time.time()
+    )
+    assert job_status(run).status == "running"  # just launched: give it time
+    run.set_status("running", job_started_at=time.time() - NO_PID_AFTER_S - 1)
+    status = job_status(run)
+    assert status.status == "failed" and load_run(run.id).manifest.error == DIED_MESSAGE
+
+
+def test_copies_of_the_same_files_count_once_in_the_quota(data_root):
+    from core.documents.quota import stored_bytes
+    from core.documents.stage import UploadedFile, add_documents, build_corpus
+
+    one = b"The first document, about mirrors and releases, long enough for a chunk.\n" * 20
+    two = b"The second document, about security support and stable releases, for a chunk.\n" * 20
+    with acting_as(MEMBER):
+        first = build_corpus([UploadedFile("one.txt", one)]).run
+        add_documents(first.id, [UploadedFile("two.txt", two)])  # a new run: one.txt copied
+    assert stored_bytes(MEMBER.name) == len(one) + len(two)
+
+
+def test_a_viewer_cannot_push_a_model_to_the_hub(data_root):
+    from core.finetune.model_card import push_to_hub
+
+    run = create_run("model", name="tuned")
+    with acting_as(VIEWER), pytest.raises(AccessError, match="push"):
+        push_to_hub(run, "org/model", "hf_token")
+
+
+def test_a_copied_model_folder_is_another_model_even_with_the_same_times(tmp_path):
+    import shutil
+
+    from core.deferred_model import folder_fingerprint
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights one")
+    before = folder_fingerprint(folder)
+    (folder / "model.safetensors").rename(tmp_path / "old")
+    shutil.copy2(tmp_path / "old", folder / "model.safetensors")  # same bytes, size, mtime
+    assert folder_fingerprint(folder) != before  # a replaced file is never taken for the old one
