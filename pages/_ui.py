@@ -37,10 +37,7 @@ _leave_pages_directory_mode()
 
 def _secret(name: str) -> str:
     """A value from .streamlit/secrets.toml, or '' when there is no secrets file."""
-    try:
-        return str(st.secrets.get(name, ""))
-    except Exception:  # noqa: BLE001 - no secrets file is the normal case
-        return ""
+    return str(team_secrets().get(name, "") or "")
 
 
 def team_secrets() -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.documents.parsing import format_size as fmt_bytes
+from core.documents.parsing import format_size
 from core.errors import InputError
 
 
@@ -46,7 +46,7 @@ def check_uploads(
     """Files over `max_bytes` are refused one by one (never read); when the rest would take
     `user` over `quota_bytes` (0: no quota) with what they already stored, InputError."""
     refused = {
-        name: f"{fmt_bytes(size)}, over the per-file limit of {fmt_bytes(max_bytes)}; not read"
+        name: f"{format_size(size)}, over the per-file limit of {format_size(max_bytes)}; not read"
         for name, size in sizes
         if size > max_bytes
     }
@@ -56,9 +56,9 @@ def check_uploads(
         used = stored_bytes(user)
         if used + new > quota_bytes:
             raise InputError(
-                f"These uploads ({fmt_bytes(new)}) would take {user} over the upload quota of "
-                f"{fmt_bytes(quota_bytes)}.",
-                found=f"{fmt_bytes(used)} already stored in {user}'s corpus runs",
+                f"These uploads ({format_size(new)}) would take {user} over the upload quota of "
+                f"{format_size(quota_bytes)}.",
+                found=f"{format_size(used)} already stored in {user}'s corpus runs",
                 fix="delete corpus runs you no longer need, upload fewer files, or ask an owner to "
                 "raise RAGBENCH_UPLOAD_QUOTA_MB",
             )

@@ -35,6 +35,13 @@ def discard_on_failure(root: Path | None = None) -> Iterator[list[Run]]:
         raise
 
 
+def failure_message(exc: BaseException) -> str:
+    """What a failed run says: a project error's own sentence, else the exception's type and
+    text (at most 2,000 characters)."""
+    message = str(exc) if isinstance(exc, RagbenchError) else f"{type(exc).__name__}: {exc}"
+    return message[:2000]
+
+
 @contextlib.contextmanager
 def stage_run(run: Run, on_failure: Callable[[BaseException], None] | None = None) -> Iterator[Run]:
     """Mark `run` stopped (StoppedError, or an interruption that is not an error: Ctrl-C, a page
@@ -48,8 +55,7 @@ def stage_run(run: Run, on_failure: Callable[[BaseException], None] | None = Non
     except Exception as exc:
         if on_failure is not None:
             on_failure(exc)
-        message = str(exc) if isinstance(exc, RagbenchError) else f"{type(exc).__name__}: {exc}"
-        run.set_status("failed", error=message[:2000])
+        run.set_status("failed", error=failure_message(exc))
         raise
     except BaseException as exc:  # Ctrl-C, a page left mid-run (Streamlit's StopException), exit
         if on_failure is not None:

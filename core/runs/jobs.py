@@ -388,12 +388,11 @@ def job_main(argv: list[str] | None, *, module: str, what: str, work: StageWork)
         print(f"{what} {run.id} ended: stopped", flush=True)
         return 0
     except Exception as exc:  # noqa: BLE001 - the run is marked failed with the message
-        from core.errors import RagbenchError
+        from core.runs.guard import failure_message
 
         fresh = load_run(run.id)
         if fresh.manifest.status == "running":  # failed before the stage could say so
-            text = str(exc) if isinstance(exc, RagbenchError) else f"{type(exc).__name__}: {exc}"
-            fresh.set_status("failed", error=text[:2000])
+            fresh.set_status("failed", error=failure_message(exc))
         append_event(run.path, {"event": "end", "status": "failed", "error": str(exc)[:500]})
         print(f"{what} {run.id} ended: failed: {exc}", flush=True)
         return 1

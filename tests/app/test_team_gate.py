@@ -103,3 +103,27 @@ def test_a_page_run_without_the_entrypoint_shows_nothing_before_sign_in():
     page = AppTest.from_file(page_path("runs.py"), default_timeout=60).run()
     assert not page.exception, page.exception
     assert not page.title and not page.dataframe
+
+
+def test_a_url_typed_in_the_sidebar_never_gets_the_servers_own_key(app, monkeypatch):
+    """Team mode: Test connection against a URL the viewer typed carries no key; against the
+    server's own URL it carries the server's key."""
+    import json
+
+    from tests.support.openai_server import ChatServer, Reply
+
+    def ok(body: dict) -> Reply:
+        return Reply(content=json.dumps({"ok": True}))
+
+    with ChatServer(ok) as own, ChatServer(ok) as typed:
+        monkeypatch.setenv("RAGBENCH_LLM_BASE_URL", own.base_url)
+        monkeypatch.setenv("RAGBENCH_LLM_MODEL", "m")
+        monkeypatch.setenv("RAGBENCH_LLM_API_KEY", "sk-server-only")
+        app.run()
+        sign_in(app, "viewer@team.test", "pw-app-test")
+        app.text_input(key="llm_base_url").set_value(typed.base_url).run()
+        app.button(key="llm_test").click().run()
+        app.text_input(key="llm_base_url").set_value(own.base_url).run()
+        app.button(key="llm_test").click().run()
+    assert typed.requests and not any("sk-server-only" in (h or "") for h in typed.auth_headers)
+    assert own.auth_headers and own.auth_headers[-1] == "Bearer sk-server-only"

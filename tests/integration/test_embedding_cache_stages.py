@@ -40,6 +40,19 @@ def _files() -> list[UploadedFile]:
     return [UploadedFile(f"{k}.txt", (v + "\n\n").encode() * 3) for k, v in TOPICS.items()]
 
 
+def _topic_questions(corpus_run_id: str):  # noqa: ANN202 - a Run
+    """A finished qa run: one test question per topic, its gold chunk the topic's."""
+    chunks = load_chunks(corpus_run_id)
+    qa = create_run("qa", name="topics", parents={"corpus": corpus_run_id})
+    items = []
+    for i, (topic, question) in enumerate(QUESTIONS.items()):
+        chunk_id = next(c.id for c in chunks if TOPICS[topic][:30] in c.text)
+        items.append(QAItem(id=f"q{i}", question=question, chunk_id=chunk_id, split="test"))
+    save_qa(qa, items)
+    qa.set_status("done")
+    return qa
+
+
 def _counts() -> tuple[int, int]:
     stats = default_cache().stats
     return stats.hits, stats.misses
@@ -58,14 +71,7 @@ def test_indexing_and_evaluation_never_encode_a_text_twice(minilm):
     assert _counts()[1] - misses == 0  # no chunk embedded
     assert report.n_added == n_chunks  # and every chunk is in its collection
 
-    chunks = load_chunks(first.id)
-    qa = create_run("qa", name="topics", parents={"corpus": first.id})
-    items = []
-    for i, (topic, question) in enumerate(QUESTIONS.items()):
-        chunk_id = next(c.id for c in chunks if TOPICS[topic][:30] in c.text)
-        items.append(QAItem(id=f"q{i}", question=question, chunk_id=chunk_id, split="test"))
-    save_qa(qa, items)
-    qa.set_status("done")
+    qa = _topic_questions(first.id)
     config = RetrievalEvalConfig(
         qa_run_id=qa.id,
         models=(ModelSpec(),),
@@ -150,14 +156,7 @@ def test_an_unchanged_rerun_never_loads_the_model_and_changed_files_load_it_agai
     shutil.copytree(default_model_path(), folder)
     spec = ModelSpec("local", str(folder))
     first = build_corpus(_files()).run
-    chunks = load_chunks(first.id)
-    qa = create_run("qa", name="topics", parents={"corpus": first.id})
-    items = []
-    for i, (topic, question) in enumerate(QUESTIONS.items()):
-        chunk_id = next(c.id for c in chunks if TOPICS[topic][:30] in c.text)
-        items.append(QAItem(id=f"q{i}", question=question, chunk_id=chunk_id, split="test"))
-    save_qa(qa, items)
-    qa.set_status("done")
+    qa = _topic_questions(first.id)
     config = RetrievalEvalConfig(
         qa_run_id=qa.id,
         models=(spec,),

@@ -37,6 +37,18 @@ def server_settings(server: ChatServer, concurrency: int = 4) -> LLMSettings:
     )
 
 
+def base_request(qa_id: str, metrics: tuple[str, ...], *, hybrid: bool) -> RagEvalRequest:
+    """The base model (and its hybrid with BM25) on the qa run's test split, top 2, `metrics`."""
+    return RagEvalRequest(
+        qa_run_id=qa_id,
+        base=ModelSpec(),
+        tuned=None,
+        hybrid=hybrid,
+        rag_config=RagConfig(k=2),
+        ragas_config=RagasConfig(metrics=metrics),
+    )
+
+
 def no_secret_on_disk(run_path) -> None:  # noqa: ANN001
     for path in run_path.rglob("*"):
         if path.is_file():
@@ -132,14 +144,7 @@ def test_rag_eval_job_stopped_while_scoring_keeps_every_answer_it_made():
                 request_stop(list_runs("ragas_eval")[0])
         return scripted(body)
 
-    request = RagEvalRequest(
-        qa_run_id=qa_id,
-        base=ModelSpec(),
-        tuned=None,
-        hybrid=True,
-        rag_config=RagConfig(k=2),
-        ragas_config=RagasConfig(metrics=("faithfulness",)),
-    )
+    request = base_request(qa_id, ("faithfulness",), hybrid=True)
     starter = Actor("ana@team.test", "member")
     with ChatServer(handler) as server, acting_as(starter):
         run = start_rag_eval(request, server_settings(server, 1))
@@ -166,14 +171,7 @@ def test_rag_eval_request_that_needs_a_judge_is_refused_before_any_run():
 
     qa_id, _ = make_runs()
     before = {r.id for r in list_runs()}
-    request = RagEvalRequest(
-        qa_run_id=qa_id,
-        base=ModelSpec(),
-        tuned=None,
-        hybrid=False,
-        rag_config=RagConfig(k=2),
-        ragas_config=RagasConfig(metrics=("faithfulness",)),
-    )
+    request = base_request(qa_id, ("faithfulness",), hybrid=False)
     with pytest.raises(ConfigError):
         start_rag_eval(request, LLMSettings(backend="openai", base_url="", model=""))
     assert {r.id for r in list_runs()} == before
@@ -184,14 +182,7 @@ def test_retrying_the_failed_judgements_runs_as_a_job_and_keeps_the_rest():
     from tests.integration.test_ragas_http import ScriptedJudgeServer
 
     qa_id, _ = make_runs()
-    request = RagEvalRequest(
-        qa_run_id=qa_id,
-        base=ModelSpec(),
-        tuned=None,
-        hybrid=False,
-        rag_config=RagConfig(k=2),
-        ragas_config=RagasConfig(metrics=("context_recall", "id_based_context_recall")),
-    )
+    request = base_request(qa_id, ("context_recall", "id_based_context_recall"), hybrid=False)
     with ChatServer(ScriptedJudgeServer(broken_recall=True)) as server:
         first = start_rag_eval(request, server_settings(server))
         assert wait_for_job(first) == "done", tail_log(first)

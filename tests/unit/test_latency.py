@@ -46,11 +46,17 @@ def test_the_synthetic_corpus_is_capped_to_fit(monkeypatch):
     assert set(frame["n_vectors"]) == {700}
 
 
-def test_the_same_sizes_are_timed_once_per_process(monkeypatch):
+def counted_searches(monkeypatch) -> list[int]:  # noqa: ANN001
+    """An empty memo, and a list that grows by one for every timed search."""
     monkeypatch.setattr(latency, "_measured", {})
-    searches = []
+    searches: list[int] = []
     real = latency._one_search
     monkeypatch.setattr(latency, "_one_search", lambda *a: searches.append(1) or real(*a))
+    return searches
+
+
+def test_the_same_sizes_are_timed_once_per_process(monkeypatch):
+    searches = counted_searches(monkeypatch)
     first = synthetic_latency([8], 500)
     timed = len(searches)
     assert timed == len(CELLS) * (latency.LATENCY_QUERIES + 1)
@@ -62,10 +68,7 @@ def test_the_same_sizes_are_timed_once_per_process(monkeypatch):
 
 
 def test_the_figures_are_kept_on_disk_so_a_new_process_does_not_time_them_again(monkeypatch):
-    monkeypatch.setattr(latency, "_measured", {})
-    searches = []
-    real = latency._one_search
-    monkeypatch.setattr(latency, "_one_search", lambda *a: searches.append(1) or real(*a))
+    searches = counted_searches(monkeypatch)
     first = synthetic_latency([8], 500)
     timed = len(searches)
     monkeypatch.setattr(latency, "_measured", {})  # a new process: an empty memo
