@@ -12,7 +12,7 @@ export RAGAS_DO_NOT_TRACK ?= true
 export ANONYMIZED_TELEMETRY ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup browser run test test-all test-fast lint bench clean
+.PHONY: setup browser proxy run test test-all test-fast lint bench clean
 
 $(STAMP): requirements.txt constraints.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,15 +36,23 @@ browser:
 	      || echo "could not install chromium: the browser test will be skipped"; \
 	  else echo "chromium not found and apt-get unavailable: the browser test will be skipped"; fi; }
 
+# Debian's nginx for the test of docs/nginx-ragbench.conf (the team server's reverse proxy).
+proxy:
+	@command -v nginx >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light) >/dev/null \
+	      || echo "could not install nginx: the reverse-proxy test will be skipped"; \
+	  else echo "nginx not found and apt-get unavailable: the reverse-proxy test will be skipped"; fi; }
+
 run: $(STAMP)
 	$(BIN)/streamlit run streamlit_app.py
 
 # The default suite leaves out the `llm` tests (whole stages driven by the 135M embedded model,
 # minutes each on 2 cores); `make test-all` runs them too.
-test: $(STAMP) browser
+test: $(STAMP) browser proxy
 	$(BIN)/python -m pytest -m "not llm" $(PYTEST_ARGS)
 
-test-all: $(STAMP) browser
+test-all: $(STAMP) browser proxy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -20,12 +20,19 @@ st.set_page_config(
 
 
 def sidebar() -> None:
-    """LLM, Chroma and device settings shared by every page (kept in session state only)."""
+    """LLM, Chroma and device settings shared by every page (kept in session state only). In
+    team mode only owners may point the app at other servers (the inputs are disabled for the
+    others, and `llm_settings` / `chroma_settings` ignore them) or see the data directory."""
+    from pages._ui import may_point_elsewhere
+
     env_llm = llm_settings_from_env()
     env_chroma = chroma_settings_from_env()
+    own = may_point_elsewhere()
+    only_owners = None if own else "In team mode only owners point the app at other servers."
     with st.sidebar:
         st.markdown("### ragbench")
-        st.caption(f"Data: `{data_dir()}`")
+        if own:
+            st.caption(f"Data: `{data_dir()}`")
         with st.expander("LLM", expanded=False):
             st.radio(
                 "Backend",
@@ -39,14 +46,20 @@ def sidebar() -> None:
             )
             if st.session_state.get("llm_backend") == "openai":
                 st.text_input(
-                    "Base URL", env_llm.base_url or "http://localhost:11434/v1", key="llm_base_url"
+                    "Base URL",
+                    env_llm.base_url or "http://localhost:11434/v1",
+                    key="llm_base_url",
+                    disabled=not own,
+                    help=only_owners,
                 )
                 st.text_input("Model", env_llm.model or "llama3.1", key="llm_model")
                 st.text_input(
                     "API key (kept in memory only)",
                     type="password",
                     key="llm_api_key",
-                    help="Also read from .streamlit/secrets.toml (llm_api_key) or RAGBENCH_LLM_API_KEY.",
+                    disabled=not own,
+                    help=only_owners
+                    or "Also read from .streamlit/secrets.toml (llm_api_key) or RAGBENCH_LLM_API_KEY.",
                 )
                 st.number_input(
                     "Concurrency", 1, 64, env_llm.max_concurrency, key="llm_concurrency"
@@ -59,15 +72,7 @@ def sidebar() -> None:
                     "A 135M-parameter model: fine for a demo, not for judging. Point the app at a real server for trustworthy results."
                 )
             if st.button("Test connection", key="llm_test"):
-                from pages._ui import error_boundary, llm_settings
-
-                with error_boundary("Test connection"):
-                    from core.llm.client import check_connection
-
-                    report = check_connection(llm_settings())
-                    (st.success if report.ok else st.error)(report.message)
-                    if report.raw is not None:
-                        st.code(report.raw[:2000], language="text")
+                check_llm_connection(env_llm.base_url)
         with st.expander("Chroma", expanded=False):
             st.radio(
                 "Vector store",
@@ -78,14 +83,38 @@ def sidebar() -> None:
                     "server": "Chroma server",
                 }[m],
                 key="chroma_mode",
+                disabled=not own,
+                help=only_owners,
             )
             if st.session_state.get("chroma_mode") == "server":
-                st.text_input("Host", env_chroma.host or "localhost", key="chroma_host")
-                st.number_input("Port", 1, 65535, env_chroma.port, key="chroma_port")
-                st.text_input("Token", type="password", key="chroma_token")
+                st.text_input(
+                    "Host", env_chroma.host or "localhost", key="chroma_host", disabled=not own
+                )
+                st.number_input(
+                    "Port", 1, 65535, env_chroma.port, key="chroma_port", disabled=not own
+                )
+                st.text_input("Token", type="password", key="chroma_token", disabled=not own)
         from pages._ui import device_description
 
         st.caption(f"Device: **{device_description()}**")
+
+
+def check_llm_connection(own_url: str) -> None:
+    """Test the LLM connection, audited. On a shared server the report of an address someone
+    typed holds nothing the address answered (the server must not fetch pages for people)."""
+    from core.llm.client import check_connection
+    from core.runs.audit import record
+    from pages._ui import error_boundary, llm_settings, team_mode
+
+    with error_boundary("Test connection"):
+        settings = llm_settings()
+        remote = settings.backend == "openai"
+        record("tested the LLM connection", detail=settings.base_url if remote else "embedded")
+        typed = remote and settings.base_url.strip().rstrip("/") != own_url.strip().rstrip("/")
+        report = check_connection(settings, show_reply=not (typed and team_mode()))
+        (st.success if report.ok else st.error)(report.message)
+        if report.raw is not None:
+            st.code(report.raw[:2000], language="text")
 
 
 pages = [

@@ -8,7 +8,7 @@ Rows (each section is its own module, runnable alone as `python -m bench.<name>`
 - ingest: PDF pages/s parsed + chunked (bench.ingest), the 73-page sample PDF;
 - encode: passages/s encoded by all-MiniLM-L6-v2 per device (bench.encode_speed);
 - finetune: fine-tune pairs/s and MFU (bench.finetune_speed; its quick CPU mode here, the GPU
-  figures come from running it on a CUDA machine, e.g. through the device tool);
+  figures come from running it on a machine with a CUDA GPU);
 - eval: per-dimension retrieval evaluation, ours vs sentence-transformers' SequentialEvaluator
   (bench.eval_speed), with a check that every metric is identical;
 - llm: LLM stage speed-up at concurrency 1/4/8 against a fixed-latency loopback server
@@ -36,7 +36,7 @@ from core.config import apply_offline_env
 
 Row = dict[str, str]
 SECTIONS = ("ingest", "encode", "finetune", "eval", "llm", "pages")
-NEEDS_DEVICE = "needs the device tool (no CUDA here)"
+NEEDS_DEVICE = "needs a CUDA GPU (none here)"
 
 
 def row(benchmark: str, setting: str, result: str, note: str = "") -> Row:

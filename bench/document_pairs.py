@@ -8,7 +8,7 @@ trained on. MiniLM is fine-tuned three times with the sample loop's recipe: on t
 on the hand-written train split, and on both (one set, every pair weight 1). Each is evaluated
 against the base on the hand-written test split; the model trained on document pairs alone (no
 hand-written question in its training) is also evaluated on all the hand-written questions. It
-prints the primary metric per dimension with intervals and Holm verdicts (core.evaluation.verdict),
+prints the primary metric per dimension with intervals and family-adjusted verdicts (core.evaluation.verdict),
 and what each model trained on and saw, as markdown. Runs go to a temporary data directory unless
 RAGBENCH_DATA_DIR is set.
 """
@@ -66,14 +66,14 @@ def _tables(result, title: str) -> list[str]:  # noqa: ANN001 - a RetrievalEvalR
         "",
     ]
     lines += [
-        "| model | dim | base | tuned | Δ (95% CI) | Holm p | verdict |",
+        "| model | dim | base | tuned | Δ (95% CI) | adjusted p | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
     rows = result.deltas[result.deltas["metric"] == primary]
     for _, r in deltas_display(rows, confidence=result.confidence).iterrows():
         lines.append(
             f"| {r['model']} | {r['dim']} | {r['base']} | {r['tuned']} | {r['delta']} "
-            f"{r['95% CI']} | {r['Holm p']} | {r['verdict'].split(' (')[0]} |"
+            f"{r['95% CI']} | {r['adjusted p']} | {r['verdict'].split(' (')[0]} |"
         )
     lines += ["", *(f"Verdict: {h.text}" for h in result.headlines()), ""]
     training = result.training_rows()

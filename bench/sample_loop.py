@@ -74,25 +74,30 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
         f"{result.gold_summary()}; train {sum(1 for _ in _split(qa.id, 'train'))} / "
         f"validation {sum(1 for _ in _split(qa.id, 'validation'))}.",
         "",
-        "| dim | base | tuned | Δ (95% CI) | Holm p | verdict | detectable Δ (80% power) | "
+        "| dim | base | tuned | Δ (95% CI) | adjusted p | verdict | detectable Δ (80% power) | "
         "questions to detect Δ |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         lines.append(
             f"| {r['dim']} | {r['base']} | {r['tuned']} | {r['delta']} {r['95% CI']} | "
-            f"{r['Holm p']} | {r['verdict'].split(' (')[0]} | {r['detectable Δ (80% power)']} | "
-            f"{r['queries to detect Δ']} |"
+            f"{r['adjusted p']} | {r['verdict'].split(' (')[0]} | "
+            f"{r['detectable Δ (80% power)']} | {r['queries to detect Δ']} |"
         )
-    hybrids = metrics[metrics["kind"] == "hybrid"]
+    hybrids = metrics[metrics["kind"] == "hybrid"].merge(
+        result.deltas[result.deltas["metric"] == primary][["model", "delta", "p_adj", "verdict"]],
+        on="model",
+        how="left",
+    )
     lines += [
         "",
         *(f"Verdict: {h.text}" for h in result.headlines()),
         "",
-        "| hybrid | " + primary + " (95% CI) |",
-        "|---|---|",
+        "| hybrid | " + primary + " (95% CI) | Δ vs base | verdict |",
+        "|---|---|---|---|",
         *(
-            f"| {r.model} | {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] |"
+            f"| {r.model} | {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] | {r.delta:+.3f} | "
+            f"{r.verdict} |"
             for r in hybrids.itertuples()
         ),
         "",

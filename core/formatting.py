@@ -37,3 +37,12 @@ def signed(delta: Any) -> str:
         return "—"
     d = float(delta)
     return f"{d:+.2g}" if d != 0 and abs(d) < 0.0005 else f"{d:+.3f}"
+
+
+def questions_text(n_queries: int, n_clusters: Any) -> str:
+    """'23 questions' or '23 questions in 20 clusters' (questions sharing a gold or linked chunk
+    are one cluster: the statistics count clusters, not questions)."""
+    text = f"{int(n_queries):,} questions"
+    if n_clusters is not None and n_clusters == n_clusters and 0 < int(n_clusters) != n_queries:
+        text += f" in {int(n_clusters):,} clusters"
+    return text

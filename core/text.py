@@ -29,6 +29,17 @@ def words(text: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 
 
+def match_key(text: str) -> str:
+    """The one key for finding a quote in a chunk and for the leak check: NFKC, lower case,
+    words and digits only, single-spaced ('The  Archives, are' -> 'the archives are')."""
+    return " ".join(words(text))
+
+
+def contains_key(text_key: str, quote_key: str) -> bool:
+    """Whether `quote_key` occurs in `text_key` as whole words (both from match_key)."""
+    return bool(quote_key) and f" {quote_key} " in f" {text_key} "
+
+
 def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     """Every run of `n` consecutive words; a text shorter than `n` words is one n-gram of itself
     (so a short quote still matches where it occurs whole)."""

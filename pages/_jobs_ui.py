@@ -4,6 +4,8 @@ same; and the notice of a job that ended while this session watched it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from core.runs.actor import acting
@@ -12,15 +14,17 @@ from core.runs.jobs import job_status, request_stop, running_jobs
 from pages._ui import act_for_session, locked
 
 
-def running_panel(kind: str, key: str, what: str) -> None:
-    """Every running job of `kind` with its progress and a Stop button, refreshed while there
-    is one. When a job this session watched ends, the whole page reruns and `ended_job(key)`
-    returns it once."""
+def running_panel(
+    kind: str, key: str, what: str, stop: Callable[[str], None] | None = None
+) -> None:
+    """Every running job of `kind` with its progress and a Stop button (`stop(run_id)`, the
+    run's own stop request by default), refreshed while there is one. When a job this session
+    watched ends, the whole page reruns and `ended_job(key)` returns it once."""
     if running_jobs(kind):
-        st.fragment(run_every=2)(_panel)(kind, key, what)
+        st.fragment(run_every=2)(_panel)(kind, key, what, stop)
 
 
-def _panel(kind: str, key: str, what: str) -> None:
+def _panel(kind: str, key: str, what: str, stop: Callable[[str], None] | None = None) -> None:
     act_for_session()  # a fragment's rerun runs only this function: say who acts again
     jobs = running_jobs(kind)
     ended = st.session_state.get(f"{key}_watched", set()) - {r.id for r in jobs}
@@ -38,7 +42,7 @@ def _panel(kind: str, key: str, what: str) -> None:
             help="Ends the run as stopped",
             disabled=locked("stop"),
         ):
-            request_stop(run)
+            (stop or request_stop)(run.id)
             st.toast(f"Stop requested: the {what} stops after its current step.")
 
 

@@ -13,7 +13,16 @@ from core.questions.from_documents import (
     save_document_pairs,
 )
 from core.runs.folders import list_runs
-from pages._ui import StreamlitProgress, error_boundary, locked, split_config_ui
+from pages._ui import (
+    StreamlitProgress,
+    cached_model,
+    dealing_ui,
+    error_boundary,
+    locked,
+    near_duplicates_caption,
+    near_duplicates_ui,
+    split_config_ui,
+)
 
 PREVIEW_KEY = "qa_docs_preview"
 
@@ -101,12 +110,8 @@ def preview_ui(preview: DocumentPairsPreview) -> None:
                 for i in examples
             )
         )
-    splits = preview.splits()
-    st.caption(
-        "Splits: "
-        + ", ".join(f"{s} {v['questions']} pairs / {v['chunks']} chunks" for s, v in splits.items())
-        + "."
-    )
+    dealing_ui(preview.dealing(), "qa_docs_dealing")
+    near_duplicates_caption(preview.gate_report.get("near_duplicates_tied"))
     for note in preview.notes:
         st.warning(note)
     accepted = [i for i in preview.items if i.status == "accepted"]
@@ -137,11 +142,15 @@ def documents_ui(corpus_id: str) -> str | None:
     config = config_ui(corpus_id)
     if config is None:
         return None
-    key = (corpus_id, repr(config))
+    tie = near_duplicates_ui("qa_docs_near_dup")
+    key = (corpus_id, repr(config), tie)
     if st.button("Preview", key="qa_docs_preview_go"):
         with error_boundary("Making pairs from the documents"):
             preview = preview_document_pairs(
-                corpus_id, config, on_progress=StreamlitProgress("Reading the documents")
+                corpus_id,
+                config,
+                model=cached_model("default", "") if tie else None,
+                on_progress=StreamlitProgress("Reading the documents"),
             )
             st.session_state[PREVIEW_KEY] = (key, preview)
     stored = st.session_state.get(PREVIEW_KEY)

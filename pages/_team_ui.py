@@ -1,39 +1,69 @@
 """Streamlit-only: the sign-in gate of team mode (core.team) and who is signed in.
 
 Off: nothing to do, the local owner acts. Password: a form asks for an email and the team's
-password; a wrong one is refused (and recorded) and leaves no session. OIDC: Streamlit's
-`st.login` with the provider of `[auth]` in secrets.toml. Either way the session's user, with the
-role the configuration gives their email, acts for every script run of this session.
+password; every try passes the throttle first (nothing is compared before it), a wrong one is
+refused (and recorded) and leaves no session, a right one makes a server-side session whose
+signed id the browser keeps in a cookie. OIDC: Streamlit's `st.login` with the provider of
+`[auth]` in secrets.toml. Either way the session's user, with the role the configuration gives
+their email, acts for every script run of this session, and only a signed-in session may upload
+(core.team.guard).
 """
 
 from __future__ import annotations
 
+import math
 import sys
+from typing import NoReturn
 
 import streamlit as st
 
-from core.errors import RagbenchError
+from core.errors import InputError, RagbenchError
 from core.runs.actor import NOBODY, Actor, act_as, acting_as, set_fallback
 from core.runs.audit import record
 from core.team import (
-    ADDRESS_THROTTLE,
-    SESSION_COOKIE,
-    SESSION_TTL_S,
-    THROTTLE,
     TeamConfig,
     exposure_warning,
-    key_fingerprint,
-    looks_like_email,
+    normalise_email,
     password_matches,
-    session_token,
     team_config,
-    token_email,
 )
-from pages._ui import SESSION_ACTOR, SESSION_KEY, session_actor, team_secrets
+from core.team.address import client_address
+from core.team.guard import allow_uploads, forbid_uploads, installed
+from core.team.sessions import (
+    DEVICE_COOKIE,
+    DEVICE_TTL_S,
+    SESSION_COOKIE,
+    SESSION_TTL_S,
+    cookie_session,
+    device_id,
+    device_token,
+    end_session,
+    start_session,
+)
+from core.team.throttle import THROTTLE, worth_a_line
+from pages._ui import SESSION_ACTOR, SESSION_ID, session_actor, team_secrets
 
-SIGNED_OUT = "team_signed_out"
-COOKIE_KEY = "team_cookie"  # (value, max-age) for the sign-in cookie, set on the next run
-_warned: list[bool] = []  # the exposure warning is printed once per server process
+COOKIE_KEY = "team_cookies"  # [(name, value, max-age)] to set on the next run
+WITHHELD = "(withheld: the email box held the team password)"
+GUARD_MISSING = (
+    "ragbench runs in team mode without its guard: anyone who opens the page can upload files "
+    "into the server's memory before signing in, and /_stcore/metrics is public. Start it with "
+    "`streamlit run serve.py` (README, Team mode)."
+)
+_warned: set[str] = set()  # each warning is printed once per server process
+
+
+def _warn_once(text: str) -> None:
+    if text not in _warned:
+        print(f"WARNING: {text}", file=sys.stderr, flush=True)
+        _warned.add(text)
+
+
+def _session_id() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
 
 
 def sign_in_gate() -> TeamConfig:
@@ -41,60 +71,69 @@ def sign_in_gate() -> TeamConfig:
     try:
         config = team_config(team_secrets())
     except RagbenchError as exc:  # a team set-up that cannot be used: nobody gets in
+        forbid_uploads(_session_id())
         _sign_in_only()
         st.error(f"**The team sign-in is misconfigured.** {exc}")
         st.stop()
     warning = exposure_warning(str(st.get_option("server.address") or ""), config)
-    if warning and not _warned:
-        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
-        _warned.append(True)
+    if warning:
+        _warn_once(warning)
     if not config.enabled:
         set_fallback(None)
         st.session_state.pop(SESSION_ACTOR, None)
+        allow_uploads(_session_id(), 0)
         if warning:
             st.sidebar.warning(warning, icon="⚠️")
         return config
     set_fallback(NOBODY)  # work outside a signed-in session may read, never change
+    if not installed():
+        _warn_once(GUARD_MISSING)
     if config.mode == "oidc":
         actor = _oidc_actor(config)
     else:
-        _write_cookie()
+        _write_cookies()
         actor = session_actor() or _cookie_actor(config)
         if actor is None:
+            forbid_uploads(_session_id())
             _password_form(config)  # stops the script
+    allow_uploads(_session_id(), config.session_upload_bytes)
     act_as(actor)
     return config
 
 
-def _write_cookie() -> None:
-    """Set (or clear) the sign-in cookie the last script run asked for: a reload of the page is a
-    new session, and the signed cookie carries the sign-in over (SameSite=Strict)."""
-    if COOKIE_KEY not in st.session_state:
+def _write_cookies() -> None:
+    """Set (or clear) the cookies the last script run asked for: a reload of the page is a new
+    session, and the signed session cookie carries the sign-in over (SameSite=Strict)."""
+    cookies = st.session_state.pop(COOKIE_KEY, None)
+    if not cookies:
         return
-    value, max_age = st.session_state.pop(COOKIE_KEY)
     import streamlit.components.v1 as components
 
-    components.html(
-        "<script>window.parent.document.cookie = "
-        f"'{SESSION_COOKIE}={value}; path=/; max-age={max_age}; SameSite=Strict';</script>",
-        height=0,
+    script = "".join(
+        f"window.parent.document.cookie = '{name}={value}; path=/; max-age={max_age}; "
+        "SameSite=Strict';"
+        for name, value, max_age in cookies
     )
+    components.html(f"<script>{script}</script>", height=0)
 
 
 def _cookie_actor(config: TeamConfig) -> Actor | None:
-    """The user a valid sign-in cookie names, with the role the configuration gives them now."""
-    if st.session_state.get(SIGNED_OUT):  # this session's cookies predate the sign-out
+    """The user of the live server-side session a sign-in cookie names (a reload)."""
+    token = _cookie(SESSION_COOKIE)
+    session = cookie_session(token, config) if token else None
+    if session is None:
         return None
-    token = st.context.cookies.get(SESSION_COOKIE)
-    email = token_email(token, config) if token else None
-    role = config.role_for(email) if email else None
-    if not (email and role):
-        return None
-    actor = st.session_state[SESSION_ACTOR] = Actor(email, role)
-    st.session_state[SESSION_KEY] = key_fingerprint(config)
+    actor = st.session_state[SESSION_ACTOR] = Actor(session.email, session.role)
+    st.session_state[SESSION_ID] = session.id
     with acting_as(actor):
         record("signed in", detail="session cookie (a reload)")
     return actor
+
+
+def _cookie(name: str) -> str:
+    """A cookie the browser sent with this session's connection ('' when none)."""
+    value = st.context.cookies.get(name)
+    return value if isinstance(value, str) else ""  # AppTest has no connection
 
 
 def _sign_in_only() -> None:
@@ -111,6 +150,7 @@ def _sign_in_placeholder() -> None:
 
 def _oidc_actor(config: TeamConfig) -> Actor:
     if not st.user.get("is_logged_in", False):
+        forbid_uploads(_session_id())
         _sign_in_only()
         st.title("ragbench")
         st.button("Sign in", type="primary", on_click=st.login, key="team_oidc_login")
@@ -119,15 +159,28 @@ def _oidc_actor(config: TeamConfig) -> Actor:
     # A provider that says the email is not verified does not prove it: no role from it.
     role = None if st.user.get("email_verified") is False else config.role_for(email)
     if role is None:
+        forbid_uploads(_session_id())
         _sign_in_only()
-        st.error(f"{email or 'This account'} is not on the team's lists. Ask an owner to add it.")
+        st.error(
+            "This account is not on the team's lists (or its email is not verified or holds "
+            "look-alike characters). Ask an owner to add it."
+        )
         st.button("Sign out", on_click=st.logout, key="team_oidc_logout")
         st.stop()
-    if st.session_state.get(SESSION_ACTOR) != Actor(email, role):
-        st.session_state[SESSION_ACTOR] = Actor(email, role)
-        with acting_as(Actor(email, role)):
+    actor = Actor(normalise_email(email), role)
+    if st.session_state.get(SESSION_ACTOR) != actor:
+        st.session_state[SESSION_ACTOR] = actor
+        with acting_as(actor):
             record("signed in", detail="OIDC")
-    return st.session_state[SESSION_ACTOR]
+    return actor
+
+
+def client_where(config: TeamConfig) -> str:
+    """'address A.B.C.D' of this session (X-Forwarded-For only from the team's proxies)."""
+    seen, hops = st.context.ip_address, st.context.headers.get_all("X-Forwarded-For")
+    seen = seen if isinstance(seen, str) else None  # AppTest has no connection
+    forwarded = ", ".join(h for h in hops if isinstance(h, str)) if isinstance(hops, list) else ""
+    return f"address {client_address(seen, forwarded, config.trusted_proxies)}"
 
 
 def _password_form(config: TeamConfig) -> None:
@@ -135,35 +188,67 @@ def _password_form(config: TeamConfig) -> None:
     st.title("ragbench")
     st.caption("This workbench is shared by a team: sign in with your email and the team password.")
     with st.form("team_sign_in"):
-        email = st.text_input("Email", key="team_email")
+        typed = st.text_input("Email", key="team_email")
         password = st.text_input("Team password", type="password", key="team_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        email = email.strip().lower()
-        where = f"address {st.context.ip_address or 'unknown'}"
-        if not looks_like_email(email) or password_matches(email, config.password):
-            # Not an identity (or the password typed in the wrong box): nothing is recorded.
-            st.error("Enter your email address (name@example.com) and the team password.")
-            st.stop()
-        if THROTTLE.blocked(email) or ADDRESS_THROTTLE.blocked(where):
-            record("sign-in refused", detail=f"too many wrong tries, {where}", user=email)
-            st.error("Too many wrong tries: wait five minutes and try again.")
-            st.stop()
-        role = config.role_for(email)
-        if role and password_matches(password, config.password):
-            THROTTLE.succeeded(email)
-            st.session_state[SESSION_ACTOR] = Actor(email, role)
-            st.session_state[SESSION_KEY] = key_fingerprint(config)
-            st.session_state[COOKIE_KEY] = (session_token(email, config), SESSION_TTL_S)
-            st.session_state.pop(SIGNED_OUT, None)
-            with acting_as(Actor(email, role)):
-                record("signed in", detail=f"team password, {where}")
-            st.rerun()
-        THROTTLE.failed(email)
-        ADDRESS_THROTTLE.failed(where)
-        record("sign-in refused", detail=f"wrong email or password, {where}", user=email)
-        st.error("Wrong email or password, or this email may not sign in.")
+        _try_sign_in(config, typed, password)
     st.stop()
+
+
+def _try_sign_in(config: TeamConfig, typed: str, password: str) -> None:
+    """One try: the throttle first (nothing is compared before it), then the email's spelling,
+    then the password. Returns only when the try failed (its message shown)."""
+    where = client_where(config)
+    key = typed.strip().lower()
+    device = device_id(_cookie(DEVICE_COOKIE), key, config)
+    attempt = THROTTLE.attempt(key, where, device)
+    if attempt.wait_s:
+        if worth_a_line(attempt.refused):
+            record(
+                "sign-in refused",
+                detail=f"too many wrong tries, {where}; {attempt.refused} refused while waiting",
+                user=key if _recordable(key, config) else "",
+            )
+        st.error(f"Too many wrong tries: wait {math.ceil(attempt.wait_s)} s and try again.")
+        return
+    try:
+        email = normalise_email(typed)
+    except InputError as exc:
+        record("sign-in refused", detail=f"not an email address, {where}", user="")
+        st.error(f"**Sign-in refused.** {exc}")
+        return
+    role = config.role_for(email)
+    right = password_matches(password, config.password)
+    if password_matches(email, config.password):  # never an identity, never in the log
+        role, email = None, WITHHELD
+    if role and right:
+        THROTTLE.succeeded(key, where, device)
+        _start(config, email, role, where, fresh_device=not device)  # reruns: never returns
+    record("sign-in refused", detail=f"wrong email or password, {where}", user=email)
+    st.error("Wrong email or password, or this email may not sign in.")
+
+
+def _recordable(text: str, config: TeamConfig) -> bool:
+    """Whether a typed email may go into the log (an email, and not the password)."""
+    try:
+        return not password_matches(normalise_email(text), config.password)
+    except InputError:
+        return False
+
+
+def _start(config: TeamConfig, email: str, role: str, where: str, fresh_device: bool) -> NoReturn:
+    """Make the server-side session, ask for its cookies, record the sign-in and rerun."""
+    session, token = start_session(email, role, config)
+    st.session_state[SESSION_ACTOR] = Actor(email, role)
+    st.session_state[SESSION_ID] = session.id
+    cookies = [(SESSION_COOKIE, token, SESSION_TTL_S)]
+    if fresh_device:
+        cookies.append((DEVICE_COOKIE, device_token(email, config), DEVICE_TTL_S))
+    st.session_state[COOKIE_KEY] = cookies
+    with acting_as(Actor(email, role)):
+        record("signed in", detail=f"team password, {where}")
+    st.rerun()
 
 
 def signed_in_sidebar(config: TeamConfig) -> None:
@@ -174,14 +259,17 @@ def signed_in_sidebar(config: TeamConfig) -> None:
     allowed = {
         "viewer": "read runs and reports",
         "member": "read, and run stages",
-        "owner": "read, run stages, and delete",
+        "owner": "read, run stages, delete, and point the app at other servers",
     }[actor.role]
     st.sidebar.caption(f"Signed in as **{actor.name}** ({actor.role}: {allowed}).")
+    if actor.role == "owner" and not installed():
+        st.sidebar.warning(GUARD_MISSING, icon="⚠️")
     if st.sidebar.button("Sign out", key="team_sign_out"):
         record("signed out")
+        end_session(st.session_state.pop(SESSION_ID, ""))
         st.session_state.pop(SESSION_ACTOR, None)
-        st.session_state[COOKIE_KEY] = ("", 0)  # the cookie is cleared on the next run
-        st.session_state[SIGNED_OUT] = True
+        forbid_uploads(_session_id())
+        st.session_state[COOKIE_KEY] = [(SESSION_COOKIE, "", 0)]  # cleared on the next run
         if config.mode == "oidc":
             st.logout()
         st.rerun()

@@ -58,22 +58,32 @@ def team_mode() -> bool:
         return True  # misconfigured: the gate refuses everyone; keep secrets back too
 
 
+def may_point_elsewhere() -> bool:
+    """Whether this session may point the app at another LLM or Chroma server: always without
+    sign-in; in team mode only an owner, since an address typed in the sidebar makes the server
+    send requests from inside its network (members and viewers use the server's own)."""
+    from core.runs.actor import acting
+
+    return not team_mode() or acting().role == "owner"
+
+
 def llm_settings() -> LLMSettings:
-    """LLM settings: the sidebar overrides the environment; the key comes from the sidebar,
-    secrets or environment and lives only in this session's memory (in team mode the server's
-    own key goes only to the server's own URL)."""
+    """LLM settings: the sidebar overrides the environment (its URL and key only for whoever
+    may point elsewhere); the key comes from the sidebar, secrets or environment and lives only
+    in this session's memory (in team mode the server's own key goes only to the server's own
+    URL)."""
     from core.team import held_secret
 
     env = llm_settings_from_env()
     state = st.session_state
-    backend = state.get("llm_backend", env.backend)
-    base_url = state.get("llm_base_url", env.base_url)
+    own = may_point_elsewhere()
+    base_url = state.get("llm_base_url", env.base_url) if own else env.base_url
     return LLMSettings(
-        backend=backend,
+        backend=state.get("llm_backend", env.backend),
         base_url=base_url,
         model=state.get("llm_model", env.model),
         api_key=held_secret(
-            state.get("llm_api_key") or "",
+            (state.get("llm_api_key") or "") if own else "",
             _secret("llm_api_key") or env.api_key,
             base_url,
             env.base_url,
@@ -86,13 +96,18 @@ def llm_settings() -> LLMSettings:
 
 
 def chroma_settings() -> ChromaSettings:
-    """Chroma settings: the sidebar overrides the environment."""
-    env = chroma_settings_from_env()
-    state = st.session_state
-    if state.get("chroma_mode", "server" if env.is_server else "embedded") == "embedded":
-        return ChromaSettings()
+    """Chroma settings: the sidebar overrides the environment, for whoever may point
+    elsewhere; everyone else gets the server's own."""
     from core.team import held_secret
 
+    env = chroma_settings_from_env()
+    state = st.session_state
+    if not may_point_elsewhere():
+        if not env.is_server:
+            return ChromaSettings()
+        return ChromaSettings(env.host, env.port, _secret("chroma_token") or env.token, env.ssl)
+    if state.get("chroma_mode", "server" if env.is_server else "embedded") == "embedded":
+        return ChromaSettings()
     host = state.get("chroma_host", env.host)
     port = int(state.get("chroma_port", env.port))
     return ChromaSettings(
@@ -142,16 +157,16 @@ def error_boundary(action: str) -> Iterator[None]:
 
 
 SESSION_ACTOR = "team_actor"  # the signed-in user of this browser session (team mode)
-
-
-SESSION_KEY = "team_key"  # the signing key's fingerprint the session signed in under
+SESSION_ID = "team_session"  # the id of its server-side session (password mode)
 
 
 def session_actor():  # noqa: ANN201 - core.runs.actor.Actor | None
     """This session's signed-in user, with the role the configuration gives them now; None, and
-    the session forgotten, when they are off the lists or the team password changed."""
+    the session forgotten, when they are off the lists, their server-side session was signed
+    out or ended by a change of role or password (password mode)."""
     from core.runs.actor import Actor
-    from core.team import key_fingerprint, team_config
+    from core.team import team_config
+    from core.team.sessions import check_session
 
     actor = st.session_state.get(SESSION_ACTOR)
     if actor is None:
@@ -162,10 +177,11 @@ def session_actor():  # noqa: ANN201 - core.runs.actor.Actor | None
         config = None
     role = config.role_for(actor.name) if config is not None and config.enabled else None
     if config is not None and config.mode == "password":
-        if st.session_state.get(SESSION_KEY) != key_fingerprint(config):
-            role = None
+        session = check_session(st.session_state.get(SESSION_ID, ""), config)
+        role = session.role if session is not None and session.email == actor.name else None
     if role is None:
         st.session_state.pop(SESSION_ACTOR, None)
+        st.session_state.pop(SESSION_ID, None)
         return None
     if role != actor.role:
         actor = st.session_state[SESSION_ACTOR] = Actor(actor.name, role)
@@ -183,15 +199,18 @@ def act_for_session() -> None:
     act_as(session_actor() or NOBODY)
 
 
-def audited(data: Callable[[], bytes], run_ids: list[str], what: str) -> Callable[[], bytes]:
+def audited(
+    data: Callable[[], bytes | str], run_ids: list[str], what: str
+) -> Callable[[], bytes | str]:
     """A download button's lazy data that records the export in the audit log when it is
-    fetched, in the name of the user who saw the button (the fetch may run on another thread)."""
+    fetched, in the name of the user who saw the button (the fetch may run on another thread).
+    Every download of a run's content goes through here (a CSV also through core.spreadsheet)."""
     from core.runs.actor import acting, acting_as
     from core.runs.audit import record_export
 
     actor = acting()
 
-    def fetch() -> bytes:
+    def fetch() -> bytes | str:
         with acting_as(actor):
             record_export(run_ids, what)
         return data()
@@ -229,13 +248,19 @@ def not_built_yet(stage: str, issue: str) -> None:
     )
 
 
+def _internal(run) -> bool:  # noqa: ANN001 - core.runs.folders.Run
+    """A question set a cross-fit made for one of its folds (or its model to ship): listed under
+    the cross-fit on the Runs page, not offered where a user picks a question set."""
+    return run.kind == "qa" and str(run.manifest.config.get("source", "")).startswith("crossfit")
+
+
 def run_picker(
     kind: str, label: str, key: str, statuses: tuple[str, ...] = ("done",)
 ) -> str | None:
     """A selectbox of runs of one kind (newest first); returns the chosen run id or None."""
     from core.runs.folders import list_runs
 
-    runs = [r for r in list_runs(kind) if r.manifest.status in statuses]
+    runs = [r for r in list_runs(kind) if r.manifest.status in statuses and not _internal(r)]
     if not runs:
         st.caption(f"No finished {kind} runs yet.")
         return None
@@ -276,3 +301,31 @@ def split_config_ui(key: str, fixed: bool = False) -> SplitConfig | None:
     except RagbenchError as exc:
         st.error(str(exc))
         return None
+
+
+def dealing_ui(dealing, key: str) -> None:  # noqa: ANN001 - core.questions.splits.Dealing
+    """Splits by chunk: each split's questions and chunks, the share asked against the share
+    achieved, and what keeps them apart (a group too large to place), with the fix."""
+    st.markdown("**Splits by chunk** (shares of chunks, asked against achieved)")
+    st.dataframe(dealing.rows(), hide_index=True, key=key)
+    for problem in dealing.problems():
+        st.warning(problem)
+
+
+def near_duplicates_ui(key: str) -> bool:
+    """Whether to tie near-duplicate questions into one split (loads the embedding model)."""
+    return st.checkbox(
+        "Keep near-duplicate questions in one split (loads the embedding model)",
+        True,
+        key=key,
+        help="Questions whose embeddings have a cosine above the gate's threshold (0.95) are "
+        "dealt into one split, so a paraphrase of a training question is never a test question.",
+    )
+
+
+def near_duplicates_caption(tied: int | None) -> None:
+    """What the near-duplicate check found (or that it did not run)."""
+    if tied is None:
+        st.caption("Near-duplicate questions were not looked for.")
+    elif tied:
+        st.caption(f"{tied} pair(s) of near-duplicate questions were tied into one split.")

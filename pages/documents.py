@@ -87,7 +87,16 @@ def chunking_ui() -> tuple[ChunkingConfig | None, int]:
         chunk_overlap = right.number_input(
             f"Overlap ({unit})", 0, 10000, overlap, step=10, key=f"docs_overlap_{strategy}"
         )
-        max_mb = limit.number_input("Size limit per file (MB)", 1, 2000, 50, key="docs_max_mb")
+        # The server refuses bigger files before the app sees them: the app allows no more.
+        server_mb = max(1, int(st.get_option("server.maxUploadSize")))
+        max_mb = limit.number_input(
+            "Size limit per file (MB)",
+            1,
+            server_mb,
+            min(50, server_mb),
+            key="docs_max_mb",
+            help=f"At most the server's limit, {server_mb} MB (server.maxUploadSize).",
+        )
         if strategy == "token":
             st.caption("Token sizes use the default embedding model's tokenizer.")
     try:

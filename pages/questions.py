@@ -4,6 +4,8 @@ statistics, a review grid, and exports."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -14,17 +16,22 @@ from core.questions.dataset import load_qa
 from core.questions.gate import REASONS, GateConfig
 from core.questions.generation import GenerationConfig, estimate_generation, select_chunks
 from core.questions.job import start_question_generation
-from core.questions.qa_runs import read_gate_report, read_usage
+from core.questions.qa_runs import read_dealing, read_gate_report, read_usage
 from core.questions.review import REVIEW_COLUMNS, review_rows, save_review
 from core.questions.splits import SplitConfig
 from core.runs.folders import Run, list_runs, load_run
 from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._pairs_ui import documents_ui
 from pages._ui import (
+    audited,
+    cached_model,
+    dealing_ui,
     error_boundary,
     guard_page,
     llm_settings,
     locked,
+    near_duplicates_caption,
+    near_duplicates_ui,
     run_picker,
     split_config_ui,
 )
@@ -284,6 +291,7 @@ def import_ui(corpus_id: str | None) -> None:
         split_config = split_config_ui("qa_import", fixed=mapping.split is not None)
         if split_config is None:
             return
+        tie = near_duplicates_ui("qa_import_near_dup")
         preview = preview_import(
             upload.name,
             frame,
@@ -291,6 +299,7 @@ def import_ui(corpus_id: str | None) -> None:
             corpus_run_id=corpus_id if target == "match" else None,
             split_config=split_config,
             gate_config=import_gate_config() if gate_on else None,
+            model=cached_model("default", "") if tie else None,
         )
         import_preview_ui(preview)
         if st.button("Import", type="primary", key="qa_import_go", disabled=locked("run")):
@@ -326,22 +335,13 @@ def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.questions.importi
         st.caption(
             "For example: " + "; ".join(f"{i.question[:60]!r} ({i.reason})" for i in examples)
         )
-    splits = preview.splits()
-    st.caption(
-        "Splits: "
-        + ", ".join(
-            f"{s} {v['questions']} questions / {v['chunks']} chunks" for s, v in splits.items()
-        )
-        + "."
-    )
+    dealing_ui(preview.dealing(), "qa_import_dealing")
+    near_duplicates_caption(preview.near_duplicates)
     multi = sum(len(i.gold_ids) > 1 for i in preview.items if i.status == "accepted")
     if multi:
         st.caption(f"{multi} question(s) have their evidence in more than one chunk: all count.")
-    if preview.evidence_missing:
-        st.warning(
-            f"{preview.evidence_missing} evidence quote(s) are not in their question's chunk; "
-            "those questions keep their chunk as the only gold chunk."
-        )
+    for note in preview.evidence_notes():
+        st.warning(note)
 
 
 # --------------------------------------------------------------------------- a qa run
@@ -388,11 +388,16 @@ def gate_ui(qa_id: str) -> None:
             hide_index=True,
             key="qa_reasons_table",
         )
+    dealing = read_dealing(qa_id)
     splits = report.get("splits")
-    if splits:
+    if dealing is not None:
+        dealing_ui(dealing, "qa_splits_table")
+    elif splits:
         st.dataframe(
             [{"split": s, **v} for s, v in splits.items()], hide_index=True, key="qa_splits_table"
         )
+    if "near_duplicates_tied" in report:
+        near_duplicates_caption(report["near_duplicates_tied"])
     multi = load_run(qa_id).manifest.summary.get("n_multi_gold")
     if multi:
         st.caption(
@@ -453,6 +458,10 @@ def review_ui(qa_id: str) -> None:
                 "status", options=["accepted", "rejected"], required=True, default="accepted"
             ),
             "reason": st.column_config.TextColumn("reason", disabled=True),
+            "why": st.column_config.TextColumn(
+                "why", disabled=True, help="the gate's detail, e.g. in how many chunks a quote is"
+            ),
+            "gold chunks": st.column_config.NumberColumn("gold chunks", disabled=True),
             "chunk_id": st.column_config.TextColumn("chunk_id", help="a chunk id of this corpus"),
             "split": st.column_config.TextColumn("split", disabled=True),
             "origin": st.column_config.TextColumn("origin", disabled=True),
@@ -500,9 +509,10 @@ def export_ui(qa_id: str) -> None:
         for col, fmt in zip(cols, ("csv", "jsonl", "parquet"), strict=False):
             col.download_button(
                 fmt.upper(),
-                export_qa(items, texts, fmt),
+                audited(partial(export_qa, items, texts, fmt), [qa_id], f"questions as {fmt}"),
                 file_name=f"{qa_id}.{fmt}",
                 mime=mimes[fmt],
+                on_click="ignore",
                 key=f"qa_export_{fmt}",
             )
         zip_key = f"qa_hf_zip_{qa_id}_{accepted_only}"
@@ -511,7 +521,7 @@ def export_ui(qa_id: str) -> None:
         if zip_key in st.session_state:
             cols[3].download_button(
                 "HF datasets (.zip)",
-                st.session_state[zip_key],
+                audited(partial(bytes, st.session_state[zip_key]), [qa_id], "questions as hf"),
                 file_name=f"{qa_id}-hf.zip",
                 mime="application/zip",
                 key="qa_export_hf",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -30,8 +32,10 @@ from core.rag.summary import summary_display, summary_table
 from core.report.tables import ragas_deltas_table
 from core.runs.folders import list_runs, load_run
 from core.runs.lineage import model_run_label, model_runs_for_qa
+from core.spreadsheet import csv_bytes
 from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._ui import (
+    audited,
     chroma_settings,
     error_boundary,
     guard_page,
@@ -365,28 +369,23 @@ def details_ui(result: RagasEvalResult, sid: str, labels: list[str], metrics: li
 
 
 def downloads_ui(result: RagasEvalResult, table: pd.DataFrame, questions: pd.DataFrame) -> None:
-    a, b, c, d = st.columns(4)
-    a.download_button(
-        "Scores (CSV)",
-        result.scores.to_csv(index=False),
-        f"{result.run_id}-scores.csv",
-        key="rag_dl_scores",
+    """The scores, summary and answers as CSV (safe to open in a spreadsheet) and JSON, each
+    download recorded in the audit log."""
+    rid = result.run_id
+    buttons = (
+        ("Scores (CSV)", partial(csv_bytes, result.scores), f"{rid}-scores.csv", "scores"),
+        ("Summary (CSV)", partial(csv_bytes, table), f"{rid}-summary.csv", "summary"),
+        ("Per question (CSV)", partial(csv_bytes, questions), f"{rid}-questions.csv", "questions"),
+        ("Everything (JSON)", partial(export_json, result), f"{rid}.json", "json"),
     )
-    b.download_button(
-        "Summary (CSV)",
-        table.to_csv(index=False),
-        f"{result.run_id}-summary.csv",
-        key="rag_dl_summary",
-    )
-    c.download_button(
-        "Per question (CSV)",
-        questions.to_csv(index=False),
-        f"{result.run_id}-questions.csv",
-        key="rag_dl_questions",
-    )
-    d.download_button(
-        "Everything (JSON)", export_json(result), f"{result.run_id}.json", key="rag_dl_json"
-    )
+    for col, (label, data, file_name, key) in zip(st.columns(4), buttons, strict=True):
+        col.download_button(
+            label,
+            audited(data, [rid], label),
+            file_name,
+            on_click="ignore",
+            key=f"rag_dl_{key}",
+        )
 
 
 st.title("RAG eval")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from core.charts.frontier import frontier_figure
@@ -29,11 +31,21 @@ from core.evaluation.results import (
 )
 from core.evaluation.seen import seen_display
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
-from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, row_sentence
+from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, method_text, row_sentence
 from core.runs.folders import load_run
 from core.runs.lineage import model_run_label, model_runs_for_qa
+from core.spreadsheet import export_bytes
+from pages._crossfit_ui import crossfit_ui, fold_spread_ui
 from pages._jobs_ui import ended_job, running_panel
-from pages._ui import cached_model, chroma_settings, error_boundary, guard_page, locked, run_picker
+from pages._ui import (
+    audited,
+    cached_model,
+    chroma_settings,
+    error_boundary,
+    guard_page,
+    locked,
+    run_picker,
+)
 
 guard_page()  # team mode: nothing of this page before sign-in
 
@@ -137,8 +149,8 @@ def setup_ui() -> RetrievalEvalConfig | None:
                 metric_names(),
                 index=metric_names().index(PRIMARY_METRIC),
                 key="reval_primary",
-                help="Its Holm-adjusted tests across the dims decide the headline verdict; "
-                "every other metric is exploratory.",
+                help="Its tests over every model and dim of the evaluation, one max-T adjusted "
+                "family, decide the headline verdict; every other metric is exploratory.",
             )
     if not st.button("Run evaluation", type="primary", key="reval_run", disabled=locked("run")):
         return None
@@ -165,8 +177,14 @@ def header_ui(result: RetrievalEvalResult, metric: str) -> None:
     a.metric("Corpus (chunks)", f"{result.corpus_size:,}")
     b.metric(
         "Queries",
-        f"{result.n_queries:,}",
-        help=f"split: {SPLIT_LABELS.get(result.split, result.split)}",
+        f"{result.n_queries:,}"
+        + (
+            f" in {result.n_clusters:,} clusters"
+            if result.n_clusters not in (0, result.n_queries)
+            else ""
+        ),
+        help=f"split: {SPLIT_LABELS.get(result.split, result.split)}; questions that share a "
+        "gold or linked chunk are one cluster, and the statistics count clusters",
     )
     c.metric(f"Random ranker {metric}", f"{random_score:.3f}")
     d.metric("Models", len(result.models))
@@ -184,7 +202,8 @@ def header_ui(result: RetrievalEvalResult, metric: str) -> None:
     if not seen.empty:
         st.markdown(
             f"**{result.primary_metric} on the passages each model trained on, and on the rest** "
-            "(exploratory: Holm-adjusted within each model, not part of the verdict)"
+            "(exploratory: Holm-adjusted within each model, clusters resampled, not part of the "
+            "verdict)"
         )
         st.dataframe(seen, hide_index=True, key="reval_seen")
     for report in result.chroma:
@@ -318,9 +337,10 @@ def downloads_ui(run_id: str) -> None:
         if path.exists():
             col.download_button(
                 name,
-                path.read_bytes(),
+                audited(partial(export_bytes, path), [run_id], name),
                 file_name=f"{run_id}_{name}",
                 mime=mime,
+                on_click="ignore",
                 key=f"reval_dl_{name}",
             )
 
@@ -336,6 +356,7 @@ def results_ui(run_id: str) -> None:
     )
     verdict_ui(result)
     header_ui(result, metric)
+    fold_spread_ui(result)
     for note in result.hybrid_notes():
         st.caption(f"Hybrid {note}.")
     st.plotly_chart(metric_vs_dim_figure(result.metrics, metric), key="reval_fig_dims")
@@ -352,13 +373,7 @@ def results_ui(run_id: str) -> None:
             if metric == result.primary_metric
             else f"exploratory (the primary metric is {result.primary_metric})"
         )
-        st.caption(
-            f"{metric} is {family}. Significant means the paired test (McNemar for hit rate, "
-            "sign-flip permutation otherwise), Holm-adjusted across the dims of one model, gives "
-            f"p < {1 - result.confidence:.2f} and the {result.confidence:.0%} bootstrap interval "
-            "of the difference excludes zero. The detectable Δ is the smallest difference these "
-            "queries find with 80% power at Holm's strictest level."
-        )
+        st.caption(f"{metric} is {family}. {method_text(result.primary_metric, result.confidence)}")
     ship_ui(result)
     st.subheader("Matryoshka trade-off")
     st.plotly_chart(
@@ -366,7 +381,7 @@ def results_ui(run_id: str) -> None:
     )
     flips_ui(result)
     st.subheader("All metrics")
-    caption = context_caption(result.corpus_size, result.n_queries)
+    caption = context_caption(result.corpus_size, result.n_queries, n_clusters=result.n_clusters)
     st.caption(caption + " · random_baseline = expected score of a random ranking")
     st.dataframe(result.metrics, hide_index=True, key="reval_metrics_table")
     downloads_ui(run_id)
@@ -424,6 +439,11 @@ with st.container(border=True):
             started = start_retrieval_eval(config, chroma_settings())
             st.toast(f"Evaluation {started.id} started in the background.")
     running_panel("retrieval_eval", JOBS_KEY, "evaluation")
+
+with st.container(border=True):
+    st.subheader("Cross-fitted evaluation: every question held out once")
+    with error_boundary("Preparing the cross-fit"):
+        crossfit_ui()
 
 st.subheader("Results")
 ended = ended_job("retrieval_eval", JOBS_KEY)

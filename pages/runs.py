@@ -76,7 +76,7 @@ def retrieval_comparison_ui(comparison: Comparison) -> None:
         )
         st.caption(
             f"{row['run_label']}: corpus {int(row['corpus_size']):,} chunks · "
-            f"{int(row['n_queries']):,} queries ({result.split or 'all accepted'}) · "
+            f"{result.questions_text()} ({result.split or 'all accepted'}) · "
             f"random ranker {baseline}"
         )
     st.plotly_chart(comparison_figure(comparison.retrieval, metric), key="runs_compare_fig")
@@ -169,17 +169,31 @@ def cache_ui() -> None:
             st.rerun()
 
 
+AUDIT_SHOWN = 500  # events in the table
+AUDIT_SCAN = 5000  # recent events whose kinds the filter offers
+
+
 def audit_ui() -> None:
     """The audit log: who made, started, stopped, exported or deleted which run, and sign-ins
-    (for owners: it names everyone and where they signed in from)."""
+    (for owners: it names everyone and where they signed in from), filtered by kind."""
     if locked("delete"):
         return
-    events = read_audit(limit=500)
-    with st.expander(f"Audit log ({len(events)} latest event(s))", expanded=False):
+    recent = read_audit(limit=AUDIT_SCAN)
+    with st.expander(f"Audit log ({min(len(recent), AUDIT_SHOWN)} latest event(s))"):
+        chosen = st.multiselect(
+            "Kinds of event",
+            sorted({e["action"] for e in recent}),
+            key="runs_audit_kinds",
+            placeholder="Every kind",
+        )
+        events = read_audit(AUDIT_SHOWN, actions=chosen) if chosen else recent[:AUDIT_SHOWN]
         if not events:
             st.caption("Nothing recorded yet.")
             return
-        st.caption(f"Newest first, from `{audit_path()}` (append-only, one JSON line per event).")
+        st.caption(
+            f"The {len(events)} latest event(s), newest first, from `{audit_path()}` and the "
+            "rotated files beside it (append-only, one JSON line per event)."
+        )
         st.dataframe(
             [
                 {k: e.get(k, "") for k in ("time", "user", "role", "action", "run", "detail")}

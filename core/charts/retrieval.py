@@ -1,5 +1,5 @@
 """Retrieval-eval figures: a metric by dimension with the random ranker, tuned-minus-base deltas with
-intervals (solid = significant after Holm), the Matryoshka trade-off, general similarity. Every
+intervals (solid = significant after the family's adjustment), the Matryoshka trade-off, general similarity. Every
 figure carries the corpus size, the query count and the random ranker's score."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from core.charts.style import BM25_COLOR, RANDOM_COLOR, context_caption, model_colors, rgba
+from core.formatting import questions_text
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -75,7 +76,11 @@ def metric_vs_dim_figure(metrics: pd.DataFrame, metric: str) -> go.Figure:
     fig.update_layout(
         title={
             "text": f"{metric} by dimension<br><sup>"
-            + context_caption(int(rows["corpus_size"].iloc[0]), int(rows["n_queries"].iloc[0]))
+            + context_caption(
+                int(rows["corpus_size"].iloc[0]),
+                int(rows["n_queries"].iloc[0]),
+                n_clusters=_clusters(rows),
+            )
             + "</sup>"
         },
         xaxis={
@@ -91,9 +96,13 @@ def metric_vs_dim_figure(metrics: pd.DataFrame, metric: str) -> go.Figure:
     return fig
 
 
+def _clusters(rows: pd.DataFrame) -> int | None:
+    return int(rows["n_clusters"].iloc[0]) if "n_clusters" in rows else None
+
+
 def delta_bars_figure(deltas: pd.DataFrame, metric: str) -> go.Figure:
     """Bars of model-minus-base `metric` per dimension with CI error bars; solid bars are
-    significant after the Holm adjustment (core.evaluation.verdict), pale bars are not."""
+    significant after the family's adjustment (core.evaluation.verdict), pale bars are not."""
     import plotly.graph_objects as go
 
     rows = deltas[deltas["metric"] == metric]
@@ -121,9 +130,9 @@ def delta_bars_figure(deltas: pd.DataFrame, metric: str) -> go.Figure:
                     "array": (part["ci_high"] - part["delta"]).tolist(),
                     "arrayminus": (part["delta"] - part["ci_low"]).tolist(),
                 },
-                customdata=part[["ci_low", "ci_high", "p_holm", "verdict"]].to_numpy(),
+                customdata=part[["ci_low", "ci_high", "p_adj", "verdict"]].to_numpy(),
                 hovertemplate="dim %{x}: Δ %{y:+.3f} (CI %{customdata[0]:+.3f}–"
-                "%{customdata[1]:+.3f}, Holm p=%{customdata[2]:.3g}): %{customdata[3]}"
+                "%{customdata[1]:+.3f}, adjusted p=%{customdata[2]:.3g}): %{customdata[3]}"
                 "<extra>" + model + "</extra>",
             )
         )
@@ -131,8 +140,9 @@ def delta_bars_figure(deltas: pd.DataFrame, metric: str) -> go.Figure:
     fig.add_hline(y=0, line={"color": "black", "width": 1})
     fig.update_layout(
         title={
-            "text": f"Δ {metric} vs {base} (solid = significant, Holm-adjusted)<br><sup>"
-            f"{int(rows['n_queries'].iloc[0]):,} paired queries, bootstrap intervals</sup>"
+            "text": f"Δ {metric} vs {base} (solid = significant, family-adjusted)<br><sup>"
+            f"{questions_text(int(rows['n_queries'].iloc[0]), _clusters(rows))}, paired; "
+            "cluster bootstrap intervals</sup>"
         },
         barmode="group",
         xaxis={"title": "dimension", "type": "category"},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.formatting import questions_text
+
 if TYPE_CHECKING:
     pass
 
@@ -28,10 +30,14 @@ def model_colors(models: list[str]) -> dict[str, str]:
 
 
 def context_caption(
-    corpus_size: int, n_queries: int, random_score: float | None = None, metric: str = ""
+    corpus_size: int,
+    n_queries: int,
+    random_score: float | None = None,
+    metric: str = "",
+    n_clusters: int | None = None,
 ) -> str:
-    """'corpus 1,234 chunks · 120 queries · random ranker ndcg@10 = 0.004'."""
-    parts = [f"corpus {corpus_size:,} chunks", f"{n_queries:,} queries"]
+    """'corpus 1,234 chunks · 120 questions in 90 clusters · random ranker ndcg@10 = 0.004'."""
+    parts = [f"corpus {corpus_size:,} chunks", questions_text(n_queries, n_clusters)]
     if random_score is not None:
         parts.append(f"random ranker {metric} = {random_score:.3f}".replace("  ", " "))
     return " · ".join(parts)

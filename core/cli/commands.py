@@ -156,8 +156,23 @@ def questions(ctx: Context, corpus_run: str, *, source: str, options: dict[str, 
     return result.run.id
 
 
+def _near_duplicate_model(check: bool) -> Any:
+    """The default embedding model for tying near-duplicate questions into one split (None when
+    the check is turned off)."""
+    if not check:
+        return None
+    from core.embeddings import ModelSpec, load_model
+
+    return load_model(ModelSpec())
+
+
 def document_pairs(
-    ctx: Context, corpus_run: str, *, options: dict[str, Any], dry_run: bool = False
+    ctx: Context,
+    corpus_run: str,
+    *,
+    options: dict[str, Any],
+    dry_run: bool = False,
+    near_duplicates: bool = True,
 ) -> str | None:
     """Heading and cloze pairs from a corpus run's documents (no LLM), through the gate and the
     split; the qa run id (None for a dry run, which saves nothing)."""
@@ -170,7 +185,10 @@ def document_pairs(
     options = dict(options)
     name = options.pop("name", "")
     config = DocumentPairsConfig.from_dict(options)
-    preview = preview_document_pairs(corpus_run, config, on_progress=ctx.progress)
+    preview = preview_document_pairs(
+        corpus_run, config, model=_near_duplicate_model(near_duplicates), on_progress=ctx.progress
+    )
+    dealing = preview.dealing()
     data: dict[str, Any] = {
         "stage": "questions",
         "source": "documents",
@@ -180,6 +198,9 @@ def document_pairs(
         "sources": preview.sources(),
         "rejected_by_reason": {r["reason"]: r["questions"] for r in preview.rejection_rows()},
         "splits": preview.splits(),
+        "shares": dealing.rows(),
+        "dealing_problems": dealing.problems(),
+        "near_duplicates_tied": preview.gate_report.get("near_duplicates_tied"),
         "notes": preview.notes,
     }
     if dry_run:
@@ -199,6 +220,7 @@ def import_questions(
     gate: bool = True,
     split: dict[str, float] | None = None,
     dry_run: bool = False,
+    near_duplicates: bool = True,
 ) -> str | None:
     """Import a question file (the page's import, with its guesses as defaults); the qa run id
     (None for a dry run, which saves nothing)."""
@@ -229,7 +251,9 @@ def import_questions(
         corpus_run_id=corpus_run,
         split_config=SplitConfig(**(split or {})),
         gate_config=import_gate_config() if gate else None,
+        model=_near_duplicate_model(near_duplicates),
     )
+    dealing = preview.dealing()
     data: dict[str, Any] = {
         "stage": "import",
         "file": file.name,
@@ -239,6 +263,10 @@ def import_questions(
         "n_rejected": preview.n_rejected,
         "rejected_by_reason": preview.rejections(),
         "splits": preview.splits(),
+        "shares": dealing.rows(),
+        "dealing_problems": dealing.problems(),
+        "evidence_notes": preview.evidence_notes(),
+        "near_duplicates_tied": preview.near_duplicates,
         "skipped_rows": preview.skipped_rows,
     }
     if dry_run:

@@ -1,5 +1,6 @@
 """The whole loop from one TOML file: documents, questions (the sample set, the LLM, pairs from
-the documents, or an imported QA file), fine-tune, retrieval eval and RAG eval, each stage
+the documents, or an imported QA file), fine-tune, retrieval eval, a cross-fit (optional) and RAG
+eval, each stage
 through the same command as on its own. With `evaluate_on = "sample"` the model trains on one
 set (say pairs from the documents, aligned with the sample's splits) and is evaluated on the
 hand-written one. See data/sample/loop.toml."""
@@ -20,6 +21,7 @@ from core.cli.commands import (
     questions,
     rag_eval,
 )
+from core.cli.crossfit import config_from_options, run_crossfit_command
 from core.errors import ConfigError
 
 
@@ -120,6 +122,14 @@ def run_loop(ctx: Context, config_path: Path) -> dict[str, str]:
     if ev.get("enabled", True):
         ids["retrieval_eval"] = eval_retrieval(
             ctx, evaluated, models=models, options=ev.get("options", {})
+        )
+    cf = config.get("crossfit", {})
+    if cf.get("enabled", False):
+        ids["crossfit_eval"] = run_crossfit_command(
+            ctx,
+            config_from_options(
+                ids["qa"], ft.get("options", {}), ft.get("base", "default"), cf.get("options", {})
+            ),
         )
     rag = config.get("rag_eval", {})
     if rag.get("enabled", False):

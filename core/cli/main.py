@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import commands, run_commands
+from core.cli import crossfit as crossfit_cli
 from core.cli.loop import run_loop
 from core.cli.output import Output, Printer
 from core.config import apply_offline_env
@@ -24,9 +25,12 @@ EXAMPLES = """examples:
   ragbench import pairs.jsonl --question query --chunk passage
   ragbench finetune QA_RUN --epochs 3 --source-weight cloze=0.5
   ragbench eval-retrieval QA_RUN --model default --model run:MODEL_RUN --bm25
+  ragbench crossfit QA_RUN --folds 5 --epochs 2 --plan   # what it can detect, what it costs
+  ragbench crossfit QA_RUN --folds 5 --epochs 2 --bm25   # every question held out once
   ragbench rag-eval QA_RUN --tuned run:MODEL_RUN --k 5 --limit 20
   ragbench compare EVAL_RUN [EVAL_RUN ...]
   ragbench report EVAL_RUN --html report.html --zip report.zip
+  ragbench export QA_RUN --format csv -o questions.csv
   ragbench delete RUN --yes
   ragbench runs --kind model
   ragbench cache            # the embedding cache's size (--clear empties it)
@@ -97,6 +101,11 @@ def _questions(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--name", default="")
     p.add_argument("--dry-run", action="store_true", help="documents: show, save nothing")
+    p.add_argument(
+        "--no-near-duplicates",
+        action="store_true",
+        help="do not load the embedding model to tie near-duplicate questions into one split",
+    )
     p = sub.add_parser(
         "import",
         parents=[common],
@@ -120,6 +129,11 @@ def _questions(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--validation", type=float, default=0.15)
     p.add_argument("--test", type=float, default=0.15)
     p.add_argument("--dry-run", action="store_true", help="show what would be saved; save nothing")
+    p.add_argument(
+        "--no-near-duplicates",
+        action="store_true",
+        help="do not load the embedding model to tie near-duplicate questions into one split",
+    )
 
 
 def _models(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -149,7 +163,7 @@ def _models(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--dims", type=int, nargs="*")
     p.add_argument("--bm25", action="store_true")
     p.add_argument("--split", default="test", choices=SPLITS, help="all: every accepted question")
-    p.add_argument("--primary-metric", default="ndcg@10", help="its Holm-adjusted tests decide")
+    p.add_argument("--primary-metric", default="ndcg@10", help="its family's adjusted tests decide")
     p.add_argument("--hybrid", action="store_true", help="add BM25 fused with each model")
     p.add_argument("--no-frontier", action="store_true", help="skip the dim x precision cells")
     p.add_argument("--deploy-size", type=int, help="chunks in production (memory, advice)")
@@ -184,6 +198,15 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p = sub.add_parser("runs", parents=[common], help="list runs")
     p.add_argument("--kind")
+    p = sub.add_parser("export", help="a question set as a file (the Questions page's export)")
+    p.add_argument("qa_run")
+    p.add_argument(
+        "--format", dest="export_format", choices=run_commands.EXPORT_FORMATS, required=True
+    )
+    p.add_argument("-o", "--output", required=True, help="a file (a folder for hf)")
+    p.add_argument("--all", action="store_true", help="rejected questions too")
+    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS)
+    p.set_defaults(handler=_export_command)
     p = sub.add_parser("cache", parents=[common], help="the embedding cache: its size, or --clear")
     p.add_argument("--clear", action="store_true", help="delete every cached vector")
 
@@ -199,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("json", "table"), default="json")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     common = _common()
-    for add in (_documents, _questions, _models, _runs):
+    for add in (_documents, _questions, _models, crossfit_cli.add_parser, _runs):
         add(sub, common)
     return parser
 
@@ -239,6 +262,29 @@ def _ingest_command(args: argparse.Namespace, ctx: commands.Context) -> None:
     )
 
 
+def _import_command(args: argparse.Namespace, ctx: commands.Context) -> None:
+    """`import`: a question file, with the page's column guesses unless columns are named."""
+    mapping = _given(
+        question=args.question,
+        chunk=args.chunk,
+        chunk_kind=args.chunk_kind,
+        answer=args.answer,
+        split=args.split_column,
+        evidence=args.evidence,
+    )
+    split = {"train": args.train, "validation": args.validation, "test": args.test}
+    commands.import_questions(
+        ctx,
+        args.file,
+        corpus_run=args.corpus_run,
+        mapping=mapping,
+        gate=not args.no_gate,
+        split={**split, "seed": args.seed},
+        dry_run=args.dry_run,
+        near_duplicates=not args.no_near_duplicates,
+    )
+
+
 def _questions_command(args: argparse.Namespace, ctx: commands.Context) -> None:
     """`questions`: the sample set, pairs from the documents, or LLM generation."""
     if args.from_documents:
@@ -252,11 +298,24 @@ def _questions_command(args: argparse.Namespace, ctx: commands.Context) -> None:
             "include_aligned": args.include_aligned,
             "name": args.name,
         }
-        commands.document_pairs(ctx, args.corpus_run, options=options, dry_run=args.dry_run)
+        commands.document_pairs(
+            ctx,
+            args.corpus_run,
+            options=options,
+            dry_run=args.dry_run,
+            near_duplicates=not args.no_near_duplicates,
+        )
         return
     options = {"n_per_chunk": args.n_per_chunk, "max_chunks": args.max_chunks}
     source = "sample" if args.sample else "llm"
     commands.questions(ctx, args.corpus_run, source=source, options=options)
+
+
+def _export_command(args: argparse.Namespace, ctx: commands.Context) -> None:
+    """`export`: a question set as CSV, JSONL, Parquet or a datasets folder."""
+    run_commands.export(
+        ctx, args.qa_run, fmt=args.export_format, path=args.output, everything=args.all
+    )
 
 
 def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
@@ -269,24 +328,7 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
     elif c == "questions":
         _questions_command(args, ctx)
     elif c == "import":
-        mapping = _given(
-            question=args.question,
-            chunk=args.chunk,
-            chunk_kind=args.chunk_kind,
-            answer=args.answer,
-            split=args.split_column,
-            evidence=args.evidence,
-        )
-        split = {"train": args.train, "validation": args.validation, "test": args.test}
-        commands.import_questions(
-            ctx,
-            args.file,
-            corpus_run=args.corpus_run,
-            mapping=mapping,
-            gate=not args.no_gate,
-            split={**split, "seed": args.seed},
-            dry_run=args.dry_run,
-        )
+        _import_command(args, ctx)
     elif c == "finetune":
         options = _given(
             epochs=args.epochs,
@@ -297,6 +339,8 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
             source_weights=parse_weights(args.source_weight) or None,
         )
         commands.finetune(ctx, args.qa_run, options=options, base=args.base)
+    elif c == "crossfit":
+        crossfit_cli.crossfit(ctx, args)
     elif c == "eval-retrieval":
         options: dict[str, Any] = {
             "include_bm25": args.bm25,
@@ -349,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
     ctx = commands.Context(Printer(args.quiet), Output(args.format, args.quiet))
     try:
-        dispatch(args, ctx)
+        getattr(args, "handler", dispatch)(args, ctx)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

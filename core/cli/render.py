@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from core.evaluation.results import RetrievalEvalResult
     from core.questions.from_documents import DocumentPairsPreview
     from core.questions.importing import ImportPreview
+    from core.questions.splits import Dealing
     from core.rag.results import RagasEvalResult
     from core.report.comparison import Comparison
 
@@ -51,12 +52,13 @@ def metrics_wide(result: RetrievalEvalResult) -> pd.DataFrame:
 
 def retrieval_text(result: RetrievalEvalResult) -> str:
     """The Retrieval eval page in text: context, verdicts, every metric, every delta, warnings."""
-    from core.evaluation.verdict import deltas_display
+    from core.evaluation.verdict import deltas_display, method_text
 
     lines = [
         f"retrieval eval {result.run_id}: {result.split or 'all accepted'} split, "
         f"{result.corpus_size:,} chunks, {result.gold_summary()}",
         *(f"verdict: {h.text}" for h in result.headlines()),
+        f"how to read it: {method_text(result.primary_metric, result.confidence)}",
         "",
         "every metric per model and dim (values; intervals in the JSON):",
         frame_text(metrics_wide(result)),
@@ -105,6 +107,8 @@ def retrieval_json(result: RetrievalEvalResult) -> dict[str, Any]:
         "split": result.split,
         "corpus_size": result.corpus_size,
         "n_queries": result.n_queries,
+        "n_clusters": result.n_clusters,
+        "query_sources": result.query_sources,
         "gold_counts": result.gold_counts,
         "primary_metric": result.primary_metric,
         "verdicts": [h.to_dict() for h in result.headlines()],
@@ -145,14 +149,23 @@ def preview_text(preview: ImportPreview) -> str:
     ]
     if preview.n_rejected:
         lines += ["rejected, by reason:", frame_text(preview.rejection_rows())]
-    splits = [{"split": s, **v} for s, v in preview.splits().items()]
-    lines += ["splits:", frame_text(splits)]
-    if preview.evidence_missing:
-        lines.append(
-            f"warning: {preview.evidence_missing} evidence quote(s) are not in their question's "
-            "chunk; those questions keep their chunk as the only gold chunk"
-        )
+    lines += dealing_lines(preview.dealing())
+    lines += [f"note: {n}" for n in preview.evidence_notes()]
+    lines += near_duplicate_lines(preview.near_duplicates)
     return "\n".join(lines)
+
+
+def dealing_lines(dealing: Dealing) -> list[str]:
+    """Splits by chunk, asked against achieved shares, and what keeps them apart."""
+    lines = ["splits (shares of chunks, asked against achieved):", frame_text(dealing.rows())]
+    return lines + [f"warning: {p}" for p in dealing.problems()]
+
+
+def near_duplicate_lines(tied: int | None) -> list[str]:
+    """Whether near-duplicate questions were looked for and tied into one split."""
+    if tied is None:
+        return ["note: near-duplicate questions were not looked for (no embedding model)"]
+    return [f"near-duplicate pairs tied into one split: {tied}"] if tied else []
 
 
 def pairs_text(preview: DocumentPairsPreview) -> str:
@@ -164,8 +177,8 @@ def pairs_text(preview: DocumentPairsPreview) -> str:
     rejected = preview.rejection_rows()
     if rejected:
         lines += ["rejected, by reason:", frame_text(rejected)]
-    splits = [{"split": s, **v} for s, v in preview.splits().items()]
-    lines += ["splits:", frame_text(splits)]
+    lines += dealing_lines(preview.dealing())
+    lines += near_duplicate_lines(preview.gate_report.get("near_duplicates_tied"))
     lines += [f"note: {n}" for n in preview.notes]
     return "\n".join(lines)
 

@@ -134,3 +134,38 @@ def runs(ctx: Context, kind: str | None) -> None:
             }
         )
     ctx.out.text(frame_text(run_rows(listed), empty="no runs yet"))
+
+
+EXPORT_FORMATS = ("csv", "jsonl", "parquet", "hf")
+
+
+def export(ctx: Context, qa_run: str, *, fmt: str, path: str, everything: bool = False) -> None:
+    """A question set to PATH, as the Questions page exports it: CSV (safe to open in a
+    spreadsheet), JSONL or Parquet with sentence-transformers' columns, or (hf) a Hugging Face
+    `datasets` folder. Accepted questions only unless `everything`; recorded in the audit log."""
+    from core.documents.corpus import load_chunks
+    from core.questions.dataset import load_qa
+    from core.questions.exporting import export_hf_dataset, export_qa
+    from core.runs.audit import record_export
+    from core.runs.folders import load_run
+
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"Unknown export format {fmt!r}.", fix=f"use {', '.join(EXPORT_FORMATS)}")
+    target = Path(path)
+    if fmt == "hf" and target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(
+            f"{target} already exists and is not an empty folder.",
+            fix="pass -o with a new folder for the datasets export",
+        )
+    items = load_qa(qa_run, accepted_only=not everything)
+    corpus_id = load_run(qa_run).manifest.parents.get("corpus", "")
+    texts = {c.id: c.text for c in load_chunks(corpus_id)} if corpus_id else {}
+    if fmt == "hf":
+        export_hf_dataset(items, texts, target)
+    else:
+        target.write_bytes(export_qa(items, texts, fmt))
+    record_export([qa_run], f"questions as {fmt} (CLI)")
+    ctx.out.emit(
+        {"stage": "export", "run": qa_run, "format": fmt, "path": str(target), "n": len(items)},
+        f"{len(items)} question(s) of {qa_run} written to {target} ({fmt})",
+    )

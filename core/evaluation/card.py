@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.embeddings import model_card_path
-from core.evaluation.verdict import deltas_display
+from core.evaluation.verdict import deltas_display, method_text
 from core.runs.folders import Run, write_text_atomic
 from core.text import replace_marked_section
 
@@ -54,11 +54,7 @@ def eval_section(result: RetrievalEvalResult, label: str) -> str:
         "|" + "---:|" * len(table.columns),
         *("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)),
         "",
-        f"{result.primary_metric} is the primary metric: its paired tests across the dims are "
-        "Holm-adjusted as one family; significant means the adjusted p is below "
-        f"{1 - result.confidence:.2f} and the {result.confidence:.0%} bootstrap interval excludes "
-        "zero. The detectable Δ is the smallest difference this many questions find with 80% "
-        "power.",
+        method_text(result.primary_metric, result.confidence),
         "",
     ]
     lines += [f"- {w}" for w in result.warnings] + ["", TEST_END]

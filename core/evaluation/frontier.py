@@ -11,9 +11,12 @@ How it works:
    all the cells (one family).
 3. A cell is on the frontier when no other cell is at least as good for at most as many bytes.
 4. The recommendation is the smallest cell that loses at most `tolerance` of the primary metric
-   against the reference, read from a lower bound that is simultaneous over all the cells
-   (Bonferroni: the difference minus z(1 - alpha / 2m) standard errors, m cells), so picking the
-   best-looking of many cells does not inflate the confidence. It is a non-inferiority reading:
+   against the reference, read from a one-sided lower bound that is simultaneous over all the
+   cells (Bonferroni: the difference minus t(1 - alpha / m) cluster-robust standard errors, m
+   cells, Student's t with clusters - 1 degrees of freedom, since a few dozen questions make
+   the normal quantile too small), so picking the best-looking of many cells does not inflate
+   the confidence. Intervals and tests resample and flip clusters of questions that share a
+   chunk (core.evaluation.statistics). It is a non-inferiority reading:
    "not significant" alone would reward too few questions. With too few questions nothing
    qualifies, and it says so.
 5. Latency (core.evaluation.latency) is measured, per query, by exact numpy search over a
@@ -42,7 +45,13 @@ from core.evaluation.quantization import (
     cell_name,
     search_quantized,
 )
-from core.evaluation.statistics import bootstrap_ci, compare_paired, holm_adjust
+from core.evaluation.statistics import (
+    bootstrap_ci,
+    clustered_se,
+    compare_paired,
+    holm_adjust,
+    n_clusters,
+)
 from core.formatting import signed
 
 DEFAULT_TOLERANCE = 0.02  # of the primary metric: what a team may lose for less memory
@@ -133,10 +142,11 @@ def frontier_frame(
     n_permutations: int = 10000,
     confidence: float = 0.95,
     seed: int = 0,
+    clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per cell: the primary metric with its interval, the paired difference from the
     reference cell (model, dim at float32) with its interval and Holm-adjusted p, bytes, and
-    whether the cell is on the frontier."""
+    whether the cell is on the frontier. `clusters` (n,) groups questions that share a chunk."""
     ref = next(
         (c for c in cells if (c.model, c.dim) == reference and c.precision == "float32"), None
     )
@@ -152,8 +162,9 @@ def frontier_frame(
             n_permutations=n_permutations,
             confidence=confidence,
             seed=seed,
+            clusters=clusters,
         )
-        _, low, high = bootstrap_ci(c.per_query[metric], n_resamples, confidence, seed)
+        _, low, high = bootstrap_ci(c.per_query[metric], n_resamples, confidence, seed, clusters)
         is_ref = c is ref
         rows.append(
             {
@@ -178,11 +189,12 @@ def frontier_frame(
     others = ~frame["reference"]
     frame["p_holm"] = 1.0
     frame.loc[others, "p_holm"] = holm_adjust(frame.loc[others, "p_value"].to_numpy())
-    z = simultaneous_z(int(others.sum()), confidence)
+    n = len(ref.per_query[metric])
+    t = simultaneous_t(int(others.sum()), n_clusters(clusters, n), confidence)
     frame["delta_bound"] = [
-        0.0 if c is ref else d - z * se
+        0.0 if c is ref else d - t * se
         for c, d, se in zip(
-            cells, frame["delta"], _standard_errors(cells, ref, metric), strict=True
+            cells, frame["delta"], _standard_errors(cells, ref, metric, clusters), strict=True
         )
     ]
     frame["pareto"] = pareto_mask(frame["bytes_per_vector"], frame["value"])
@@ -199,6 +211,7 @@ def frontier_with_latency(
     n_permutations: int = 10000,
     confidence: float = 0.95,
     seed: int = 0,
+    clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """frontier_frame with each cell's latency measured on `latency_size` synthetic vectors."""
     frame = frontier_frame(
@@ -209,6 +222,7 @@ def frontier_with_latency(
         n_permutations=n_permutations,
         confidence=confidence,
         seed=seed,
+        clusters=clusters,
     )
     if frame.empty:
         return frame
@@ -220,21 +234,24 @@ def frontier_with_latency(
     )
 
 
-def simultaneous_z(m: int, confidence: float = 0.95) -> float:
-    """The normal quantile of a one-sided bound that holds for all `m` cells at once
-    (Bonferroni: each at alpha / m)."""
-    from scipy.stats import norm
+def simultaneous_t(m: int, n_clusters: int, confidence: float = 0.95) -> float:
+    """Student's t quantile (n_clusters - 1 degrees of freedom) of a one-sided bound that holds
+    for all `m` cells at once (Bonferroni: each at alpha / m); inf below 2 clusters."""
+    from scipy.stats import t
 
-    return float(norm.ppf(1 - (1 - confidence) / max(1, m)))
+    if n_clusters < 2:
+        return math.inf
+    return float(t.ppf(1 - (1 - confidence) / max(1, m), n_clusters - 1))
 
 
-def _standard_errors(cells: Sequence[Cell], ref: Cell, metric: str) -> list[float]:
-    """Standard error of each cell's mean paired difference from the reference."""
+def _standard_errors(
+    cells: Sequence[Cell], ref: Cell, metric: str, clusters: np.ndarray | None
+) -> list[float]:
+    """Cluster-robust standard error of each cell's mean paired difference from the reference."""
     out = []
     for c in cells:
-        diffs = c.per_query[metric] - ref.per_query[metric]
-        n = len(diffs)
-        out.append(float(np.std(diffs, ddof=1) / math.sqrt(n)) if n > 1 else math.inf)
+        se = clustered_se(c.per_query[metric] - ref.per_query[metric], clusters)
+        out.append(se if math.isfinite(se) else math.inf)
     return out
 
 

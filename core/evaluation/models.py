@@ -131,3 +131,21 @@ def model_labels(specs: Sequence[ModelSpec], runs: Sequence[Run | None] = ()) ->
             f"Two models would share the name {', '.join(clashes)}.", fix="rename one of them"
         )
     return labels
+
+
+def model_notes(
+    labels: Sequence[str],
+    model_runs: Sequence[Run | None],
+    items: Sequence[QAItem],
+    chunk_ids: Sequence[str],
+    qa_run_id: str,
+) -> list[str]:
+    """Models stopped before their last epoch; models that saw some of these questions or their
+    chunks in training, or were trained on another question set."""
+    notes = []
+    for label, model_run in zip(labels, model_runs, strict=True):
+        info = training_info(model_run, list(items), list(chunk_ids))
+        for note in (model_run_note(model_run, label), training_note(label, info, qa_run_id)):
+            if note:
+                notes.append(note)
+    return notes

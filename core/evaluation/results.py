@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from core.errors import RunError
+from core.evaluation.cautions import copied_query_caution, crossfit_note
 from core.evaluation.frontier import DEFAULT_TOLERANCE, Recommendation, recommend
 from core.evaluation.verdict import (
     PRIMARY_METRIC,
@@ -18,7 +19,9 @@ from core.evaluation.verdict import (
     alpha_of,
     assign_families,
     headline_verdicts,
+    upgrade_deltas,
 )
+from core.formatting import questions_text
 from core.questions.sources import sources_text
 from core.runs.folders import Run, load_run, write_text_atomic
 
@@ -56,6 +59,9 @@ class RetrievalEvalResult:
     config: dict[str, Any] = field(default_factory=dict)
     gold_counts: dict[str, int] = field(default_factory=dict)  # gold chunks -> questions
     frontier: pd.DataFrame | None = None  # core.evaluation.frontier: every (model, dim, precision)
+    n_clusters: int = 0  # clusters of questions sharing a chunk (0: not recorded)
+    query_sources: dict[str, int] = field(default_factory=dict)  # human / llm / heading / cloze
+    crossfit: dict[str, Any] | None = None  # core.crossfit: folds, fold models, spread per fold
 
     @property
     def primary_metric(self) -> str:
@@ -134,13 +140,32 @@ class RetrievalEvalResult:
         )
 
     def headlines(self) -> list[Headline]:
-        """The headline verdict of each tuned model on the primary metric (core.evaluation.verdict)."""
-        return headline_verdicts(self.deltas, self.primary_metric)
+        """The headline verdict of each tuned model on the primary metric (core.evaluation.verdict),
+        with the caution on copied queries when some were."""
+        return headline_verdicts(self.deltas, self.primary_metric, self.caution())
+
+    def caution(self) -> str:
+        """What the headline must say besides the tests: what a cross-fit judges, and the
+        caution on questions copied from the documents ('' when neither applies)."""
+        parts = [
+            crossfit_note(self.crossfit or {}, self.primary_metric),
+            copied_query_caution(self.query_sources),
+        ]
+        return " ".join(p for p in parts if p)
+
+    def fold_spread(self) -> pd.DataFrame:
+        """A cross-fit's primary metric per fold and dim (empty for a split evaluation)."""
+        return pd.DataFrame((self.crossfit or {}).get("spread") or [])
+
+    def questions_text(self) -> str:
+        """'23 questions in 20 clusters' (or '23 questions' when each is its own)."""
+        return questions_text(self.n_queries, self.n_clusters or None)
 
     def gold_summary(self) -> str:
-        """'22 questions, 1 with 2 gold chunks' (chunks overlap, so a quote can sit in two)."""
+        """'22 questions in 20 clusters, 1 with 2 gold chunks' (chunks overlap, so a quote can
+        sit in two)."""
         multi = {int(k): v for k, v in self.gold_counts.items() if int(k) > 1}
-        text = f"{self.n_queries} questions"
+        text = self.questions_text()
         if multi:
             parts = [f"{v} with {k} gold chunks" for k, v in sorted(multi.items())]
             text += ", " + ", ".join(parts)
@@ -154,6 +179,7 @@ class RetrievalEvalResult:
 
 PER_QUERY_COLUMNS = [
     "query_id",
+    "cluster",
     "question",
     "model",
     "dim",
@@ -169,6 +195,10 @@ def per_query_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows), columns=PER_QUERY_COLUMNS)
     frame["dim"] = frame["dim"].astype("Int64")
     frame["gold_rank"] = frame["gold_rank"].astype("Int64")
+    if frame["cluster"].isna().any():  # saved before clusters: each question its own
+        codes = {q: n for n, q in enumerate(dict.fromkeys(frame["query_id"]))}
+        frame["cluster"] = frame["query_id"].map(codes)
+    frame["cluster"] = frame["cluster"].astype("int64")
     return frame
 
 
@@ -204,6 +234,9 @@ def save_retrieval_eval(run: Run, result: RetrievalEvalResult) -> None:
             "random_baseline": result.random_baseline,
             "config": result.config,
             "gold_counts": result.gold_counts,
+            "n_clusters": result.n_clusters,
+            "query_sources": result.query_sources,
+            "crossfit": result.crossfit,
             "headlines": [h.to_dict() for h in result.headlines()],
             "recommendation": recommendation.to_dict() if recommendation else None,
         },
@@ -230,14 +263,14 @@ def load_retrieval_eval(run: Run | str) -> RetrievalEvalResult:
             frame["dim"] = frame["dim"].astype("Int64")
         return frame
 
-    deltas = read_csv(DELTAS_FILE)
+    deltas = upgrade_deltas(read_csv(DELTAS_FILE))
     if "warning" in deltas:
         deltas["warning"] = deltas["warning"].fillna("")
     config = info.get("config", {})
-    if not deltas.empty and "family" not in deltas:
-        # Saved before verdicts were Holm-adjusted by family: decide them now, the same way.
+    if not deltas.empty and ("family" not in deltas or "alpha_level" not in deltas):
+        # Saved before verdicts were adjusted by family: decide them now, the same way.
         deltas = assign_families(
-            deltas.drop(columns=["p_holm", "significant"], errors="ignore"),
+            deltas.drop(columns=["p_adj", "significant"], errors="ignore"),
             config.get("primary_metric") or PRIMARY_METRIC,
             alpha_of(config.get("confidence") or 0.95),
         )
@@ -272,4 +305,7 @@ def load_retrieval_eval(run: Run | str) -> RetrievalEvalResult:
         random_baseline=info.get("random_baseline", {}),
         config=info.get("config", {}),
         gold_counts=info.get("gold_counts", {}),
+        n_clusters=int(info.get("n_clusters") or 0),
+        query_sources=info.get("query_sources", {}),
+        crossfit=info.get("crossfit"),
     )

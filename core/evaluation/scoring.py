@@ -35,8 +35,11 @@ from core.evaluation.search import measure_query_latency, search_exact
 from core.evaluation.statistics import (
     bootstrap_ci,
     compare_paired,
+    maxt_adjust,
+    n_clusters,
 )
 from core.evaluation.verdict import (
+    MAXT,
     alpha_of,
     assign_families,
 )
@@ -170,12 +173,17 @@ def metrics_frame(
     baseline: dict[str, float],
     corpus_size: int,
     n: int,
+    clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
+    """Every model's mean of every metric per dim with its cluster bootstrap interval."""
     names = metric_names(KS)
+    n_cl = n_clusters(clusters, n) if n else 0
     rows = []
     for s in scored:
         values = np.stack([s.per_query[m] for m in names], axis=1)  # (n, n_metrics)
-        mean, low, high = bootstrap_ci(values, config.n_resamples, config.confidence, config.seed)
+        mean, low, high = bootstrap_ci(
+            values, config.n_resamples, config.confidence, config.seed, clusters
+        )
         for j, name in enumerate(names):
             rows.append(
                 {
@@ -188,6 +196,7 @@ def metrics_frame(
                     "ci_low": float(low[j]),
                     "ci_high": float(high[j]),
                     "n_queries": n,
+                    "n_clusters": n_cl,
                     "corpus_size": corpus_size,
                     "random_baseline": baseline[name],
                 }
@@ -209,28 +218,41 @@ DELTA_COLUMNS = [
     "ci_low",
     "ci_high",
     "p_value",
+    "p_adj",
+    "adjustment",
+    "alpha_level",
     "test",
     "n_queries",
+    "n_clusters",
     "sd_diff",
+    "se_diff",
     "warning",
 ]
 
 
 def deltas_frame(
-    scored: list[DimScores], base_label: str, config: RetrievalEvalConfig
+    scored: list[DimScores],
+    base_label: str,
+    config: RetrievalEvalConfig,
+    clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Every tuned model minus the base, per dim and metric, with the verdict columns of
-    core.evaluation.verdict (Holm within each model's metric across dims; the primary metric decides)."""
+    """Every tuned model and hybrid minus the base, per dim and metric, compared whole clusters
+    at a time, with the verdict columns of core.evaluation.verdict: one family per metric over
+    every compared (model, dim) of this evaluation, adjusted by max-T over the same cluster
+    sign-flip draws; the primary metric's family decides the headline."""
     base = {s.dim: s for s in scored if s.label == base_label}
+    compared = [s for s in scored if s.kind in ("tuned", "hybrid") and s.dim in base]
+    alpha = alpha_of(config.confidence)
     rows = []
-    for s in scored:
-        if s.kind not in ("tuned", "hybrid") or s.dim not in base:
-            continue
-        for name in metric_names(KS):
+    for name in metric_names(KS) if compared else []:
+        diffs = np.stack([s.per_query[name] - base[s.dim].per_query[name] for s in compared], 1)
+        family = maxt_adjust(diffs, clusters, config.n_permutations, config.seed, alpha)
+        for j, s in enumerate(compared):
             cmp = compare_paired(
                 base[s.dim].per_query[name],
                 s.per_query[name],
                 name,
+                clusters=clusters,
                 n_resamples=config.n_resamples,
                 n_permutations=config.n_permutations,
                 confidence=config.confidence,
@@ -249,22 +271,33 @@ def deltas_frame(
                     "ci_low": cmp.ci_low,
                     "ci_high": cmp.ci_high,
                     "p_value": cmp.p_value,
+                    # never below the comparison's own raw p (McNemar's for hit rates)
+                    "p_adj": max(float(family.p_adjusted[j]), cmp.p_value),
+                    "adjustment": MAXT,
+                    "alpha_level": float(family.levels[j]),
                     "test": cmp.test,
                     "n_queries": cmp.n_queries,
+                    "n_clusters": cmp.clusters,
                     "sd_diff": cmp.sd_diff,
+                    "se_diff": cmp.se_diff,
                     "warning": cmp.warning or "",
                 }
             )
     frame = pd.DataFrame(rows, columns=DELTA_COLUMNS)
-    frame = assign_families(frame, config.primary_metric, alpha_of(config.confidence))
+    frame = assign_families(frame, config.primary_metric, alpha)
     if not frame.empty:
         frame["dim"] = frame["dim"].astype("Int64")
     return frame
 
 
 def per_query_frame(
-    scored: list[DimScores], items: list[QAItem], chunks: list[Chunk]
+    scored: list[DimScores],
+    items: list[QAItem],
+    chunks: list[Chunk],
+    clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
+    """Per model, dim and question: the gold chunks, the rank of the first, the saved top ids
+    and scores, and the question's cluster."""
     rows = []
     for s in scored:
         for q, item in enumerate(items):
@@ -272,6 +305,7 @@ def per_query_frame(
             rows.append(
                 {
                     "query_id": item.id,
+                    "cluster": int(clusters[q]) if clusters is not None and len(clusters) else q,
                     "question": item.question,
                     "model": s.label,
                     "dim": s.dim,

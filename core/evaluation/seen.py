@@ -5,7 +5,7 @@ A model tuned on pairs made from the corpus itself (headings, cloze sentences) h
 passages most questions point at, though never the questions: the realistic case when a team
 tunes on its own documents and queries them. Its gain there can differ from its gain on passages
 it never saw, so both are shown when a question set has both. The split is exploratory: the
-paired tests (sign-flip, or McNemar for hit rates; core.evaluation.statistics) are
+paired tests (cluster sign-flip, or McNemar for hit rates; core.evaluation.statistics) are
 Holm-adjusted over the dims and the two groups of one model, and the headline verdict does not
 use them.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 from core.evaluation.metrics import score_rankings
 from core.evaluation.statistics import compare_paired, holm_adjust
 from core.evaluation.verdict import alpha_of, is_significant, verdict_text
-from core.formatting import fmt, fmt_ci
+from core.formatting import fmt, fmt_ci, questions_text
 
 if TYPE_CHECKING:
     from core.evaluation.results import RetrievalEvalResult
@@ -59,6 +59,10 @@ def _model_rows(
     result: RetrievalEvalResult, model: dict[str, Any], seen: set[str], metric: str
 ) -> list[dict[str, Any]]:
     found = []
+    frame = result.per_query
+    cluster_of = (
+        dict(zip(frame["query_id"], frame["cluster"], strict=True)) if "cluster" in frame else {}
+    )
     for dim in model.get("dims", []):
         base = _per_query(result, result.base_label, dim, metric)
         tuned = _per_query(result, model["label"], dim, metric)
@@ -68,7 +72,10 @@ def _model_rows(
                 continue
             b = np.array([base[q] for q in ids])
             t = np.array([tuned[q] for q in ids])
-            cmp = compare_paired(b, t, metric, confidence=result.confidence, seed=0)
+            clusters = np.array([cluster_of.get(q, n) for n, q in enumerate(ids)])
+            cmp = compare_paired(
+                b, t, metric, clusters=clusters, confidence=result.confidence, seed=0
+            )
             found.append((dim, group, ids, b, t, cmp))
     adjusted = holm_adjust([c.p_value for *_, c in found]) if found else []
     alpha = alpha_of(result.confidence)
@@ -81,6 +88,7 @@ def _model_rows(
                 "dim": dim,
                 "questions on": group,
                 "questions": len(ids),
+                "clusters": cmp.clusters,
                 "base": float(b.mean()),
                 "tuned": float(t.mean()),
                 "delta": cmp.delta,
@@ -103,7 +111,7 @@ def seen_display(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "model": r["model"],
                 "dim": r["dim"],
                 "questions on": r["questions on"],
-                "questions": r["questions"],
+                "questions": questions_text(r["questions"], r.get("clusters")),
                 "base": fmt(r["base"]),
                 "tuned": fmt(r["tuned"]),
                 "Δ (95% CI)": fmt_ci(r["delta"], r["ci_low"], r["ci_high"], signed=True),

@@ -19,6 +19,8 @@ from core.errors import InputError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from core.evaluation.config import RetrievalEvalConfig
+
 
 @dataclass(frozen=True)
 class SimilarityPairs:
@@ -168,3 +170,28 @@ def compare_similarity(
             )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def similarity_check(
+    config: RetrievalEvalConfig,
+    models: dict[str, Any],
+    base_label: str,
+    warnings: list[str],
+) -> pd.DataFrame | None:
+    """The evaluation's general-similarity check (None when no pairs file is configured); a
+    file that cannot be read adds a warning to `warnings` instead of failing the evaluation."""
+    if not config.similarity_csv:
+        return None
+    try:
+        return compare_similarity(
+            models,
+            load_similarity_pairs(config.similarity_csv),
+            base_label=base_label,
+            n_resamples=min(config.n_resamples, 1000),
+            seed=config.seed,
+            batch_size=config.batch_size,
+            confidence=config.confidence,
+        )
+    except InputError as exc:
+        warnings.append(f"General-similarity check skipped: {exc}")
+        return None

@@ -22,6 +22,7 @@ How it works:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,10 +53,10 @@ from core.evaluation.metrics import (
 from core.evaluation.models import (
     check_model_lineage,
     model_labels,
-    model_run_note,
+    model_notes,
     training_info,
-    training_note,
 )
+from core.evaluation.random_ranker import random_ranker_expected
 from core.evaluation.results import RetrievalEvalResult, save_retrieval_eval
 from core.evaluation.scoring import (
     DimScores,
@@ -71,14 +72,13 @@ from core.evaluation.scoring import (
     tradeoff_frame,
 )
 from core.evaluation.search import bm25_index, bm25_scores, id_tie_ranks, search_bm25
-from core.evaluation.similarity import compare_similarity, load_similarity_pairs
-from core.evaluation.statistics import (
-    MIN_QUERIES,
-    random_ranker_expected,
-)
+from core.evaluation.similarity import similarity_check
+from core.evaluation.statistics import MIN_QUERIES
 from core.evaluation.verdict import weak_delta_warnings
+from core.formatting import questions_text
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
 from core.questions.dataset import QAItem, load_qa
+from core.questions.splits import question_clusters
 from core.runs.folders import Run, create_run, load_run
 from core.runs.guard import stage_run
 
@@ -103,6 +103,17 @@ class _Inputs:
     model_runs: list[Run | None]
     val_items: list[QAItem] = field(default_factory=list)  # picks the hybrid's weight
     val_gold: list[list[int]] = field(default_factory=list)
+    # (n,) each question's cluster (core.questions.splits.question_clusters): the statistics'
+    # unit of resampling
+    clusters: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def n_clusters(self) -> int:
+        return len(set(self.clusters.tolist()))
+
+    def sources(self) -> dict[str, int]:
+        """How many evaluated questions each source wrote (human, llm, heading, cloze)."""
+        return dict(Counter(i.source for i in self.items))
 
     @property
     def texts(self) -> list[str]:
@@ -164,6 +175,7 @@ def _resolve(config: RetrievalEvalConfig) -> _Inputs:
         model_runs=model_runs,
         val_items=val_items,
         val_gold=gold_indices(val_items, index_of, corpus_run_id),
+        clusters=np.asarray(question_clusters(items), dtype=np.int64),
     )
 
 
@@ -374,45 +386,18 @@ def _score_bm25(inputs: _Inputs, tracker: ProgressTracker, out: _Scored) -> None
 
 
 def _input_warnings(inputs: _Inputs) -> list[str]:
-    """Too few questions; models stopped before their last epoch; models that saw some of these
-    questions or their chunks in training, or were trained on another question set."""
+    """Too few questions, and what the models' runs say (core.evaluation.models.model_notes)."""
     n, config = len(inputs.items), inputs.config
     warnings = []
     if n < MIN_QUERIES:
         warnings.append(
-            f"Only {n} questions in the {config.split or 'selected'} split: confidence intervals "
-            "are wide and small differences cannot be told apart."
+            f"Only {questions_text(n, inputs.n_clusters)} in the {config.split or 'selected'} "
+            "split: confidence intervals are wide and small differences cannot be told apart."
         )
     chunk_ids = [c.id for c in inputs.chunks]
-    for label, model_run in zip(inputs.labels, inputs.model_runs, strict=True):
-        info = training_info(model_run, inputs.items, chunk_ids)
-        for note in (
-            model_run_note(model_run, label),
-            training_note(label, info, inputs.qa_run.id),
-        ):
-            if note:
-                warnings.append(note)
-    return warnings
-
-
-def _similarity(inputs: _Inputs, scored: _Scored, tracker: ProgressTracker) -> pd.DataFrame | None:
-    config = inputs.config
-    if not config.similarity_csv:
-        return None
-    tracker.report("general similarity")
-    try:
-        return compare_similarity(
-            {label: scored.loaded[label] for label in inputs.labels},
-            load_similarity_pairs(config.similarity_csv),
-            base_label=inputs.labels[0],
-            n_resamples=min(config.n_resamples, 1000),
-            seed=config.seed,
-            batch_size=config.batch_size,
-            confidence=config.confidence,
-        )
-    except InputError as exc:
-        scored.warnings.append(f"General-similarity check skipped: {exc}")
-        return None
+    return warnings + model_notes(
+        inputs.labels, inputs.model_runs, inputs.items, chunk_ids, inputs.qa_run.id
+    )
 
 
 def _evaluate(
@@ -436,12 +421,16 @@ def _evaluate(
     baseline = random_ranker_expected(len(inputs.chunks), [len(g) for g in inputs.gold], KS)
     tracker.report("statistics")
     tracker.check_stop()  # the last chance: nothing is saved before the end
-    deltas = deltas_frame(scored.scores, labels[0], config)
-    per_query = per_query_frame(scored.scores, inputs.items, inputs.chunks)
+    deltas = deltas_frame(scored.scores, labels[0], config, inputs.clusters)
+    per_query = per_query_frame(scored.scores, inputs.items, inputs.chunks, inputs.clusters)
     dims_of = {m["label"]: list(m["dims"]) for m in scored.models}
     compared = [labels[0], *(m["label"] for m in scored.models if m["kind"] in ("tuned", "hybrid"))]
     texts = {c.id: c.text for c in inputs.chunks}
-    similarity = _similarity(inputs, scored, tracker)
+    if config.similarity_csv:
+        tracker.report("general similarity")
+    similarity = similarity_check(
+        config, {label: scored.loaded[label] for label in labels}, labels[0], scored.warnings
+    )
     if n >= MIN_QUERIES:
         scored.warnings += weak_delta_warnings(
             deltas, config.primary_metric, labels[0], n, config.confidence
@@ -455,7 +444,9 @@ def _evaluate(
         n_queries=n,
         base_label=labels[0],
         models=scored.models,
-        metrics=metrics_frame(scored.scores, config, baseline, len(inputs.chunks), n),
+        metrics=metrics_frame(
+            scored.scores, config, baseline, len(inputs.chunks), n, inputs.clusters
+        ),
         deltas=deltas,
         tradeoff=tradeoff_frame(scored.scores),
         per_query=per_query,
@@ -467,6 +458,8 @@ def _evaluate(
         config=config.to_dict(),
         gold_counts=gold_counts(inputs.gold),
         frontier=_frontier(inputs, scored, tracker) if config.frontier else None,
+        n_clusters=inputs.n_clusters,
+        query_sources=inputs.sources(),
     )
     save_retrieval_eval(run, result)
     update_model_cards(result, labels, inputs.model_runs)
@@ -475,6 +468,7 @@ def _evaluate(
         "done",
         corpus_size=len(inputs.chunks),
         n_queries=n,
+        n_clusters=inputs.n_clusters,
         split=config.split,
         ndcg_at_10=native_ndcg(scored.scores, natives),
     )
@@ -495,4 +489,5 @@ def _frontier(inputs: _Inputs, scored: _Scored, tracker: ProgressTracker) -> pd.
         n_permutations=config.n_permutations,
         confidence=config.confidence,
         seed=config.seed,
+        clusters=inputs.clusters,
     )

@@ -1,28 +1,37 @@
 """Can we trust the number? Bootstrap intervals, paired tests and the random-ranker baseline.
 
 How it works:
-1. Bootstrap CIs resample queries with replacement. Resamples are drawn as multinomial count
-   weights (n_resamples, n), so one matrix product gives every metric of every model at once, and
-   the same seed gives the same resamples for every column (which also makes them paired).
-2. A tuned-vs-base delta gets a paired bootstrap CI (resampling per-query differences) and a p-value:
-   McNemar's exact test for hit@k (only the discordant queries matter) and a sign-flip permutation
-   test for the other metrics (exact enumeration for up to 16 queries, seeded Monte Carlo above).
-   Whether a delta counts is decided in core.evaluation.verdict, after the Holm adjustment of its family.
+0. Clusters. Questions that share a gold or linked chunk (core.questions.splits.question_clusters)
+   are not independent: two questions about one passage succeed or fail together. Every method
+   below takes the cluster of each query and resamples, flips and counts whole clusters; with one
+   question per cluster (or no clusters given) it is the per-question method, draw for draw.
+1. Bootstrap CIs resample clusters with replacement. Resamples are drawn as multinomial count
+   weights (n_resamples, M clusters), so one matrix product gives every metric of every model at
+   once (the mean of a resample is its questions' total over its questions' count), and the same
+   seed gives the same resamples for every column (which also makes them paired).
+2. A tuned-vs-base delta gets a paired bootstrap CI (resampling clusters of per-query
+   differences) and a p-value: a sign-flip permutation test that flips each cluster's total
+   difference (exact enumeration for up to 16 clusters, seeded Monte Carlo above); for hit@k
+   with one question per cluster, McNemar's exact test (the same test, exactly). Whether a delta
+   counts is decided in core.evaluation.verdict, after its family's adjustment: `maxt_adjust`, a
+   Westfall–Young step-down max-T over the same sign-flip draws, which uses the strong
+   correlation between Matryoshka dims (and models) instead of ignoring it as Holm does.
 3. A warning says when the queries are too few to tell the models apart; power figures say how
-   small a difference this many queries could detect, and how many would detect the observed one.
-4. The random ranker's expected score is exact (linearity of expectation plus hypergeometric
-   probabilities), so it can sit beside every figure; a seeded simulation checks it in the tests.
+   small a difference these clusters could detect (the cluster-robust standard error, Student's
+   t with clusters - 1 degrees of freedom), and about how many questions would detect the
+   observed one.
+The random ranker's expected score, which sits beside every figure, is core.evaluation.random_ranker.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from core.evaluation.metrics import KS, MAP_K, MRR_K, NDCG_K, metric_names, parse_metric
+from core.evaluation.metrics import parse_metric
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_PERMUTATIONS = 10000
@@ -40,23 +49,55 @@ def _as_2d(values: np.ndarray) -> tuple[np.ndarray, bool]:
     return arr, False
 
 
+def cluster_codes(clusters: Sequence[int] | np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
+    """Each query's cluster as 0..M-1 in order of first appearance, and M. None: every query is
+    its own cluster (0..n-1), the per-question methods."""
+    if clusters is None:
+        return np.arange(n), n
+    raw = np.asarray(clusters)
+    if raw.shape != (n,):
+        raise ValueError(f"expected one cluster per query ({n}), got shape {raw.shape}")
+    _, first, inverse = np.unique(raw, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # unique value -> rank of its first appearance
+    return order[inverse].astype(np.int64), len(first)
+
+
+def cluster_sums(arr: np.ndarray, codes: np.ndarray, m: int) -> np.ndarray:
+    """Per cluster, the sum of each column of arr (n, k): (m, k)."""
+    out = np.zeros((m, arr.shape[1]))
+    np.add.at(out, codes, arr)
+    return out
+
+
+def n_clusters(clusters: Sequence[int] | np.ndarray | None, n: int) -> int:
+    """How many clusters n queries fall in (n when no clusters are given)."""
+    return cluster_codes(clusters, n)[1]
+
+
 def bootstrap_means(
-    values: np.ndarray, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+    values: np.ndarray,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    clusters: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
-    """Means of `n_resamples` bootstrap resamples of the rows of values (n,) or (n, m).
+    """Means of `n_resamples` bootstrap resamples of the rows of values (n,) or (n, m), drawing
+    whole clusters (each query its own cluster when `clusters` is None).
 
     Returns (n_resamples, m) (or (n_resamples,) for 1-D input). Same seed, same resamples."""
     arr, flat = _as_2d(values)
     n = arr.shape[0]
     if n == 0:
         raise ValueError("cannot bootstrap zero queries")
+    codes, m = cluster_codes(clusters, n)
+    sums = cluster_sums(arr, codes, m)  # (m, k)
+    sizes = np.bincount(codes, minlength=m).astype(np.float64)  # (m,)
     rng = np.random.default_rng(seed)
-    pvals = np.full(n, 1.0 / n)
+    pvals = np.full(m, 1.0 / m)
     out = np.empty((n_resamples, arr.shape[1]))
     for start in range(0, n_resamples, _WEIGHT_BLOCK):
         size = min(_WEIGHT_BLOCK, n_resamples - start)
-        weights = rng.multinomial(n, pvals, size=size).astype(np.float64)  # (size, n) counts
-        out[start : start + size] = weights @ arr / n  # (size, m)
+        weights = rng.multinomial(m, pvals, size=size).astype(np.float64)  # (size, m) counts
+        out[start : start + size] = (weights @ sums) / (weights @ sizes)[:, None]  # (size, k)
     return out[:, 0] if flat else out
 
 
@@ -65,10 +106,12 @@ def bootstrap_ci(
     n_resamples: int = DEFAULT_RESAMPLES,
     confidence: float = 0.95,
     seed: int = 0,
+    clusters: Sequence[int] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and percentile bootstrap CI of each column of values (n,) or (n, m): (mean, low, high)."""
+    """Mean and percentile bootstrap CI of each column of values (n,) or (n, m), resampling
+    clusters: (mean, low, high)."""
     arr, flat = _as_2d(values)
-    means = bootstrap_means(arr, n_resamples, seed)  # (B, m)
+    means = bootstrap_means(arr, n_resamples, seed, clusters)  # (B, m)
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail], axis=0)
     mean = arr.mean(axis=0)
@@ -79,35 +122,113 @@ def bootstrap_ci(
     return mean, low, high
 
 
+def _sign_patterns(m: int, n_permutations: int, seed: int) -> tuple[bool, Iterator[np.ndarray]]:
+    """Whether the test is exact, and the sign patterns (blocks of (size, m) of ±1): all 2^m
+    for m <= EXACT_SIGN_FLIP_MAX_N, else `n_permutations` seeded random ones."""
+    if m <= EXACT_SIGN_FLIP_MAX_N:
+        codes = np.arange(2**m)[:, None] >> np.arange(m)[None, :] & 1
+        return True, iter([1.0 - 2.0 * codes])
+
+    def blocks() -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        for start in range(0, n_permutations, _WEIGHT_BLOCK):
+            size = min(_WEIGHT_BLOCK, n_permutations - start)
+            yield rng.choice(np.array([-1.0, 1.0]), size=(size, m))
+
+    return False, blocks()
+
+
+def _null_statistics(
+    diffs: np.ndarray, clusters: Sequence[int] | np.ndarray | None, n_permutations: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Studentised sign-flip statistics of each column of diffs (n, k): the observed ones (k,),
+    the null ones under every sign pattern of the clusters (B, k), and whether B enumerates every
+    pattern. T = |sum of s_j D_j| / sqrt(sum of D_j^2) over cluster totals D_j: for one column a
+    monotone function of |mean|, so its p-value is the plain sign-flip test's; across columns
+    comparable, so the max-T adjustment weighs every comparison alike."""
+    n = diffs.shape[0]
+    codes, m = cluster_codes(clusters, n)
+    totals = cluster_sums(diffs, codes, m)  # (m, k)
+    scale = np.sqrt((totals**2).sum(axis=0))  # (k,)
+    scale = np.where(scale > 0, scale, 1.0)
+    observed = np.abs(totals.sum(axis=0)) / scale
+    exact, patterns = _sign_patterns(m, n_permutations, seed)
+    null = np.concatenate([np.abs(signs @ totals) / scale for signs in patterns])  # (B, k)
+    return observed, null, exact
+
+
+def _tolerance(arr: np.ndarray) -> float:
+    return 1e-12 * max(1.0, float(np.abs(arr).max()) if arr.size else 1.0)
+
+
 def sign_flip_pvalue(
-    diffs: np.ndarray, n_permutations: int = DEFAULT_PERMUTATIONS, seed: int = 0
+    diffs: np.ndarray,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+    clusters: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Two-sided p-value that the mean paired difference is zero, per column of diffs (n,) or (n, m).
 
-    Under the null each difference is equally likely to have either sign. Exact enumeration of all
-    2^n sign patterns for n <= 16, else `n_permutations` seeded random patterns with the (b+1)/(B+1)
+    Under the null each cluster's total difference is equally likely to have either sign (each
+    query its own cluster when `clusters` is None). Exact enumeration of all 2^M sign patterns
+    for M <= 16 clusters, else `n_permutations` seeded random patterns with the (b+1)/(B+1)
     correction so a p-value is never 0."""
     arr, flat = _as_2d(diffs)
-    n = arr.shape[0]
-    if n == 0:
+    if arr.shape[0] == 0:
         raise ValueError("cannot test zero queries")
-    observed = np.abs(arr.mean(axis=0))  # (m,)
-    tol = 1e-12 * max(1.0, float(np.abs(arr).max()))
-    if n <= EXACT_SIGN_FLIP_MAX_N:
-        codes = np.arange(2**n)[:, None] >> np.arange(n)[None, :] & 1
-        signs = 1.0 - 2.0 * codes  # (2^n, n)
-        null = np.abs(signs @ arr / n)  # (2^n, m)
-        p = (null >= observed - tol).mean(axis=0)
-    else:
-        rng = np.random.default_rng(seed)
-        count = np.zeros(arr.shape[1])
-        for start in range(0, n_permutations, _WEIGHT_BLOCK):
-            size = min(_WEIGHT_BLOCK, n_permutations - start)
-            signs = rng.choice(np.array([-1.0, 1.0]), size=(size, n))
-            count += (np.abs(signs @ arr / n) >= observed - tol).sum(axis=0)
-        p = (count + 1.0) / (n_permutations + 1.0)
-    p = np.where(np.all(np.abs(arr) <= tol, axis=0), 1.0, p)  # identical results: nothing to test
+    observed, null, exact = _null_statistics(arr, clusters, n_permutations, seed)
+    tol = 1e-9 * max(1.0, float(observed.max()))
+    count = (null >= observed - tol).sum(axis=0)
+    p = count / len(null) if exact else (count + 1.0) / (len(null) + 1.0)
+    p = np.where(np.all(np.abs(arr) <= _tolerance(arr), axis=0), 1.0, p)  # nothing to test
     return p[:1] if flat else p
+
+
+@dataclass(frozen=True)
+class FamilyAdjustment:
+    """A family's raw and max-T adjusted p-values, and the single-test level each comparison
+    effectively gets (what its power is computed at)."""
+
+    p_raw: np.ndarray  # (k,)
+    p_adjusted: np.ndarray  # (k,)
+    levels: np.ndarray  # (k,) P(T_k >= the family's critical value) under the null
+
+
+def maxt_adjust(
+    diffs: np.ndarray,
+    clusters: Sequence[int] | np.ndarray | None = None,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> FamilyAdjustment:
+    """Westfall–Young step-down max-T adjusted p-values for the k comparisons of a family, one
+    column of paired differences each (n, k), over the same cluster sign-flip draws.
+
+    Order the comparisons by their observed statistic, largest first; the r-th one's adjusted p
+    is the share of draws whose largest statistic among the r-th and every smaller comparison
+    reaches its observed one, made monotone. The family-wise error stays at alpha under any
+    dependence between the comparisons; when they are correlated (Matryoshka dims of one model
+    are) it rejects more than Holm, which assumes the worst."""
+    arr, _ = _as_2d(diffs)
+    k = arr.shape[1]
+    observed, null, exact = _null_statistics(arr, clusters, n_permutations, seed)
+    tol = 1e-9 * max(1.0, float(observed.max()) if k else 1.0)
+    b = len(null)
+    raw_count = (null >= observed - tol).sum(axis=0)
+    order = np.argsort(-observed, kind="stable")
+    # successive maxima from the smallest observed comparison up: (B, k) in `order`
+    tail_max = np.maximum.accumulate(null[:, order][:, ::-1], axis=1)[:, ::-1]
+    counts = (tail_max >= observed[order] - tol).sum(axis=0)
+    stepped = counts / b if exact else (counts + 1.0) / (b + 1.0)
+    stepped = np.maximum.accumulate(stepped)
+    adjusted = np.empty(k)
+    adjusted[order] = np.minimum(1.0, stepped)
+    p_raw = raw_count / b if exact else (raw_count + 1.0) / (b + 1.0)
+    nothing = np.all(np.abs(arr) <= _tolerance(arr), axis=0)
+    p_raw, adjusted = np.where(nothing, 1.0, p_raw), np.where(nothing, 1.0, adjusted)
+    critical = np.quantile(null.max(axis=1), 1.0 - alpha) if k else 0.0
+    levels = (null >= critical - tol).mean(axis=0) if k else np.zeros(0)
+    return FamilyAdjustment(p_raw, np.maximum(adjusted, p_raw), np.clip(levels, 1e-12, alpha))
 
 
 @dataclass(frozen=True)
@@ -138,7 +259,7 @@ def mcnemar_exact(base_hits: np.ndarray, tuned_hits: np.ndarray) -> McNemarResul
 @dataclass(frozen=True)
 class PairedComparison:
     """A tuned-minus-base delta with its paired CI and raw p-value. Whether it counts is decided
-    by core.evaluation.verdict once the p-values of its family are Holm-adjusted."""
+    by core.evaluation.verdict once the p-values of its family are adjusted."""
 
     metric: str
     base: float
@@ -151,6 +272,12 @@ class PairedComparison:
     n_queries: int
     sd_diff: float  # sample standard deviation of the per-query differences (ddof=1)
     warning: str | None = None
+    n_clusters: int = 0  # 0: not recorded (each query its own cluster)
+    se_diff: float = math.nan  # cluster-robust standard error of the mean difference
+
+    @property
+    def clusters(self) -> int:
+        return self.n_clusters or self.n_queries
 
 
 def format_p(p: float) -> str:
@@ -186,39 +313,107 @@ def power_warning(
     return None
 
 
-def _z_sum(alpha: float, power: float) -> float:
-    from scipy.stats import norm
+def clustered_se(diffs: np.ndarray, clusters: Sequence[int] | np.ndarray | None = None) -> float:
+    """The cluster-robust standard error of the mean of diffs (n,): with cluster totals D_j and
+    sizes n_j, sqrt(M / (M - 1) * sum (D_j - mean * n_j)^2) / n. With one query per cluster it is
+    the usual sd / sqrt(n). NaN for fewer than 2 clusters."""
+    d = np.asarray(diffs, dtype=np.float64)
+    n = len(d)
+    codes, m = cluster_codes(clusters, n)
+    if m < 2:
+        return math.nan
+    totals = np.bincount(codes, weights=d, minlength=m)
+    sizes = np.bincount(codes, minlength=m)
+    residual = totals - d.mean() * sizes
+    return float(math.sqrt(m / (m - 1) * float(np.sum(residual**2))) / n)
+
+
+def _t_sum(alpha: float, power: float, df: float) -> float:
+    """t_{1-alpha/2, df} + t_{power, df}: the multiplier of the standard error a two-sided test
+    at `alpha` needs to detect a difference with `power` (Student's t; the normal for df = inf)."""
+    from scipy.stats import t
 
     if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
         raise ValueError(f"alpha and power must be in (0, 1), got {alpha} and {power}")
-    return float(norm.ppf(1.0 - alpha / 2.0) + norm.ppf(power))
+    return float(t.ppf(1.0 - alpha / 2.0, df) + t.ppf(power, df))
+
+
+def detectable_from_se(
+    se: float,
+    n_clusters: int,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    df: float | None = None,
+) -> float:
+    """The smallest mean paired difference a two-sided test at `alpha` detects with `power`,
+    from the standard error of the mean difference over `n_clusters` clusters: (t_{1-alpha/2} +
+    t_power) * se with n_clusters - 1 degrees of freedom (or `df`). NaN when it cannot be told."""
+    if n_clusters < 2 or not math.isfinite(se) or se <= 0:
+        return math.nan
+    return _t_sum(alpha, power, df if df and df > 0 else n_clusters - 1) * se
+
+
+def questions_needed_from_se(
+    se: float,
+    n_queries: int,
+    n_clusters: int,
+    delta: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> float:
+    """Roughly how many questions (in clusters of today's average size) a two-sided test at
+    `alpha` needs to detect a mean difference `delta` with `power`: the standard error shrinks
+    with the square root of the number of clusters. NaN when delta is 0 or the spread unknown."""
+    if not math.isfinite(se) or se <= 0 or not math.isfinite(delta) or delta == 0:
+        return math.nan
+    if n_queries < 1 or n_clusters < 2:
+        return math.nan
+    per_cluster = n_queries / n_clusters
+    clusters = float(n_clusters)
+    for _ in range(8):  # the t quantiles depend on the clusters sought: settle them
+        clusters = n_clusters * (_t_sum(alpha, power, max(1.0, clusters - 1)) * se / delta) ** 2
+    return float(math.ceil(clusters * per_cluster))
 
 
 def detectable_delta(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
-    """The smallest mean paired difference a two-sided test at `alpha` detects with `power`,
-    given the standard deviation `sd` of the per-query differences and `n` queries (normal
-    approximation: (z_{1-alpha/2} + z_power) * sd / sqrt(n)). NaN when it cannot be told
-    (fewer than 2 queries, or no spread at all)."""
+    """detectable_from_se for n independent queries whose differences have standard deviation
+    `sd` (se = sd / sqrt(n), n - 1 degrees of freedom)."""
     if n < 2 or not math.isfinite(sd) or sd <= 0:
         return math.nan
-    return _z_sum(alpha, power) * sd / math.sqrt(n)
+    return detectable_from_se(sd / math.sqrt(n), n, alpha, power)
 
 
 def queries_needed(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Roughly how many paired queries a two-sided test at `alpha` needs to detect a mean
-    difference `delta` with `power` (the inverse of detectable_delta, rounded up). NaN when the
-    difference is zero or the spread is unknown."""
+    """Roughly how many independent paired queries with per-query spread `sd` a two-sided test
+    at `alpha` needs to detect `delta` with `power` (the inverse of detectable_delta, rounded
+    up). NaN when the difference is zero or the spread is unknown."""
     if not math.isfinite(sd) or sd <= 0 or not math.isfinite(delta) or delta == 0:
         return math.nan
-    return float(math.ceil((_z_sum(alpha, power) * sd / abs(delta)) ** 2))
+    n = (_t_sum(alpha, power, math.inf) * sd / abs(delta)) ** 2
+    for _ in range(8):  # the t quantiles depend on the n sought: settle it
+        n = (_t_sum(alpha, power, max(1.0, n - 1)) * sd / abs(delta)) ** 2
+    needed = max(2, math.ceil(n))
+    for _ in range(5):  # the fixed point is approximate: step to the exact boundary
+        if detectable_delta(sd, needed, alpha, power) > abs(delta):
+            needed += 1
+        elif needed > 2 and detectable_delta(sd, needed - 1, alpha, power) <= abs(delta):
+            needed -= 1
+        else:
+            break
+    return float(needed)
 
 
-def minimum_detectable_delta(diffs: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
-    """detectable_delta from observed per-query differences (their spread and count)."""
+def minimum_detectable_delta(
+    diffs: np.ndarray,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    clusters: Sequence[int] | np.ndarray | None = None,
+) -> float:
+    """detectable_from_se from observed per-query differences (their cluster-robust spread)."""
     d = np.asarray(diffs, dtype=np.float64)
     if len(d) < 2:
         return float("inf")
-    return detectable_delta(float(np.std(d, ddof=1)), len(d), alpha, power)
+    return detectable_from_se(clustered_se(d, clusters), n_clusters(clusters, len(d)), alpha, power)
 
 
 def compare_paired(
@@ -226,26 +421,33 @@ def compare_paired(
     other: np.ndarray,
     metric: str,
     *,
+    clusters: Sequence[int] | np.ndarray | None = None,
     n_resamples: int = DEFAULT_RESAMPLES,
     n_permutations: int = DEFAULT_PERMUTATIONS,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> PairedComparison:
-    """Compare per-query values of two models on the same queries (other minus base).
+    """Compare per-query values of two models on the same queries (other minus base), whole
+    clusters at a time.
 
-    hit_rate@k uses McNemar's exact test, every other metric a sign-flip permutation test. The
-    p-value is raw: core.evaluation.verdict adjusts it within its family and decides."""
+    hit_rate@k with one question per cluster uses McNemar's exact test, every other case a
+    cluster sign-flip permutation test. The p-value is raw: core.evaluation.verdict adjusts it
+    within its family and decides."""
     b = np.asarray(base, dtype=np.float64)
     o = np.asarray(other, dtype=np.float64)
     if b.shape != o.shape or b.ndim != 1:
         raise ValueError(f"paired values must be two (n,) arrays, got {b.shape} and {o.shape}")
     diffs = o - b
-    delta, low, high = (float(x[0]) for x in bootstrap_ci(diffs, n_resamples, confidence, seed))
+    n_cl = n_clusters(clusters, len(b))
+    delta, low, high = (
+        float(x[0]) for x in bootstrap_ci(diffs, n_resamples, confidence, seed, clusters)
+    )
     family, _ = parse_metric(metric)
-    if family == "hit_rate":
+    if family == "hit_rate" and n_cl == len(b):
         p_value, test = mcnemar_exact(b > 0, o > 0).p_value, "mcnemar-exact"
     else:
-        p_value, test = float(sign_flip_pvalue(diffs, n_permutations, seed)[0]), "sign-flip"
+        p_value = float(sign_flip_pvalue(diffs, n_permutations, seed, clusters)[0])
+        test = "sign-flip" if n_cl == len(b) else "cluster sign-flip"
     return PairedComparison(
         metric=metric,
         base=float(b.mean()),
@@ -258,6 +460,8 @@ def compare_paired(
         n_queries=len(b),
         sd_diff=float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan,
         warning=power_warning(len(b), delta, low, high, confidence=confidence),
+        n_clusters=n_cl,
+        se_diff=clustered_se(diffs, clusters),
     )
 
 
@@ -274,78 +478,3 @@ def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
         running = max(running, min(1.0, (m - rank) * p[idx]))
         adjusted[idx] = running
     return adjusted
-
-
-# ---------------------------------------------------------------- random ranker
-
-
-def _p_none_in_top(corpus_size: int, n_relevant: int, k: int) -> float:
-    """Chance that a random order puts none of the relevant chunks in its top k."""
-    p = 1.0
-    for j in range(min(k, corpus_size)):
-        p *= max(0, corpus_size - n_relevant - j) / (corpus_size - j)
-    return p
-
-
-def random_ranker_expected_one(
-    corpus_size: int, n_relevant: int = 1, ks: Sequence[int] = KS
-) -> dict[str, float]:
-    """Exact expected metrics of a ranker that returns the corpus in a uniformly random order,
-    for one query with `n_relevant` relevant chunks among `corpus_size`."""
-    big_n, r = int(corpus_size), int(n_relevant)
-    if big_n <= 0 or r <= 0 or r > big_n:
-        raise ValueError(f"need 0 < n_relevant <= corpus_size, got {r} and {big_n}")
-    p_rel = r / big_n  # chance that any one position holds a relevant chunk
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"hit_rate@{k}"] = 1.0 - _p_none_in_top(big_n, r, k)
-    for k in ks:
-        out[f"precision@{k}"] = min(k, big_n) * p_rel / k
-    for k in ks:
-        out[f"recall@{k}"] = min(k, big_n) * p_rel / r
-    # P(first relevant at rank i) = P(ranks 1..i-1 all irrelevant) * r / (N - i + 1)
-    mrr, none_before = 0.0, 1.0
-    for i in range(1, min(MRR_K, big_n) + 1):
-        mrr += none_before * r / (big_n - i + 1) / i
-        none_before *= max(0, big_n - r - (i - 1)) / (big_n - (i - 1))
-    out[f"mrr@{MRR_K}"] = mrr
-    positions = np.arange(1, min(NDCG_K, big_n) + 1)
-    dcg = float(np.sum(p_rel / np.log2(positions + 1.0)))
-    idcg = float(np.sum(1.0 / np.log2(np.arange(1, min(NDCG_K, r) + 1) + 1.0)))
-    out[f"ndcg@{NDCG_K}"] = dcg / idcg
-    # E[rel_i * hits_i / i] = P(rel_i) * (1 + (i-1)(r-1)/(N-1)) / i
-    ranks = np.arange(1, min(MAP_K, big_n) + 1, dtype=np.float64)
-    extra = (ranks - 1) * (r - 1) / (big_n - 1) if big_n > 1 else 0.0 * ranks
-    out[f"map@{MAP_K}"] = float(np.sum(p_rel * (1.0 + extra) / ranks)) / min(MAP_K, r)
-    return out
-
-
-def random_ranker_expected(
-    corpus_size: int, n_relevant: Sequence[int] | int = 1, ks: Sequence[int] = KS
-) -> dict[str, float]:
-    """Expected metrics of a random ranker averaged over queries with the given relevant counts."""
-    counts = (
-        [int(n_relevant)]
-        if isinstance(n_relevant, int | np.integer)
-        else [int(c) for c in n_relevant]
-    )
-    if not counts:
-        return dict.fromkeys(metric_names(ks), 0.0)
-    per_count = {c: random_ranker_expected_one(corpus_size, c, ks) for c in set(counts)}
-    return {name: float(np.mean([per_count[c][name] for c in counts])) for name in metric_names(ks)}
-
-
-def simulate_random_ranker(
-    corpus_size: int, n_relevant: int = 1, ks: Sequence[int] = KS, n_sim: int = 20000, seed: int = 0
-) -> dict[str, float]:
-    """The random ranker's metrics by seeded simulation (a check on the exact formulas)."""
-    from core.evaluation.metrics import SEARCH_DEPTH, mean_scores, score_relevance
-
-    rng = np.random.default_rng(seed)
-    depth = min(SEARCH_DEPTH, corpus_size)
-    rel = np.zeros((n_sim, depth), dtype=bool)
-    for s in range(n_sim):
-        # The relevant chunks are items 0..r-1; a random permutation's first `depth` positions.
-        top = rng.permutation(corpus_size)[:depth]
-        rel[s] = top < n_relevant
-    return mean_scores(score_relevance(rel, np.full(n_sim, n_relevant), ks))

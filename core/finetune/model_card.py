@@ -26,7 +26,7 @@ END = "<!-- ragbench:protocol:end -->"
 def random_baseline(corpus_size: int) -> dict[str, float]:
     """Expected headline metrics of a uniformly random ranking (one gold chunk per question among
     `corpus_size` chunks), exact, from core.evaluation.statistics."""
-    from core.evaluation.statistics import random_ranker_expected_one
+    from core.evaluation.random_ranker import random_ranker_expected_one
 
     full = random_ranker_expected_one(max(1, int(corpus_size)), 1)
     keep = ("hit_rate@1", "hit_rate@5", "hit_rate@10", "mrr@10", "ndcg@10")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from core.config import LLMSettings, data_dir
-from core.errors import ConfigError, LLMError, StoppedError
+from core.errors import ConfigError, LLMError, RagbenchError, StoppedError
 from core.jsonparse import extract_json
 from core.llm.backends import Completion, OpenAICompatibleBackend
 from core.llm.embedded import EmbeddedBackend
@@ -361,8 +361,11 @@ class ConnectionReport:
     latency_s: float | None = None
 
 
-def check_connection(settings: LLMSettings) -> ConnectionReport:
-    """Send a tiny JSON request and report whether the reply parses; never raises."""
+def check_connection(settings: LLMSettings, show_reply: bool = True) -> ConnectionReport:
+    """Send a tiny JSON request and report whether the reply parses; never raises. With
+    `show_reply` False (an address someone typed, on a shared server) the report holds nothing
+    the server answered, only what failed and the fix: the app must not become a way to read
+    pages that only the server can reach."""
     try:
         llm = make_llm(settings, use_cache=False)
         llm.max_retries = 0
@@ -376,10 +379,12 @@ def check_connection(settings: LLMSettings) -> ConnectionReport:
         return ConnectionReport(
             ok=True,
             message=f"{llm.label} answered in {completion.latency_s:.1f} s with valid JSON.",
-            raw=completion.text,
+            raw=completion.text if show_reply else None,
             latency_s=completion.latency_s,
         )
     except LLMError as exc:
+        if not show_reply:
+            return ConnectionReport(ok=False, message=str(RagbenchError(exc.what, fix=exc.fix)))
         return ConnectionReport(ok=False, message=str(exc), raw=exc.raw)
     except ConfigError as exc:
         return ConnectionReport(ok=False, message=str(exc))

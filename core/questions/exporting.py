@@ -64,7 +64,9 @@ def export_qa(items: Sequence[QAItem], chunk_texts: dict[str, str], fmt: str) ->
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
     frame = pd.DataFrame(rows, columns=list(EXPORT_COLUMNS))
     if fmt == "csv":
-        return frame.to_csv(index=False).encode("utf-8")
+        from core.spreadsheet import csv_bytes
+
+        return csv_bytes(frame)  # no cell a spreadsheet would run as a formula
     if fmt == "parquet":
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)

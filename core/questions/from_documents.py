@@ -25,10 +25,17 @@ from core.documents.corpus import Chunk, load_chunks
 from core.errors import ConfigError, InputError
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
 from core.questions.dataset import QAItem, load_qa
-from core.questions.gate import GateConfig, apply_gate, rejection_rows
-from core.questions.leakage import RESPLIT_FIX, EvidenceIndex, check_no_leak
+from core.questions.gate import GateConfig, apply_gate, rejection_rows, tie_near_duplicates
+from core.questions.leakage import (
+    NEAR_DUPLICATES_KEY,
+    RESPLIT_FIX,
+    EvidenceIndex,
+    check_no_leak,
+    near_duplicate_ids,
+)
 from core.questions.sources import SOURCES
-from core.questions.splits import SplitConfig, assign_splits, split_counts
+from core.questions.specificity import reject_unspecific
+from core.questions.splits import Dealing, SplitConfig, assign_splits, dealing_of, split_counts
 from core.questions.structure import cloze_items, heading_items
 from core.runs.folders import Run, load_run
 from core.text import normalize_question
@@ -106,6 +113,10 @@ class DocumentPairsPreview:
 
     def splits(self) -> dict[str, dict[str, int]]:
         return split_counts(self.items)
+
+    def dealing(self) -> Dealing:
+        """Each split's share of chunks, asked against achieved, and any group too large."""
+        return dealing_of(self.items, self.config.split)
 
     def sources(self) -> list[dict[str, object]]:
         """Accepted and rejected items per source (heading, cloze, and any aligned ones)."""
@@ -191,10 +202,14 @@ def preview_document_pairs(
     corpus_run_id: str,
     config: DocumentPairsConfig | None = None,
     *,
+    model: Any = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> DocumentPairsPreview:
-    """Make, gate and split pairs from a corpus run's documents without saving anything."""
+    """Make, gate and split pairs from a corpus run's documents without saving anything. With an
+    embedding `model`, near-duplicate pairs (cosine above the gate's threshold) are tied into one
+    split, and a pair that nearly repeats a question of the aligned set is rejected like an exact
+    repeat."""
     from core.questions.generation import select_chunks
 
     config = config or DocumentPairsConfig()
@@ -221,9 +236,14 @@ def preview_document_pairs(
             found=f"{len(items)} candidates, all rejected",
             fix="turn on cloze sentences, or add documents with headings",
         )
+    items = reject_unspecific(items, index)
     report = apply_gate(items, texts, document_gate_config())
     items = report.items
     gate = report.to_dict()
+    gate["near_duplicates_tied"] = None
+    if model is not None:
+        tracker.report("near-duplicate questions")
+        items, gate["near_duplicates_tied"] = _tie_near_duplicates(items, aligned or [], model)
     if aligned is not None:
         items, gate["aligned"] = _align(items, aligned)
         if config.include_aligned:
@@ -233,6 +253,35 @@ def preview_document_pairs(
         items = assign_splits(items, config.split)
     check_no_leak([i for i in items if i.status == "accepted"], texts, fix=RESPLIT_FIX)
     return DocumentPairsPreview(corpus_run_id, config, items, gate, notes)
+
+
+def _tie_near_duplicates(
+    items: list[QAItem], aligned: list[QAItem], model: Any
+) -> tuple[list[QAItem], int]:
+    """Tie near-duplicate pairs into one split (core.questions.gate.tie_near_duplicates); a pair
+    that nearly repeats an accepted question of the aligned set is rejected (`near_duplicate`),
+    as an exact repeat is. Returns the items and the pairs tied among them."""
+    threshold = document_gate_config().near_duplicate_threshold
+    others = [i for i in aligned if i.status == "accepted"]
+    tied, _ = tie_near_duplicates([*others, *items], model, threshold)
+    known = {i.id for i in others}
+    out, pairs = [], 0
+    for item in tied[len(others) :]:
+        partners = near_duplicate_ids(item)
+        twin = next((p for p in partners if p in known), None)
+        if twin is not None and item.status == "accepted":
+            meta = {**item.meta, "reason_text": f"nearly the same as {twin} in the aligned set"}
+            meta.pop(NEAR_DUPLICATES_KEY, None)
+            item = item.model_copy(
+                update={"status": "rejected", "reason": "near_duplicate", "meta": meta}
+            )
+        elif partners:
+            kept = [p for p in partners if p not in known]
+            meta = {**item.meta, NEAR_DUPLICATES_KEY: kept}
+            item = item.model_copy(update={"meta": meta})
+            pairs += len(kept)
+        out.append(item)
+    return out, pairs // 2
 
 
 def _aligned_items(config: DocumentPairsConfig, corpus_run_id: str) -> list[QAItem] | None:
@@ -279,11 +328,12 @@ def make_document_pairs(
     config: DocumentPairsConfig | None = None,
     *,
     name: str = "",
+    model: Any = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> Run:
     """preview_document_pairs, then save_document_pairs."""
     preview = preview_document_pairs(
-        corpus_run_id, config, on_progress=on_progress, should_stop=should_stop
+        corpus_run_id, config, model=model, on_progress=on_progress, should_stop=should_stop
     )
     return save_document_pairs(preview, name)

@@ -63,6 +63,8 @@ REASONS: dict[str, str] = {
     "empty_section": "a heading whose section has no text before the next heading",
     "heading_not_found": "a heading from the outline that is not in the document's text",
     "spans_splits": "its chunks sit in two splits of the question set it is aligned with",
+    "not_specific": "not specific: its evidence (or a heading's text) is in many chunks beyond its "
+    "own and their overlapping neighbours",
 }
 
 QUESTION_WORDS = frozenset(
@@ -335,6 +337,51 @@ def _near_duplicates(
                 continue
         kept.append(row)
     return found
+
+
+def near_duplicate_pairs(
+    texts: Sequence[str], model: Any, threshold: float, on_progress: Any = None
+) -> list[tuple[int, int, float]]:
+    """Every pair (i, j, cosine), i < j, of texts whose embeddings' cosine exceeds `threshold`,
+    scored in blocks of rows so memory stays at (block, n)."""
+    import numpy as np
+
+    from core.embeddings import encode_texts
+
+    if len(texts) < 2:
+        return []
+    emb = encode_texts(model, list(texts), on_progress=on_progress, stage="near-duplicates")
+    pairs: list[tuple[int, int, float]] = []
+    block = 1024
+    for start in range(0, len(texts), block):
+        sims = emb[start : start + block] @ emb.T  # (block, n) cosines: rows are L2-normalised
+        rows, cols = np.nonzero(sims > threshold)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            if start + r < c:
+                pairs.append((start + r, c, float(sims[r, c])))
+    return pairs
+
+
+def tie_near_duplicates(
+    items: Sequence[QAItem], model: Any, threshold: float, on_progress: Any = None
+) -> tuple[list[QAItem], int]:
+    """Record, in each accepted item's meta, the accepted questions it nearly repeats (cosine
+    above `threshold`, the gate's near-duplicate threshold): the split deals them into one split
+    (core.questions.splits.chunk_groups) and the leak check refuses them in two. Returns the items
+    and the number of pairs found."""
+    from core.questions.leakage import NEAR_DUPLICATES_KEY
+
+    out = list(items)
+    accepted = [n for n, item in enumerate(out) if item.status == "accepted"]
+    found = near_duplicate_pairs([out[n].question for n in accepted], model, threshold, on_progress)
+    ties: dict[int, list[str]] = {}
+    for a, b, _ in found:
+        ia, ib = accepted[a], accepted[b]
+        ties.setdefault(ia, []).append(out[ib].id)
+        ties.setdefault(ib, []).append(out[ia].id)
+    for n, ids in ties.items():
+        out[n] = out[n].model_copy(update={"meta": {**out[n].meta, NEAR_DUPLICATES_KEY: ids}})
+    return out, len(found)
 
 
 def _ask_answerability(llm: LLM, item: QAItem, chunk_text: str) -> AnswerabilityVerdict:

@@ -33,7 +33,7 @@ from core.errors import InputError, LLMError, RagbenchError, StoppedError
 from core.llm.client import usage_delta
 from core.progress import ProgressCallback, StopCheck
 from core.questions.dataset import QAItem
-from core.questions.gate import GateConfig, apply_gate, gate_counts
+from core.questions.gate import GateConfig, apply_gate, gate_counts, tie_near_duplicates
 from core.questions.prompts import (
     ANSWERABILITY_PROMPT,
     QUESTION_PROMPT,
@@ -414,6 +414,9 @@ def fill_question_run(
             should_stop=should_stop,
         )
         items = cap_per_chunk(report.items, config.n_per_chunk)
+        tied = None
+        if model is not None:
+            items, tied = tie_near_duplicates(items, model, config.gate.near_duplicate_threshold)
         items = assign_splits(items, config.split)
         check_no_leak(items)
     usage = {
@@ -427,8 +430,9 @@ def fill_question_run(
         "failed_chunks": len(failures),
         "failures_by_kind": dict(Counter(f.kind for f in failures)),
         "failures": [f.to_dict() for f in failures],
+        "near_duplicates_tied": tied,
     }
-    write_qa_artifacts(run, items, gate_report, usage)
+    write_qa_artifacts(run, items, gate_report, usage, config.split)
     run.set_status(
         "done",
         **_summary(items),

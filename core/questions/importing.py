@@ -15,18 +15,26 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.documents.corpus import Chunk, chunk_id_for, load_chunks, save_chunks
 from core.errors import InputError
 from core.questions.columns import cell
 from core.questions.dataset import QAItem
-from core.questions.leakage import RESPLIT_FIX, SPLIT_COLUMN_FIX, EvidenceIndex
+from core.questions.leakage import (
+    MIN_EVIDENCE_WORDS,
+    RESPLIT_FIX,
+    SPLIT_COLUMN_FIX,
+    EvidenceIndex,
+)
+from core.questions.specificity import reject_unspecific
 from core.questions.splits import (
+    Dealing,
     SplitConfig,
     assign_splits,
     check_no_leak,
+    dealing_of,
     normalize_split,
     split_counts,
 )
@@ -168,22 +176,45 @@ def rows_to_items(
     return items, skipped, unresolved
 
 
-def attach_evidence(items: list[QAItem], chunks: Sequence[Chunk]) -> tuple[list[QAItem], int]:
+@dataclass(frozen=True)
+class EvidenceCounts:
+    """How the evidence quotes of an import were used."""
+
+    missing: int = 0  # quotes not in their question's own chunk
+    too_short: int = 0  # quotes under MIN_EVIDENCE_WORDS words: they link no chunk
+    not_specific: int = 0  # items rejected because their quote is all over the corpus
+
+
+def attach_evidence(
+    items: list[QAItem], chunks: Sequence[Chunk]
+) -> tuple[list[QAItem], EvidenceCounts]:
     """Gold and linked chunks from each item's evidence quote (core.questions.leakage). The item's own
-    chunk stays its primary gold chunk. Returns the items and how many quotes were not found in
-    their own chunk (those keep their gold chunk only, with a note in meta)."""
-    matches = iter(EvidenceIndex.of(chunks).match_many([i.evidence for i in items if i.evidence]))
+    chunk stays its primary gold chunk. A quote not in its own chunk keeps that chunk as the only
+    gold one (its linked chunks, where the quote's text is, still keep the split sound); a quote
+    too short to be specific links nothing; an item whose quote is all over the corpus is
+    rejected (core.questions.specificity). A note in meta says which."""
+    index = EvidenceIndex.of(chunks)
+    matches = iter(index.match_many([i.evidence for i in items if i.evidence]))
     out: list[QAItem] = []
-    missing = 0
+    missing = short = 0
     for item in items:
         if not item.evidence:
             out.append(item)
             continue
         found = next(matches)
+        if found.how == "too_short":
+            short += 1
+            note = (
+                f"the quote has fewer than {MIN_EVIDENCE_WORDS} words, too few to say which "
+                "chunks hold the answer: only its own chunk counts"
+            )
+            out.append(item.model_copy(update={"meta": {**item.meta, "evidence_note": note}}))
+            continue
         if item.chunk_id not in found.gold_ids:
             missing += 1
             meta = {**item.meta, "evidence_note": "the quote is not in this question's chunk"}
-            out.append(item.model_copy(update={"meta": meta}))
+            linked = [c for c in found.linked_ids if c != item.chunk_id]
+            out.append(item.model_copy(update={"meta": meta, "linked_chunk_ids": linked}))
             continue
         out.append(
             item.model_copy(
@@ -194,7 +225,31 @@ def attach_evidence(items: list[QAItem], chunks: Sequence[Chunk]) -> tuple[list[
                 }
             )
         )
-    return out, missing
+    checked = reject_unspecific(out, index)
+    unspecific = sum(a.status != b.status for a, b in zip(out, checked, strict=True))
+    return checked, EvidenceCounts(missing, short, unspecific)
+
+
+def evidence_notes(counts: EvidenceCounts) -> list[str]:
+    """What happened to the evidence quotes, for the preview on the page and in the CLI."""
+    notes = []
+    if counts.too_short:
+        notes.append(
+            f"{counts.too_short} evidence quote(s) have fewer than {MIN_EVIDENCE_WORDS} words: too "
+            "few to say which chunks hold the answer, so they link no chunk and those questions "
+            "keep their own chunk as the only gold chunk."
+        )
+    if counts.missing:
+        notes.append(
+            f"{counts.missing} evidence quote(s) are not in their question's chunk; those "
+            "questions keep their chunk as the only gold chunk."
+        )
+    if counts.not_specific:
+        notes.append(
+            f"{counts.not_specific} question(s) rejected as not specific: their evidence is in "
+            "many chunks beyond their own (the reason column gives the count)."
+        )
+    return notes
 
 
 @dataclass(frozen=True)
@@ -211,7 +266,12 @@ class ImportPreview:
     gate_config: GateConfig | None
     gate_report: dict[str, Any] | None
     skipped_rows: list[int] = field(default_factory=list)
-    evidence_missing: int = 0
+    evidence: EvidenceCounts = field(default_factory=EvidenceCounts)
+    near_duplicates: int | None = None  # pairs tied into one split; None: not looked for
+
+    @property
+    def evidence_missing(self) -> int:
+        return self.evidence.missing
 
     @property
     def n_accepted(self) -> int:
@@ -236,28 +296,25 @@ class ImportPreview:
     def splits(self) -> dict[str, dict[str, int]]:
         return split_counts(self.items)
 
+    def dealing(self) -> Dealing:
+        """Each split's share of chunks, asked against achieved, and any group too large."""
+        return dealing_of(self.items, self.split_config)
 
-def preview_import(
-    name: str,
-    frame: pd.DataFrame,
-    mapping: ColumnMapping,
-    *,
-    corpus_run_id: str | None = None,
-    split_config: SplitConfig | None = None,
-    gate_config: GateConfig | None = None,
-) -> ImportPreview:
-    """Map, gate and split imported pairs without saving anything. With `gate_config`, the
-    gate's rules run on the imported questions (rejections are kept with their reason).
+    def evidence_notes(self) -> list[str]:
+        """How the evidence quotes were used, in words (empty when nothing to say)."""
+        return evidence_notes(self.evidence)
 
-    Raises InputError for unknown columns, chunk ids or texts not in the corpus, and a dataset
-    whose splits leak (naming the cause: the split column, or questions shared across chunks)."""
-    split_config = split_config or SplitConfig()
+
+def _resolve_rows(
+    name: str, frame: pd.DataFrame, mapping: ColumnMapping, corpus_run_id: str | None
+) -> tuple[list[QAItem], list[int], list[Chunk], list[Chunk]]:
+    """The file's rows as items on a corpus: the picked corpus run's chunks, or new chunks made
+    of the file's distinct contexts. Returns items, skipped rows, the chunks and the new ones."""
     if mapping.chunk_kind == "id" and not corpus_run_id:
         raise InputError(
             "Chunk ids need the corpus run they come from.",
             fix="pick that corpus run, or map a column of chunk texts instead",
         )
-    new_chunks: list[Chunk] = []
     if corpus_run_id:
         chunks = load_chunks(corpus_run_id)
         lookup = {normalize_space(c.text): c.id for c in chunks}
@@ -271,6 +328,7 @@ def preview_import(
                 fix="pick the corpus run the pairs were made from, or import the texts without "
                 "a corpus run to make a new corpus from them",
             )
+        new_chunks: list[Chunk] = []
     else:
         column = frame[mapping.chunk] if mapping.chunk in frame.columns else []
         texts = [t for t in (cell(v) for v in column) if t is not None]
@@ -285,7 +343,29 @@ def preview_import(
         items, skipped, _ = rows_to_items(frame, mapping, lookup)
     if not items:
         raise InputError(f"No usable rows in {name!r}.", found=f"{len(skipped)} blank row(s)")
-    items, evidence_missing = attach_evidence(items, chunks)
+    return items, skipped, chunks, new_chunks
+
+
+def preview_import(
+    name: str,
+    frame: pd.DataFrame,
+    mapping: ColumnMapping,
+    *,
+    corpus_run_id: str | None = None,
+    split_config: SplitConfig | None = None,
+    gate_config: GateConfig | None = None,
+    model: Any = None,
+) -> ImportPreview:
+    """Map, gate and split imported pairs without saving anything. With `gate_config`, the
+    gate's rules run on the imported questions (rejections are kept with their reason). With an
+    embedding `model`, near-duplicate questions (cosine above the gate's threshold) are tied
+    into one split; with a split column that puts them in two, the import is refused.
+
+    Raises InputError for unknown columns, chunk ids or texts not in the corpus, and a dataset
+    whose splits leak (naming the cause: the split column, or questions shared across chunks)."""
+    split_config = split_config or SplitConfig()
+    items, skipped, chunks, new_chunks = _resolve_rows(name, frame, mapping, corpus_run_id)
+    items, evidence = attach_evidence(items, chunks)
 
     gate_report: dict[str, Any] | None = None
     if gate_config is not None:
@@ -294,6 +374,13 @@ def preview_import(
         report = apply_gate(items, {c.id: c.text for c in chunks}, gate_config)
         items = report.items
         gate_report = report.to_dict()
+    near_duplicates = None
+    if model is not None:
+        from core.questions.gate import GateConfig as _Gate
+        from core.questions.gate import tie_near_duplicates
+
+        threshold = (gate_config or _Gate()).near_duplicate_threshold
+        items, near_duplicates = tie_near_duplicates(items, model, threshold)
     texts_by_id = {c.id: c.text for c in chunks}
     if mapping.split:
         check_no_leak(items, texts_by_id, fix=SPLIT_COLUMN_FIX)
@@ -312,7 +399,8 @@ def preview_import(
         gate_config=gate_config,
         gate_report=gate_report,
         skipped_rows=skipped,
-        evidence_missing=evidence_missing,
+        evidence=evidence,
+        near_duplicates=near_duplicates,
     )
 
 
@@ -338,8 +426,12 @@ def save_import(preview: ImportPreview) -> ImportResult:
                 "split": preview.split_config.to_dict(),
                 "gate": preview.gate_config.to_dict() if preview.gate_config else None,
                 "skipped_rows": preview.skipped_rows[:100],
+                "evidence": asdict(preview.evidence),
             },
-            gate_report=preview.gate_report,
+            gate_report={
+                **(preview.gate_report or {}),
+                "near_duplicates_tied": preview.near_duplicates,
+            },
         )
         created.append(run)
     return ImportResult(
@@ -360,6 +452,7 @@ def import_qa(
     corpus_run_id: str | None = None,
     split_config: SplitConfig | None = None,
     gate_config: GateConfig | None = None,
+    model: Any = None,
 ) -> ImportResult:
     """Import question/chunk pairs into a new qa run (and a new corpus run when chunk texts
     come without a corpus): preview_import, then save_import. A refused import saves nothing."""
@@ -370,5 +463,6 @@ def import_qa(
         corpus_run_id=corpus_run_id,
         split_config=split_config,
         gate_config=gate_config,
+        model=model,
     )
     return save_import(preview)

@@ -10,7 +10,13 @@ from core.documents.corpus import load_chunks
 from core.errors import RunError
 from core.questions.dataset import QAItem, load_qa, save_qa
 from core.questions.gate import REASONS, gate_counts
-from core.questions.splits import check_no_leak, split_counts
+from core.questions.splits import (
+    Dealing,
+    SplitConfig,
+    check_no_leak,
+    dealing_of,
+    split_counts,
+)
 from core.runs.folders import Run, create_run, load_run
 from core.runs.guard import discard_on_failure
 
@@ -29,12 +35,16 @@ def write_qa_artifacts(
     items: Sequence[QAItem],
     gate_report: dict[str, Any] | None = None,
     usage: dict[str, Any] | None = None,
+    split_config: SplitConfig | None = None,
 ) -> None:
-    """Write qa.jsonl, gate_report.json and usage.json of a qa run."""
+    """Write qa.jsonl, gate_report.json and usage.json of a qa run. With the `split_config` the
+    splits were dealt by, the report records asked against achieved shares (`dealing`)."""
     save_qa(run, list(items))
     report = {**(gate_report or {}), **gate_counts(items)}
     report.setdefault("reasons", {k: v for k, v in REASONS.items() if k in report["by_reason"]})
     report["splits"] = split_counts(items)
+    if split_config is not None:
+        report["dealing"] = dealing_of(items, split_config).to_dict()
     run.write_json(GATE_REPORT_FILE, report)
     run.write_json(
         USAGE_FILE,
@@ -87,7 +97,9 @@ def save_qa_run(
     with discard_on_failure() as created:
         run = create_run("qa", name=name, config=config or {}, parents=parents)
         created.append(run)
-        write_qa_artifacts(run, items, gate_report, usage)
+        split = (config or {}).get("split")
+        split_config = SplitConfig.from_dict(split) if isinstance(split, dict) else None
+        write_qa_artifacts(run, items, gate_report, usage, split_config)
         run.set_status("done", **_summary(items))
     return run
 
@@ -107,6 +119,13 @@ def read_gate_report(run: Run | str) -> dict[str, Any]:
     if run.artifact(GATE_REPORT_FILE).exists():
         return run.read_json(GATE_REPORT_FILE)
     return gate_counts(load_qa(run, accepted_only=False))
+
+
+def read_dealing(run: Run | str) -> Dealing | None:
+    """How a qa run's chunks were dealt, asked against achieved (None for runs made before it
+    was recorded, or without a split config)."""
+    data = read_gate_report(run).get("dealing")
+    return Dealing.from_dict(data) if isinstance(data, dict) else None
 
 
 def read_usage(run: Run | str) -> dict[str, Any]:

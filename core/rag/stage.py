@@ -114,6 +114,21 @@ def _ragas_eval_run(
     return run
 
 
+def _question_clusters(run: Run) -> dict[str, int]:
+    """Question id -> cluster (questions sharing a chunk) in the evaluated question set; {} when
+    it cannot be read (each question is then its own cluster)."""
+    from core.errors import RagbenchError
+    from core.questions.dataset import load_qa
+    from core.questions.splits import question_clusters
+
+    qa_run_id = run.manifest.config.get("qa_run_id")
+    try:
+        items = load_qa(qa_run_id) if qa_run_id else []
+    except RagbenchError:
+        return {}
+    return {i.id: c for i, c in zip(items, question_clusters(items), strict=True)}
+
+
 def _score_into(
     run: Run,
     jobs: list[Job],
@@ -144,7 +159,7 @@ def _score_into(
     )
     frame = rows_frame(all_rows)
     save_scores(run, frame)
-    summary = summarize_scores(frame, config)
+    summary = summarize_scores(frame, config, _question_clusters(run))
     summary.update(
         metrics=list(config.metrics),
         retrievers_order=list(rag_runs),

@@ -44,10 +44,13 @@ def summary_display(table: pd.DataFrame) -> pd.DataFrame:
     return shown[list(DISPLAY_COLUMNS)]
 
 
-def summarize_scores(scores: pd.DataFrame, config: RagasConfig) -> dict[str, Any]:
+def summarize_scores(
+    scores: pd.DataFrame, config: RagasConfig, clusters: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """Per retriever per metric: mean over successful samples with a bootstrap CI, counts of
     ok/failed/skipped samples, failures by reason (per judgement), and the spread over repeats;
-    plus paired deltas of every retriever against base."""
+    plus paired deltas of every retriever against base. `clusters` maps a sample (question) id
+    to its cluster (questions sharing a chunk): intervals and tests resample whole clusters."""
     from core.evaluation.statistics import bootstrap_ci
 
     out: dict[str, Any] = {"retrievers": {}, "comparisons": {}}
@@ -76,7 +79,11 @@ def summarize_scores(scores: pd.DataFrame, config: RagasConfig) -> dict[str, Any
             arr = values.to_numpy(dtype=np.float64)
             if len(arr) >= 2:
                 mean, low, high = bootstrap_ci(
-                    arr, config.n_resamples, config.confidence, config.seed
+                    arr,
+                    config.n_resamples,
+                    config.confidence,
+                    config.seed,
+                    _clusters_of(values.index, clusters),
                 )
                 entry.update(mean=float(mean[0]), ci_low=float(low[0]), ci_high=float(high[0]))
             else:
@@ -95,15 +102,24 @@ def summarize_scores(scores: pd.DataFrame, config: RagasConfig) -> dict[str, Any
                 "mean_within_sample_std": float(within.mean()) if len(within) else None,
             }
         out["retrievers"].setdefault(str(retriever), {})[str(metric)] = entry
-    out["comparisons"] = _compare(per_sample, config)
+    out["comparisons"] = _compare(per_sample, config, clusters)
     return out
 
 
+def _clusters_of(ids: Any, clusters: Mapping[str, int] | None) -> np.ndarray | None:
+    """The cluster of each sample id (a sample unknown to `clusters` is its own); None without."""
+    if not clusters:
+        return None
+    return np.array([clusters.get(str(i), -1 - n) for n, i in enumerate(ids)])
+
+
 def _compare(
-    per_sample: Mapping[tuple[str, str], pd.Series], config: RagasConfig
+    per_sample: Mapping[tuple[str, str], pd.Series],
+    config: RagasConfig,
+    clusters: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Paired deltas (other minus base) over samples both retrievers scored."""
-    from core.evaluation.statistics import bootstrap_ci, sign_flip_pvalue
+    """Paired deltas (other minus base) over samples both retrievers scored, by cluster."""
+    from core.evaluation.statistics import bootstrap_ci, n_clusters, sign_flip_pvalue
 
     retrievers = {r for r, _ in per_sample}
     if BASE_LABEL not in retrievers:
@@ -119,15 +135,19 @@ def _compare(
             entry: dict[str, Any] = {"n_pairs": int(len(joined))}
             if len(joined) >= 2:
                 diffs = (joined.iloc[:, 1] - joined.iloc[:, 0]).to_numpy(dtype=np.float64)
+                groups = _clusters_of(joined.index, clusters)
                 delta, low, high = (
                     float(x[0])
-                    for x in bootstrap_ci(diffs, config.n_resamples, config.confidence, config.seed)
+                    for x in bootstrap_ci(
+                        diffs, config.n_resamples, config.confidence, config.seed, groups
+                    )
                 )
                 entry.update(
                     delta=delta,
                     ci_low=low,
                     ci_high=high,
-                    p_value=float(sign_flip_pvalue(diffs, seed=config.seed)[0]),
+                    p_value=float(sign_flip_pvalue(diffs, seed=config.seed, clusters=groups)[0]),
+                    n_clusters=n_clusters(groups, len(diffs)),
                     n_better=int((diffs > 0).sum()),
                     n_worse=int((diffs < 0).sum()),
                 )

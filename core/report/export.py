@@ -1,6 +1,7 @@
 """The report as files: `build_report(run_ids)` renders the HTML (core.report.html) and gathers
 the CSV/JSON artifacts, the comparison tables and a manifest of every run in the lineage, every
-byte scrubbed of secrets (core.report.redaction); `report_zip` packs them."""
+byte scrubbed of secrets (core.report.redaction) and every CSV cell safe to open in a spreadsheet
+(core.spreadsheet); `report_zip` packs them."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from core.report.redaction import (
 )
 from core.runs.folders import Run, load_run
 from core.runs.lineage import lineage_of
+from core.spreadsheet import csv_bytes, safe_csv_bytes
 
 if TYPE_CHECKING:
     from core.report.comparison import Comparison
@@ -47,10 +49,12 @@ def _json_bytes(obj: Any) -> bytes:
 
 
 def _artifact_bytes(path: Any) -> bytes:
-    """An artifact for export: JSON redacted; text scrubbed of secret-looking strings."""
+    """An artifact for export: JSON redacted; text scrubbed of secret-looking strings; CSV with
+    no cell a spreadsheet would run as a formula."""
     if path.suffix == ".json":
         return _json_bytes(json.loads(path.read_text(encoding="utf-8")))
-    return scrub_text(path.read_text(encoding="utf-8")).encode("utf-8")
+    text = scrub_text(path.read_text(encoding="utf-8")).encode("utf-8")
+    return safe_csv_bytes(text) if path.suffix == ".csv" else text
 
 
 EXPORTED_ARTIFACTS = {
@@ -75,9 +79,9 @@ def report_files(comparison: Comparison, lineage: Sequence[Run]) -> dict[str, by
     if not comparison.retrieval.empty:
         long = comparison.retrieval.copy()
         long["metric"] = long["metric"].astype(str)
-        files["comparison/retrieval_headline.csv"] = long.to_csv(index=False).encode()
+        files["comparison/retrieval_headline.csv"] = csv_bytes(long)
     if not comparison.ragas.empty:
-        files["comparison/ragas_summary.csv"] = comparison.ragas.to_csv(index=False).encode()
+        files["comparison/ragas_summary.csv"] = csv_bytes(comparison.ragas)
     for run in lineage:
         files[f"manifests/{run.kind}/{run.id}.json"] = _json_bytes(redacted_manifest(run))
         for name in EXPORTED_ARTIFACTS.get(run.kind, ()):

@@ -1,6 +1,6 @@
 """The report page: one self-contained HTML file with the verdicts in words (core.evaluation.verdict,
 as on the page and in the CLI), the lineage with every run's config, the metric tables, the
-deltas with intervals, Holm-adjusted p-values and power, the flipped questions and the plotly
+deltas with intervals, family-adjusted p-values and power, the flipped questions and the plotly
 charts, plotly.js embedded once inline (no CDN), so it opens offline."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pandas as pd
 
 from core.charts.comparison import comparison_figure, ragas_comparison_figure
 from core.evaluation.seen import seen_display
+from core.evaluation.verdict import method_text
 from core.report.comparison import HEADLINE_METRICS, _run_label, _short
 from core.report.redaction import redact, scrub_text
 from core.report.tables import (
@@ -197,8 +198,8 @@ def _training_html(result: RetrievalEvalResult) -> str:
     if not seen.empty:
         parts.append(
             f"<p class='caption'>{_e(result.primary_metric)} on the passages each model trained "
-            "on, and on the rest (exploratory: Holm-adjusted within each model, not part of the "
-            "verdict)</p>"
+            "on, and on the rest (exploratory: Holm-adjusted within each model, clusters "
+            "resampled, not part of the verdict)</p>"
         )
         parts.append(_table(seen))
     return "".join(parts)
@@ -220,7 +221,8 @@ def _retrieval_html(
         f"<p class='caption'>run <code>{_e(run.id)}</code> · qa <code>{_e(result.qa_run_id)}</code>"
         f" · corpus <code>{_e(result.corpus_run_id)}</code></p>",
         "<p><b>Corpus:</b> "
-        f"{result.corpus_size:,} chunks · <b>Queries:</b> {result.n_queries:,} ({_e(split)} split)"
+        f"{result.corpus_size:,} chunks · <b>Queries:</b> {_e(result.questions_text())} "
+        f"({_e(split)} split)"
         " · <b>Random ranker:</b> "
         + ", ".join(f"{m} {fmt(result.random_baseline.get(m))}" for m in HEADLINE_METRICS)
         + "</p>",
@@ -236,12 +238,8 @@ def _retrieval_html(
         parts.append("<ul>")
         parts.extend(f"<li>{_e(s)}</li>" for s in sentences)
         parts.append(
-            f"</ul><p class='caption'>{_e(result.primary_metric)} is the primary metric: its "
-            "tests across the dims of one model are one Holm family and decide the verdict; the "
-            "other metrics are exploratory, each adjusted within its own family. Significant "
-            "means the Holm-adjusted p of the paired test (McNemar for hit rate, sign-flip "
-            f"permutation otherwise) is below {1 - result.confidence:.2f} and the "
-            f"{result.confidence:.0%} bootstrap interval of the difference excludes zero.</p>"
+            "</ul><p class='caption'>"
+            f"{_e(method_text(result.primary_metric, result.confidence))}</p>"
         )
     parts.append("<h3>Headline metrics (mean [95% CI])</h3>")
     parts.append(_table(headline.drop(columns=["run"]), numeric=HEADLINE_METRICS))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from core.formatting import fmt, fmt_ci
+from core.formatting import fmt, fmt_ci, questions_text
 from core.report.comparison import ALPHA, HEADLINE_METRICS
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def deltas_table(
     result: RetrievalEvalResult, metrics: Sequence[str] = HEADLINE_METRICS
 ) -> pd.DataFrame:
     """Tuned-minus-base deltas of the headline metrics, formatted (core.evaluation.verdict.deltas_display):
-    the primary family first, Holm p, verdict and power."""
+    the primary family first, adjusted p, verdict and power."""
     from core.evaluation.verdict import deltas_display
 
     return deltas_display(result.deltas, metrics, confidence=result.confidence)
@@ -128,7 +128,7 @@ def ragas_deltas_table(result: RagasEvalResult) -> pd.DataFrame:
                 {
                     "retriever": other,
                     "metric": metric,
-                    "pairs": e.get("n_pairs", 0),
+                    "pairs": questions_text(int(e.get("n_pairs", 0)), e.get("n_clusters")),
                     "delta": fmt(delta, True),
                     "95% CI": "—" if low is None else f"[{fmt(low, True)}, {fmt(high, True)}]",
                     "p": "—" if p is None else format_p(float(p)),

@@ -26,7 +26,9 @@ from core.errors import RunError
 T = TypeVar("T")
 
 
-RunKind = Literal["corpus", "index", "qa", "model", "retrieval_eval", "rag", "ragas_eval"]
+RunKind = Literal[
+    "corpus", "index", "qa", "model", "crossfit", "retrieval_eval", "rag", "ragas_eval"
+]
 
 
 RunStatus = Literal["pending", "running", "done", "failed", "stopped"]
@@ -37,6 +39,7 @@ RUN_KINDS: tuple[str, ...] = (
     "index",
     "qa",
     "model",
+    "crossfit",
     "retrieval_eval",
     "rag",
     "ragas_eval",
@@ -46,6 +49,7 @@ KIND_LABELS: dict[str, str] = {  # what a user calls each kind
     "index": "Chroma indexings",
     "qa": "Question sets",
     "model": "Tuned models",
+    "crossfit": "Cross-fits",
     "retrieval_eval": "Retrieval evals",
     "rag": "RAG answer runs",
     "ragas_eval": "RAGAS scorings",

@@ -57,6 +57,11 @@ def reasons_table(at: AppTest):
     return next(d.value for d in at.dataframe if "what it means" in d.value.columns)
 
 
+def shares_table(at: AppTest):
+    """The splits by chunk, asked against achieved shares."""
+    return next(d.value for d in at.dataframe if "achieved" in d.value.columns)
+
+
 def page() -> AppTest:
     return AppTest.from_file(str(PAGE), default_timeout=60)
 
@@ -81,6 +86,9 @@ def test_sample_set_loads_with_gate_stats_review_and_export():
     assert metrics["Accepted"] == "6"
     assert int(metrics["Rejected"]) >= 150  # quotes of the other sample questions are absent
     assert reasons_table(at)["reason"].tolist() == ["evidence_not_found"]
+    shares = shares_table(at)
+    assert list(shares.columns) == ["split", "questions", "chunks", "asked", "achieved"]
+    assert shares["asked"].tolist() == ["70%", "15%", "15%"]
     editor = at.data_editor(key=f"qa_editor_{run.id}")
     assert editor.editing_mode == "dynamic"
     assert len(editor.value) == run.manifest.summary["n_items"]
@@ -229,6 +237,10 @@ def test_import_preview_says_what_the_gate_rejects_before_saving():
         {"reason": "template_echo", "questions": 1, "meaning": REASONS["template_echo"]}
     ]
     assert list_runs("qa") == [] and list_runs("corpus") == []  # nothing saved yet
+    shares = shares_table(at)
+    assert shares["asked"].tolist() == ["70%", "15%", "15%"]
+    assert shares["chunks"].sum() == 3  # the accepted questions' chunks
+    assert at.checkbox(key="qa_import_near_dup").value  # near-duplicates tied by default
     at.number_input(key="qa_import_seed").set_value(7).run()
     at.button(key="qa_import_go").click().run()
     (qa_run,) = list_runs("qa")

@@ -105,14 +105,14 @@ def test_page_shows_a_finished_run_and_says_not_significant(app, finished_eval):
     charts = app.get("plotly_chart")
     assert len(charts) >= 3  # metric vs dim, delta bars, trade-off
     text = " ".join(m.value for m in app.markdown)
-    assert "not significant (Holm p=" in text
-    assert "significant (Holm p=" not in text.replace("not significant (Holm p=", "")
+    assert "not significant (max-T p=" in text
+    assert "significant (max-T p=" not in text.replace("not significant (max-T p=", "")
     # fewer than 30 queries: the page warns that the models cannot be told apart
     assert any("Only 15 questions" in w.value for w in app.warning)
     # ... and says in numbers why: the headline verdict with the detectable delta (core.evaluation.verdict)
     (headline,) = finished_eval.headlines()
     assert headline.text.startswith("No significant difference between")
-    assert "With 15 queries the test detects only differences of" in headline.text
+    assert "With 15 questions the test detects only differences of" in headline.text
     assert [i.value for i in app.info if i.value == headline.text] == [headline.text]
     assert "Gold chunks: 15 questions, one gold chunk each" in " ".join(
         c.value for c in app.caption
@@ -123,7 +123,7 @@ def test_page_shows_a_finished_run_and_says_not_significant(app, finished_eval):
     ship = next(df.value for df in app.dataframe if "frontier" in df.value.columns)
     assert len(ship) == len(finished_eval.frontier)
     table = next(df.value for df in app.dataframe if "detectable Δ (80% power)" in df.value.columns)
-    assert (table["family"] == "primary").all() and table["verdict"].str.contains("Holm p=").all()
+    assert (table["family"] == "primary").all() and table["verdict"].str.contains("max-T p=").all()
     app.selectbox(key="reval_metric").set_value("hit_rate@5").run()
     assert not app.exception, app.exception
 
@@ -154,3 +154,45 @@ def test_run_button_evaluates_the_base_model(app, qa_run, minilm):
     result = load_retrieval_eval(picked)
     assert sorted(result.metrics["dim"].dropna().unique().tolist()) == [64, 384]
     assert result.n_queries == 15
+
+
+def test_the_cross_fit_section_offers_question_sets_but_not_fold_sets(app, qa_run):
+    fold_set = create_run(
+        "qa",
+        name="faq qa · fold 1 of 5",
+        config={"source": "crossfit_fold", "fold": 0},
+        parents={"corpus": qa_run.manifest.parents["corpus"]},
+    )
+    fold_set.set_status("done")
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    picker = app.selectbox(key="reval_cf_qa")
+    assert picker.options == [qa_run.id] or qa_run.id in picker.value
+    assert fold_set.id not in picker.options
+    assert app.number_input(key="reval_cf_folds").value == 5
+    assert app.button(key="reval_cf_start").label == "Start cross-fit"
+
+
+def test_a_cross_fitted_result_shows_its_fold_spread(app, finished_eval):
+    run = list_runs("retrieval_eval")[0]
+    info = json.loads(run.artifact("result.json").read_text())
+    info["crossfit"] = {
+        "run": "crossfit-x",
+        "folds": 3,
+        "label": "tuned recipe (3-fold cross-fit)",
+        "models": ["m1", "m2", "m3"],
+        "spread": [
+            {"fold": k, "questions": 5, "dim": 384, "base": 0.5, "tuned": 0.5 + d, "delta": d}
+            for k, d in ((1, 0.01), (2, -0.02), (3, 0.04))
+        ],
+    }
+    run.artifact("result.json").write_text(json.dumps(info))
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    spread = next(d.value for d in app.dataframe if "fold" in d.value.columns)
+    assert spread["fold"].tolist() == [1, 2, 3]
+    texts = " ".join(x.value for x in [*app.success, *app.info, *app.error])
+    assert "What this judges: the recipe" in texts
+    assert "Δ ndcg@10 at 384d runs from -0.020 to +0.040" in texts

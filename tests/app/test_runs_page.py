@@ -89,7 +89,7 @@ def test_page_compares_evaluation_runs_and_offers_the_report(app, world):
     assert fmt_ci(row["value"], row["ci_low"], row["ci_high"]) in headline["ndcg@10"].tolist()
     assert "random ranker" in headline["model"].tolist()
     captions = " ".join(c.value for c in app.caption)
-    assert "corpus 30 chunks · 15 queries (test)" in captions
+    assert "corpus 30 chunks · 15 questions (test)" in captions
     assert f"random ranker ndcg@10 {result.random_baseline['ndcg@10']:.3f}" in captions
     ragas = frame_with(app, "retriever", "mean [95% CI]")
     assert set(ragas["retriever"]) == {"base", "tuned"}

@@ -7,6 +7,7 @@ import pytest
 
 from core.runs.actor import set_fallback
 from core.runs.audit import read_audit
+from core.team.throttle import THROTTLE
 from tests.app.conftest import page_path
 
 
@@ -14,7 +15,9 @@ from tests.app.conftest import page_path
 def team_env(monkeypatch):
     monkeypatch.setenv("RAGBENCH_TEAM_PASSWORD", "pw-app-test")
     monkeypatch.setenv("RAGBENCH_TEAM_MEMBERS", "member@team.test")
+    THROTTLE.clear()  # every AppTest signs in from the same (unknown) address
     yield
+    THROTTLE.clear()
     set_fallback(None)  # the gate set a process-wide fallback: other tests act as the owner
 
 
@@ -73,12 +76,14 @@ def test_oidc_shows_the_providers_sign_in_button_and_nothing_else(app, monkeypat
     assert not app.sidebar.caption
 
 
-def test_a_session_is_checked_on_every_run_removal_and_password_change_sign_out(app, monkeypatch):
+def test_a_session_is_checked_on_every_run_a_role_or_password_change_ends_it(app, monkeypatch):
     app.run()
     sign_in(app, "member@team.test", "pw-app-test")
     assert app.session_state["team_actor"].role == "member"
-    monkeypatch.setenv("RAGBENCH_TEAM_MEMBERS", "")  # no longer a member: a viewer now
+    monkeypatch.setenv("RAGBENCH_TEAM_MEMBERS", "")  # no longer a member: signs in again
     app.run()
+    assert "team_actor" not in app.session_state
+    sign_in(app, "member@team.test", "pw-app-test")
     assert app.session_state["team_actor"].role == "viewer"
     monkeypatch.setenv("RAGBENCH_TEAM_PASSWORD", "a-new-password")  # everyone signs in again
     app.run()
@@ -87,12 +92,16 @@ def test_a_session_is_checked_on_every_run_removal_and_password_change_sign_out(
 
 
 def test_a_password_typed_in_the_email_box_is_never_recorded(app):
+    from core.runs.audit import audit_path
+
     app.run()
     sign_in(app, "pw-app-test", "pw-app-test")
     assert [e.value for e in app.error] == [
-        "Enter your email address (name@example.com) and the team password."
+        "**Sign-in refused.** This is not an email address. Fix: enter it as name@example.com."
     ]
-    assert read_audit() == []
+    (event,) = read_audit()  # the try is counted and recorded, without what was typed
+    assert (event["user"], event["action"]) == ("", "sign-in refused")
+    assert "pw-app-test" not in audit_path().read_text()
 
 
 def test_a_page_run_without_the_entrypoint_shows_nothing_before_sign_in():
@@ -106,7 +115,7 @@ def test_a_page_run_without_the_entrypoint_shows_nothing_before_sign_in():
 
 
 def test_a_url_typed_in_the_sidebar_never_gets_the_servers_own_key(app, monkeypatch):
-    """Team mode: Test connection against a URL the viewer typed carries no key; against the
+    """Team mode: Test connection against a URL an owner typed carries no key; against the
     server's own URL it carries the server's key."""
     import json
 
@@ -119,8 +128,9 @@ def test_a_url_typed_in_the_sidebar_never_gets_the_servers_own_key(app, monkeypa
         monkeypatch.setenv("RAGBENCH_LLM_BASE_URL", own.base_url)
         monkeypatch.setenv("RAGBENCH_LLM_MODEL", "m")
         monkeypatch.setenv("RAGBENCH_LLM_API_KEY", "sk-server-only")
+        monkeypatch.setenv("RAGBENCH_TEAM_OWNERS", "owner@team.test")
         app.run()
-        sign_in(app, "viewer@team.test", "pw-app-test")
+        sign_in(app, "owner@team.test", "pw-app-test")
         app.text_input(key="llm_base_url").set_value(typed.base_url).run()
         app.button(key="llm_test").click().run()
         app.text_input(key="llm_base_url").set_value(own.base_url).run()

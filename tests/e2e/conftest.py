@@ -5,17 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -30,58 +24,19 @@ CHROMIUM_ARGS = [
 SHOTS = os.environ.get("RAGBENCH_SCREENSHOTS")  # a folder: keep a screenshot of each page
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def running_app(data: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`streamlit run streamlit_app.py` (as `make run` starts it) on a free loopback port, with
-    `data` as its data directory and `env` added to its environment; yields its URL."""
+def running_app(
+    data: Path, env: dict[str, str] | None = None, script: str = "streamlit_app.py"
+) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` (as `make run` starts it; a team server runs serve.py)
+    on a free loopback port, with `data` as its data directory and `env` added to its
+    environment; yields its URL."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make test installs it where it can)")
-    port = _free_port()
-    env = {**os.environ, "RAGBENCH_DATA_DIR": str(data), **(env or {})}
-    log = open(data / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "streamlit_app.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail("the app did not start within 90 s")
-    try:
+    from tests.support.st_client import served
+
+    with served(data, env, script) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")

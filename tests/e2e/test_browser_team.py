@@ -25,7 +25,7 @@ TEAM_ENV = {
 @pytest.fixture(scope="module")
 def team(tmp_path_factory):
     data = tmp_path_factory.mktemp("team_data")
-    with running_app(data, TEAM_ENV) as url:
+    with running_app(data, TEAM_ENV, script="serve.py") as url:  # as a team server runs
         yield url, data
 
 

@@ -95,15 +95,16 @@ def test_walk_every_stage(page, app_url, tmp_path):
     click(page, "Run evaluation")
     page.locator(".js-plotly-plot").first.wait_for(timeout=600_000)
     wait_idle(page)
-    # The headline verdict (core.evaluation.verdict), in words, and a Holm-adjusted verdict per dim. "not
-    # significant" must not pass for "significant": each pattern names which one it found.
+    # The headline verdict (core.evaluation.verdict), in words, and a max-T adjusted verdict per
+    # dim. "not significant" must not pass for "significant": each pattern names which it found.
     expect_text(
         page,
         r"^(No significant difference between .+|.+ is significantly (better|worse) than .+) "
-        r"\(ndcg@10, primary metric, Holm-adjusted over \d dims\)",
+        r"\(ndcg@10, primary metric; one family of \d+ tests, every model and dim of this "
+        r"evaluation, Westfall–Young max-T adjusted\)",
     )
-    expect_text(page, r"\b(not significant|significant) \(Holm p=[<0-9.]+\)")
-    assert page.get_by_text(re.compile(r"Gold chunks: 2\d questions")).count() >= 1
+    expect_text(page, r"\b(not significant|significant) \(max-T p=[<0-9.]+\)")
+    assert page.get_by_text(re.compile(r"Gold chunks: \d+ questions in \d+ clusters")).count() >= 1
     assert page.locator(".js-plotly-plot").count() >= 2, "metric and delta charts expected"
     no_exception(page)
     shoot(page, "4-retrieval-eval", height=5200)  # verdict, charts, deltas, trade-off, flips

@@ -21,7 +21,7 @@ import re
 import numpy as np
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from core.errors import LLMError
 from core.jsonparse import extract_json
@@ -203,12 +203,27 @@ def test_complete_json_validates_or_raises_a_counted_llm_error(reply):
 
 
 @given(json_values)
-def test_coerce_questions_never_raises(value):
+def test_coerce_questions_never_raises_and_repairs_what_it_documents(value):
+    """Never raises; a repaired shape stays as it is; a string, a list of strings and a list of
+    {"question": …} objects always validate with their questions in order; anything else
+    either validates or fails with pydantic's schema error (nothing else), and then only when
+    some item is neither a string nor an object with a question."""
     coerced = coerce_questions(value)
+    assert coerce_questions(coerced) == coerced
+    strings = [value] if isinstance(value, str) else value if isinstance(value, list) else None
+    if strings is not None and all(isinstance(v, str) for v in strings):
+        parsed = GeneratedQuestions.model_validate(coerced)
+        assert [q.question for q in parsed.questions] == strings
+        return
     try:
-        GeneratedQuestions.model_validate(coerced)
-    except ValueError:  # pydantic's ValidationError: a clear schema error downstream
-        pass
+        parsed = GeneratedQuestions.model_validate(coerced)
+    except ValidationError:
+        items = coerced.get("questions") if isinstance(coerced, dict) else None
+        assert not isinstance(items, list) or any(
+            not (isinstance(i, dict) and isinstance(i.get("question"), str)) for i in items
+        )
+    else:
+        assert all(isinstance(q.question, str) for q in parsed.questions)
 
 
 # --------------------------------------------------------------------------- the gate

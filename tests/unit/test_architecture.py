@@ -25,14 +25,16 @@ HEAVY = ("torch", "sentence_transformers", "ragas", "transformers", "chromadb", 
 HEAVY_BY_DESIGN = {"core.finetune.job", "core.rag.judges"}
 
 # The stages, in the order data flows; a stage may import the ones before it.
-STAGES = ("documents", "questions", "evaluation", "finetune", "rag", "report")
+STAGES = ("documents", "questions", "evaluation", "finetune", "crossfit", "rag", "report")
 MAY_IMPORT = {
     "documents": set(),
     "questions": {"documents"},
     "evaluation": {"documents", "questions"},
     "finetune": {"documents", "questions", "evaluation"},  # never rag
+    # K fine-tunes of one recipe and the evaluation over every question
+    "crossfit": {"documents", "questions", "evaluation", "finetune"},
     "rag": {"documents", "questions", "evaluation"},  # never finetune
-    "report": {"documents", "questions", "evaluation", "finetune", "rag"},
+    "report": {"documents", "questions", "evaluation", "finetune", "crossfit", "rag"},
 }
 # Cross-cutting modules at the bottom: every stage may use them, they use no stage.
 CROSS_CUTTING = (
@@ -49,6 +51,7 @@ CROSS_CUTTING = (
     "charts",
     "runs",
     "team",  # who may sign in and with which role; the pages' gate and the upload quota
+    "spreadsheet",  # CSV that opens as text in a spreadsheet: every export that leaves the app
 )
 # Entry points on top: they drive every stage.
 ENTRY_POINTS = {"core.deletion", "core.__main__"}

@@ -54,10 +54,11 @@ def test_frontier_compares_every_cell_with_the_reference_under_one_holm_family()
     assert frame.loc[1:, "p_holm"].tolist() == pytest.approx(
         holm_adjust(frame.loc[1:, "p_value"].to_numpy()).tolist()
     )
-    # the bound is simultaneous over the 2 cells: z at 0.05 / 2, one-sided (hand-computed 1.95996)
+    # the bound is simultaneous over the 2 cells: Student's t at 0.05 / 2 one-sided with 199
+    # degrees of freedom (t table: 1.97196), not the normal 1.95996
     diffs = cells[1].per_query["ndcg@10"] - ref
     se = np.std(diffs, ddof=1) / np.sqrt(200)
-    assert frame.loc[1, "delta_bound"] == pytest.approx(diffs.mean() - 1.959964 * se, abs=1e-6)
+    assert frame.loc[1, "delta_bound"] == pytest.approx(diffs.mean() - 1.971957 * se, abs=1e-6)
     assert frame["bytes_per_vector"].tolist() == [1536, 384, 8]
     rec = recommend(frame, "ndcg@10", 200, tolerance=0.02, n_vectors=10_000_000)
     assert rec.qualified and (rec.dim, rec.cell) == (384, "int8")
@@ -159,3 +160,27 @@ def test_the_weight_is_chosen_on_validation_and_weighted_fusion_interpolates():
     assert weight == 0.0 and means[0.0] == 1.0 and means[1.0] < 1.0
     # A dense-only gold (index 0) moves it the other way.
     assert choose_weight(dense, lexical, [[0]], ties, "ndcg@10")[0] >= 0.5
+
+
+def test_the_bound_counts_clusters_not_questions():
+    """Questions in pairs that share a chunk: the bound uses the cluster-robust error and
+    clusters - 1 degrees of freedom, so it is wider than the per-question one."""
+    rng = np.random.default_rng(3)
+    shared = np.repeat(rng.normal(0, 0.05, 30), 2)  # (60,) pairs move together
+    ref = rng.random(60)
+    cells = [cell("base", 384, "float32", ref), cell("base", 64, "int8", ref - 0.01 + shared)]
+    plain = frontier_frame(cells, ("base", 384), "ndcg@10", n_resamples=200, n_permutations=200)
+    clustered = frontier_frame(
+        cells,
+        ("base", 384),
+        "ndcg@10",
+        n_resamples=200,
+        n_permutations=200,
+        clusters=np.repeat(np.arange(30), 2),
+    )
+    diffs = cells[1].per_query["ndcg@10"] - ref
+    totals = diffs.reshape(30, 2).sum(axis=1)
+    se = np.sqrt(30 / 29 * np.sum((totals - diffs.mean() * 2) ** 2)) / 60
+    # t at 0.05 one-sided, 29 degrees of freedom (t table: 1.699127)
+    assert clustered.loc[1, "delta_bound"] == pytest.approx(diffs.mean() - 1.699127 * se, abs=1e-6)
+    assert clustered.loc[1, "delta_bound"] < plain.loc[1, "delta_bound"]

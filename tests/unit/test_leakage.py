@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from core.documents.corpus import Chunk
 from core.errors import InputError
 from core.questions.dataset import QAItem
-from core.questions.leakage import LEAK_NGRAM, check_no_leak, find_text_leaks, match_evidence
+from core.questions.leakage import (
+    LEAK_NGRAM,
+    EvidenceIndex,
+    check_no_leak,
+    evidence_too_short,
+    find_text_leaks,
+    match_evidence,
+)
 from core.questions.splits import SplitConfig, assign_splits
 from core.text import normalize_question
 
@@ -127,3 +134,63 @@ def test_punctuation_that_does_not_change_meaning_is_still_dropped():
     assert normalize_question("How  OFTEN, are archives updated?") == normalize_question(
         "how often are archives updated"
     )
+
+
+def test_a_quote_that_differs_only_in_case_and_punctuation_is_found():
+    """Matching and the leak check share one key (core.text.match_key): on main `quote in text`
+    missed this quote, so it lost its linked chunk while the leak check still saw the text."""
+    found = match_evidence("THE ARCHIVES, are updated twice -- every day", chunks())
+    assert found.gold_ids == ["c0", "c1"] and found.how == "contained"
+
+
+def test_a_quote_under_five_words_links_no_chunk_and_is_never_a_leak():
+    """'Debian' is in most of a Debian manual: it says nothing about where the answer is."""
+    corpus = [
+        Chunk(id=f"d{i}", text=f"Debian note {i}: {t}", source="s", doc_id="d", chunk_index=i)
+        for i, t in enumerate((FIRST, SECOND, THIRD))
+    ]
+    assert match_evidence("Debian", corpus).how == "too_short"
+    assert match_evidence("Debian", corpus).gold_ids == []
+    assert evidence_too_short("the archives are updated") and not evidence_too_short(QUOTE)
+    texts = {c.id: c.text for c in corpus}
+    items = [item("t", "d1", "test", evidence="Debian"), item("r", "d0", "train")]
+    assert find_text_leaks(items, texts) == []
+    check_no_leak(items, texts)
+
+
+def test_find_phrase_and_what_lies_elsewhere():
+    corpus = [
+        Chunk(id=f"k{i}", text=t, source="s", doc_id=doc, chunk_index=i)
+        for i, (doc, t) in enumerate(
+            [
+                ("a", "grid.refresh redraws the page."),
+                ("a", "Call grid.refresh after drawing."),
+                ("a", "Nothing here."),
+                ("a", "See grid.refresh for details."),
+                ("b", "grid.refresh, again"),
+                ("b", "grid refreshments are served"),
+            ]
+        )
+    ]
+    index = EvidenceIndex.of(corpus)
+    assert index.find_phrase("grid.refresh") == ["k0", "k1", "k3", "k4"]
+    # k1 neighbours k0 (one position away in document a); k3 is two away, k4 in document b
+    assert index.elsewhere("k0", ["k0", "k1", "k3", "k4"]) == ["k3", "k4"]
+
+
+def test_near_duplicate_questions_in_two_splits_are_a_leak_with_the_fix():
+    items = [
+        item("a", "c0", "train", q="How often are the archives updated?"),
+        item("b", "c2", "test", q="How often do the archives get updated?"),
+    ]
+    check_no_leak(items)  # not tied: nothing to report
+    tied = [
+        items[0].model_copy(update={"meta": {"near_duplicates": ["b"]}}),
+        items[1].model_copy(update={"meta": {"near_duplicates": ["a"]}}),
+    ]
+    with pytest.raises(InputError) as info:
+        check_no_leak(tied, fix="drop the split column")
+    assert "1 pair(s) of near-duplicate questions in different splits" in str(info.value)
+    assert "drop the split column" in str(info.value)
+    dealt = assign_splits([i.model_copy(update={"split": None}) for i in tied])
+    assert dealt[0].split == dealt[1].split

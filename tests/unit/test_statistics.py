@@ -8,6 +8,11 @@ import numpy as np
 import pytest
 
 from core.evaluation.metrics import metric_names
+from core.evaluation.random_ranker import (
+    random_ranker_expected,
+    random_ranker_expected_one,
+    simulate_random_ranker,
+)
 from core.evaluation.statistics import (
     bootstrap_ci,
     bootstrap_means,
@@ -17,10 +22,7 @@ from core.evaluation.statistics import (
     mcnemar_exact,
     minimum_detectable_delta,
     power_warning,
-    random_ranker_expected,
-    random_ranker_expected_one,
     sign_flip_pvalue,
-    simulate_random_ranker,
 )
 
 

@@ -13,7 +13,6 @@ from core.runs.actor import Actor, acting, acting_as, actor_env, require
 from core.runs.audit import audit_path, read_audit, record
 from core.runs.folders import create_run, list_runs, load_run
 from core.team import (
-    SignInThrottle,
     TeamConfig,
     exposure_warning,
     password_matches,
@@ -84,16 +83,6 @@ def test_password_is_compared_in_constant_time(monkeypatch):
     assert not password_matches("s3cre", "s3cret")
     assert not password_matches("", "")  # no password configured: nobody gets in
     assert all(len(a) == len(b) == 32 for a, b in calls) and len(calls) == 2
-
-
-def test_wrong_tries_are_throttled_per_email():
-    throttle = SignInThrottle(limit=3, window_s=60)
-    for t in range(3):
-        assert not throttle.blocked("a@x", now=t)
-        throttle.failed("a@x", now=t)
-    assert throttle.blocked("a@x", now=10)
-    assert not throttle.blocked("b@x", now=10)
-    assert not throttle.blocked("a@x", now=100)  # the window has passed
 
 
 def test_an_open_address_without_sign_in_is_warned_about():
@@ -218,20 +207,22 @@ def test_uploads_over_the_file_limit_are_not_read_and_the_quota_counts_stored_fi
 
 
 def test_the_sign_in_cookie_is_signed_expires_and_dies_with_a_password_change(data_root):
-    from core.team import SESSION_TTL_S, session_token, token_email
-
-    config = TeamConfig(mode="password", password="one")
-    token = session_token("me@team.test", config, now=1000)
-    assert token_email(token, config, now=1001) == "me@team.test"
-    assert token_email(token, config, now=1000 + SESSION_TTL_S + 1) is None  # expired
-    assert token_email(token, TeamConfig(mode="password", password="two"), now=1001) is None
-    encoded, signature = token.rsplit(".", 1)
     import base64
 
-    forged = base64.urlsafe_b64encode(b"ow@team.test|9999999999").decode() + "." + signature
-    assert token_email(forged, config, now=1001) is None  # another email, the same signature
-    assert token_email("garbage", config) is None and token_email("a.b", config) is None
-    assert "one" not in token  # the password is never in the cookie
+    from core.team.sessions import SESSION_TTL_S, cookie_session, start_session
+
+    config = TeamConfig(mode="password", password="one")
+    session, token = start_session("me@team.test", "viewer", config, now=1000)
+    assert cookie_session(token, config, now=1001).email == "me@team.test"
+    assert cookie_session(token, config, now=1000 + SESSION_TTL_S + 1) is None  # expired
+    session, token = start_session("me@team.test", "viewer", config, now=1000)
+    assert cookie_session(token, TeamConfig(mode="password", password="two"), now=1001) is None
+    session, token = start_session("me@team.test", "viewer", config, now=1000)
+    encoded, signature = token.rsplit(".", 1)
+    forged = base64.urlsafe_b64encode(b"another-id|9999999999").decode() + "." + signature
+    assert cookie_session(forged, config, now=1001) is None  # another id, the same signature
+    assert cookie_session("garbage", config) is None and cookie_session("a.b", config) is None
+    assert "one" not in token and "me@team.test" not in base64.urlsafe_b64decode(encoded).decode()
     secret = data_root / ".team_secret"
     assert secret.stat().st_mode & 0o077 == 0  # readable by the app's user only
 
@@ -254,12 +245,13 @@ def test_oidc_refuses_the_unlisted_unless_told_otherwise():
 
 
 def test_only_email_addresses_sign_in_and_an_address_has_its_own_limit():
-    from core.team import ADDRESS_THROTTLE, looks_like_email
+    from core.team import looks_like_email
+    from core.team.throttle import THROTTLE
 
     assert looks_like_email("me@team.test")
     assert not looks_like_email("correct horse battery")  # a password typed in the wrong box
     assert not looks_like_email("a" * 250 + "@x.io")
-    assert ADDRESS_THROTTLE.limit > 5  # many people behind one address, but not unlimited
+    assert THROTTLE.address.free > THROTTLE.pair.free  # many people behind one address
 
 
 def test_a_job_whose_process_never_said_its_pid_is_found_dead(data_root):

@@ -9,13 +9,16 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import norm
+from scipy.stats import nct
+from scipy.stats import t as t_dist
 
+from core.evaluation.cautions import copied_query_caution
 from core.evaluation.config import RetrievalEvalConfig
 from core.evaluation.metrics import metric_names
 from core.evaluation.scoring import DimScores, deltas_frame
 from core.evaluation.statistics import (
     detectable_delta,
+    detectable_from_se,
     minimum_detectable_delta,
     queries_needed,
     sign_flip_pvalue,
@@ -47,23 +50,61 @@ def scores(label: str, kind: str, dim: int, hits: np.ndarray) -> DimScores:
     )
 
 
-def test_holm_not_the_raw_p_decides_the_stage_verdict():
-    """At every one of 4 dims the tuned model gains 6 of 20 queries and loses none: McNemar's raw
-    p = 2 * 0.5**6 = 0.03125 < 0.05 at each dim, but Holm over the 4 dims gives 0.125."""
+def test_the_family_adjustment_not_the_raw_p_decides_the_stage_verdict():
+    """At each of 4 dims the tuned model gains 6 of 40 queries and loses none, a different six
+    at each dim: McNemar's raw p = 2 * 0.5**6 = 0.03125 < 0.05 at every dim, but the dims are
+    nearly independent, so the family's max-T adjustment (about 1 - (1 - 0.031)^4 = 0.12) says
+    none is shown."""
+    base = np.zeros(40)
+    scored = [scores("base", "base", d, base) for d in DIMS]
+    for k, d in enumerate(DIMS):
+        tuned = base.copy()
+        tuned[6 * k : 6 * k + 6] = 1
+        scored.append(scores("tuned", "tuned", d, tuned))
+    deltas = deltas_frame(scored, "base", RetrievalEvalConfig(qa_run_id="x", n_resamples=500))
+    hit = deltas[deltas["metric"] == "hit_rate@5"]
+    assert hit["p_value"].tolist() == pytest.approx([2 * 0.5**6] * 4)
+    assert (hit["ci_low"] > 0).all()  # the interval alone would call it real
+    assert hit["p_adj"].between(0.09, 0.16).all()
+    assert not deltas["significant"].any()
+    assert set(hit["adjustment"]) == {"max-T"}
+    ndcg = deltas[deltas["metric"] == "ndcg@10"]
+    assert set(ndcg["family"]) == {"primary"} and set(ndcg["family_size"]) == {4}
+    assert set(hit["family"]) == {"exploratory"}
+
+
+def test_maxt_keeps_the_power_holm_throws_away_on_correlated_dims():
+    """The same six gains at every dim (Matryoshka dims are strongly correlated): Holm would
+    multiply the p-value by 4 (0.125, not significant); max-T sees one effect and keeps 0.031."""
     base = np.array([0] * 6 + [1] * 10 + [0] * 4)
     tuned = np.array([1] * 6 + [1] * 10 + [0] * 4)
     scored = [scores("base", "base", d, base) for d in DIMS]
     scored += [scores("tuned", "tuned", d, tuned) for d in DIMS]
     deltas = deltas_frame(scored, "base", RetrievalEvalConfig(qa_run_id="x", n_resamples=500))
-    hit = deltas[deltas["metric"] == "hit_rate@5"]
-    assert hit["p_value"].tolist() == pytest.approx([2 * 0.5**6] * 4)
-    assert (hit["ci_low"] > 0).all()  # the interval alone would call it real
-    assert hit["p_holm"].tolist() == pytest.approx([4 * 2 * 0.5**6] * 4)
-    assert not deltas["significant"].any()
-    assert set(hit["verdict"]) == {"not significant (Holm p=0.125)"}
     ndcg = deltas[deltas["metric"] == "ndcg@10"]
-    assert set(ndcg["family"]) == {"primary"} and set(ndcg["family_size"]) == {4}
-    assert set(hit["family"]) == {"exploratory"}
+    assert ndcg["p_adj"].tolist() == pytest.approx([2 * 0.5**6] * 4, abs=0.006)
+    assert ndcg["significant"].all()
+    holm = assign_families(ndcg.drop(columns=["p_adj"]))
+    assert holm["p_adj"].tolist() == pytest.approx(
+        [min(1.0, 4 * p) for p in ndcg["p_value"]], abs=1e-12
+    )
+    assert not holm["significant"].any()
+
+
+def test_one_family_spans_every_model_of_an_evaluation():
+    """Two tuned models and a hybrid at two dims: one primary family of 6 tests, not three
+    families of 2 (three headline claims with no correction across them)."""
+    rng = np.random.default_rng(0)
+    base = rng.random(30)
+    scored = [scores("base", "base", d, base) for d in DIMS[:2]]
+    for label, kind in (("a", "tuned"), ("b", "tuned"), ("a + BM25 (RRF)", "hybrid")):
+        scored += [scores(label, kind, d, base + rng.normal(0, 0.1, 30)) for d in DIMS[:2]]
+    deltas = deltas_frame(scored, "base", RetrievalEvalConfig(qa_run_id="x", n_resamples=200))
+    ndcg = deltas[deltas["metric"] == "ndcg@10"]
+    assert set(ndcg["family_size"]) == {6} and len(ndcg) == 6
+    assert (ndcg["p_adj"] >= ndcg["p_value"]).all()
+    (text, *_) = [h.text for h in headline_verdicts(deltas)]
+    assert "one family of 6 tests, every model and dim of this evaluation" in text
 
 
 def frame(p_values, deltas=None, lows=None, highs=None, metric="ndcg@10", sd=0.2, n=100):
@@ -92,7 +133,8 @@ def frame(p_values, deltas=None, lows=None, highs=None, metric="ndcg@10", sd=0.2
 def test_holm_matches_a_hand_computed_family():
     # sorted raw p 0.01, 0.03, 0.04, 0.20 -> 4*0.01, 3*0.03, max(2*0.04, .), 1*0.20 (monotone)
     out = assign_families(frame([0.03, 0.01, 0.20, 0.04]))
-    assert out["p_holm"].tolist() == pytest.approx([0.09, 0.04, 0.20, 0.09])
+    assert out["p_adj"].tolist() == pytest.approx([0.09, 0.04, 0.20, 0.09])
+    assert set(out["adjustment"]) == {"Holm"}
     assert out["significant"].tolist() == [False, True, False, False]
     assert out["direction"].tolist() == [
         "no difference",
@@ -137,7 +179,7 @@ def test_headline_says_where_it_is_better_and_why_the_rest_cannot_decide():
     mde = detectable_delta(0.3, 40, 0.05 / 3)
     assert f"detects only differences of {mde:.3f} or more (80% power)" in headline.text
     needed = [queries_needed(0.3, d, 0.05 / 3) for d in (0.02, 0.01)]
-    assert f"about {min(needed):,.0f} to {max(needed):,.0f} queries" in headline.text
+    assert f"about {min(needed):,.0f} to {max(needed):,.0f} questions" in headline.text
 
 
 def test_no_difference_headline():
@@ -147,14 +189,18 @@ def test_no_difference_headline():
 
 
 def test_detectable_delta_has_80_percent_power_by_scipy():
+    """The power of a two-sided t-test at delta = the detectable delta, from scipy's noncentral
+    t (an independent computation), is 80% (the t-quantile sum is a close approximation)."""
     sd, n, alpha = 0.25, 22, 0.05 / 4
     mde = detectable_delta(sd, n, alpha)
-    se = sd / math.sqrt(n)
-    z = norm.ppf(1 - alpha / 2)
-    power = norm.sf(z - mde / se) + norm.cdf(-z - mde / se)  # two-sided z-test at delta = mde
-    assert power == pytest.approx(0.8, abs=1e-3)
-    # hand-computed: (1.959964 + 0.841621) * 1 / 10 at sd 1, n 100, alpha 0.05
-    assert detectable_delta(1.0, 100) == pytest.approx(0.2801585, abs=1e-6)
+    ncp = mde / (sd / math.sqrt(n))
+    crit = t_dist.ppf(1 - alpha / 2, n - 1)
+    power = nct.sf(crit, n - 1, ncp) + nct.cdf(-crit, n - 1, ncp)
+    assert power == pytest.approx(0.8, abs=0.01)
+    # hand-computed: (t_0.975,99 = 1.984217 + t_0.8,99 = 0.845267) * 1 / 10 at sd 1, n 100
+    assert detectable_delta(1.0, 100) == pytest.approx(0.2829484, abs=1e-6)
+    # at many queries it tends to the normal (1.959964 + 0.841621) * sd / sqrt(n)
+    assert detectable_delta(1.0, 10**6) == pytest.approx(2.801585 / 1000, rel=1e-4)
 
 
 def test_queries_needed_is_the_inverse_of_the_detectable_delta():
@@ -182,11 +228,11 @@ def test_power_text_and_sentence_for_a_delta_that_cannot_be_decided():
     row = assign_families(frame([0.4], deltas=[0.01], lows=[-0.05], sd=0.2, n=22)).iloc[0]
     text = power_text(row)
     assert text.startswith(
-        f"22 queries detect |Δ| ≥ {detectable_delta(0.2, 22):.3f} with 80% power"
+        f"22 questions detect |Δ| ≥ {detectable_delta(0.2, 22):.3f} with 80% power"
     )
     assert f"about {queries_needed(0.2, 0.01):,.0f} would be needed to detect Δ +0.010" in text
     sentence = row_sentence(row)
-    assert "not significant (Holm p=0.400)." in sentence and "22 queries detect" in sentence
+    assert "not significant (Holm p=0.400)." in sentence and "22 questions detect" in sentence
     significant = assign_families(frame([0.001])).iloc[0]
     assert power_text(significant) == ""
 
@@ -202,3 +248,29 @@ def test_display_table_lists_the_primary_family_first_with_power():
 
 def test_tiny_deltas_never_read_as_zero():
     assert signed(0.00031) == "+0.00031" and signed(0.052) == "+0.052" and signed(0) == "+0.000"
+
+
+def test_a_verdict_on_copied_queries_carries_the_caution():
+    """Headings and cloze sentences copy their passage's words: on main an evaluation on them
+    reported a hybrid 'significantly better … Δ +0.368' with no word of it."""
+    caution = copied_query_caution({"heading": 30, "cloze": 60, "human": 10})
+    assert caution.startswith("Caution: 90 of the 100 questions are headings or sentences copied")
+    assert "favour lexical retrieval (BM25, hybrids)" in caution
+    assert "human-written or LLM questions" in caution
+    assert copied_query_caution({"human": 20, "llm": 5}) == ""
+    out = assign_families(frame([0.001]))
+    (headline,) = headline_verdicts(out, caution=caution)
+    assert headline.text.endswith(caution)
+    (plain,) = headline_verdicts(out)
+    assert "Caution" not in plain.text
+
+
+def test_the_headline_counts_questions_and_clusters():
+    rows = frame([0.4, 0.5], deltas=[0.01, 0.0], lows=[-0.05] * 2, n=30)
+    rows["n_clusters"] = 12
+    rows["se_diff"] = 0.05
+    (headline,) = headline_verdicts(assign_families(rows))
+    assert "With 30 questions in 12 clusters the test detects only" in headline.text
+    assert headline.n_clusters == 12
+    mde = detectable_from_se(0.05, 12, 0.05 / 2)
+    assert f"differences of {mde:.3f} or more" in headline.text

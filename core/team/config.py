@@ -1,4 +1,5 @@
-"""Team mode: who may sign in, how, and with which role; the per-user upload quota.
+"""Team mode's configuration: who may sign in, how, and with which role; the upload limits; the
+proxies whose forwarded addresses are trusted.
 
 Off by default (one user on their own machine acts as the local owner). Two ways to turn it on,
 read from `.streamlit/secrets.toml` or the environment:
@@ -15,20 +16,17 @@ Roles come from email lists (`owners`, `members`, `viewers`); anyone else signed
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
+import ipaddress
 import os
-import re
-import secrets
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import ConfigError
+from core.errors import ConfigError, InputError
 from core.runs.actor import ROLES
+from core.team.identity import normalise_email
 
 MODES = ("off", "password", "oidc")
 ENV = {
@@ -38,12 +36,41 @@ ENV = {
     "viewers": "RAGBENCH_TEAM_VIEWERS",
     "default_role": "RAGBENCH_TEAM_DEFAULT_ROLE",
     "upload_quota_mb": "RAGBENCH_UPLOAD_QUOTA_MB",
+    "session_upload_mb": "RAGBENCH_SESSION_UPLOAD_MB",
+    "trusted_proxies": "RAGBENCH_TRUSTED_PROXIES",
 }
 
 
-def _emails(value: Any) -> frozenset[str]:
+def _items(value: Any) -> list[str]:
     items = value.split(",") if isinstance(value, str) else list(value or [])
-    return frozenset(str(v).strip().lower() for v in items if str(v).strip())
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def _emails(value: Any) -> frozenset[str]:
+    found = set()
+    for item in _items(value):
+        try:
+            found.add(normalise_email(item))
+        except InputError as exc:
+            raise ConfigError(
+                f"The team's email lists hold {item.strip()!r}, which cannot be an identity: "
+                f"{exc.what}",
+                found=exc.found,
+                fix="correct it in RAGBENCH_TEAM_* or [ragbench.team] in secrets.toml",
+            ) from exc
+    return frozenset(found)
+
+
+def _networks(value: Any) -> frozenset[str]:
+    for item in _items(value):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"Trusted proxy {item!r} is not an IP address or network.",
+                fix="list the proxies' addresses, e.g. RAGBENCH_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8",
+            ) from exc
+    return frozenset(_items(value))
 
 
 @dataclass(frozen=True)
@@ -57,6 +84,8 @@ class TeamConfig:
     viewers: frozenset[str] = frozenset()
     default_role: str = "viewer"
     upload_quota_mb: float = 0.0  # per user, over every corpus they built; 0 = no quota
+    session_upload_mb: float = 200.0  # uploads one signed-in session holds in server memory
+    trusted_proxies: frozenset[str] = frozenset()  # addresses whose X-Forwarded-For is believed
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -78,8 +107,12 @@ class TeamConfig:
         return self.mode != "off"
 
     def role_for(self, email: str) -> str | None:
-        """The role of a signed-in identity, or None when it may not sign in at all."""
-        who = email.strip().lower()
+        """The role of a signed-in identity, or None when it may not sign in at all (or the
+        email is not one: invisible or look-alike characters, core.team.identity)."""
+        try:
+            who = normalise_email(email)
+        except InputError:
+            return None
         for role, listed in (("owner", self.owners), ("member", self.members)):
             if who in listed:
                 return role
@@ -90,6 +123,10 @@ class TeamConfig:
     @property
     def upload_quota_bytes(self) -> int:
         return int(self.upload_quota_mb * 1024 * 1024)
+
+    @property
+    def session_upload_bytes(self) -> int:
+        return int(self.session_upload_mb * 1024 * 1024)
 
 
 def team_config(secrets: Mapping[str, Any] | None = None) -> TeamConfig:
@@ -113,6 +150,8 @@ def team_config(secrets: Mapping[str, Any] | None = None) -> TeamConfig:
         viewers=_emails(section.get("viewers")),
         default_role=str(section.get("default_role") or ("none" if oidc else "viewer")),
         upload_quota_mb=float(section.get("upload_quota_mb") or 0),
+        session_upload_mb=float(section.get("session_upload_mb") or 200),
+        trusted_proxies=_networks(section.get("trusted_proxies")),
     )
 
 
@@ -152,100 +191,3 @@ def exposure_warning(address: str, config: TeamConfig) -> str | None:
         "an [auth] section in .streamlit/secrets.toml for OIDC) and the owner and member lists; "
         "see the README's team section."
     )
-
-
-class SignInThrottle:
-    """Slows password guessing: after `limit` wrong tries for one email within `window_s`, that
-    email is refused without a check until the window has passed (per server process)."""
-
-    def __init__(self, limit: int = 5, window_s: float = 300.0) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, email: str, now: float) -> list[float]:
-        times = [t for t in self._failures.get(email, []) if now - t < self.window_s]
-        self._failures[email] = times
-        return times
-
-    def blocked(self, email: str, now: float | None = None) -> bool:
-        """Whether this email has used up its tries for now."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            return len(self._recent(email, now)) >= self.limit
-
-    def failed(self, email: str, now: float | None = None) -> None:
-        """Count one wrong try."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._recent(email, now).append(now)
-
-    def succeeded(self, email: str) -> None:
-        """Forget the wrong tries of an email that signed in."""
-        with self._lock:
-            self._failures.pop(email, None)
-
-
-THROTTLE = SignInThrottle()  # per email
-ADDRESS_THROTTLE = SignInThrottle(limit=20)  # per client address: rotating emails does not help
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]+")
-
-
-def looks_like_email(text: str) -> bool:
-    """Whether `text` can be an email address (what the role lists hold; also what the audit
-    log may record of a refused sign-in)."""
-    return len(text) <= 254 and _EMAIL.fullmatch(text) is not None
-
-
-SESSION_COOKIE = "ragbench_team"
-SESSION_TTL_S = 12 * 3600
-SECRET_FILE = ".team_secret"  # random bytes in the data directory (never the password)
-
-
-def _signing_key(config: TeamConfig) -> bytes:
-    """The key that signs session cookies: this data directory's random secret and the team
-    password, so changing the password signs everyone out."""
-    from core.config import data_dir
-
-    path = data_dir() / SECRET_FILE
-    if not path.exists():
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            pass
-        else:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
-    return hashlib.sha256(path.read_bytes() + config.password.encode("utf-8")).digest()
-
-
-def key_fingerprint(config: TeamConfig) -> str:
-    """A short digest of the signing key: a session signed in under another password (or
-    another data directory's secret) no longer matches it."""
-    return hashlib.sha256(_signing_key(config)).hexdigest()[:16]
-
-
-def session_token(email: str, config: TeamConfig, now: float | None = None) -> str:
-    """A signed cookie value that keeps `email` signed in for SESSION_TTL_S (a reload of the page
-    is a new Streamlit session; the cookie carries the sign-in over)."""
-    expires = int((time.time() if now is None else now) + SESSION_TTL_S)
-    payload = f"{email}|{expires}".encode()
-    signature = hmac.new(_signing_key(config), payload, hashlib.sha256).hexdigest()
-    return base64.urlsafe_b64encode(payload).decode("ascii") + "." + signature
-
-
-def token_email(token: str, config: TeamConfig, now: float | None = None) -> str | None:
-    """The email a session cookie signs in, or None when it is forged, damaged or expired."""
-    try:
-        encoded, signature = token.rsplit(".", 1)
-        payload = base64.urlsafe_b64decode(encoded.encode("ascii"))
-        email, expires = payload.decode("utf-8").rsplit("|", 1)
-        expected = hmac.new(_signing_key(config), payload, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature):
-            return None
-        if int(expires) < (time.time() if now is None else now):
-            return None
-    except (ValueError, UnicodeError):
-        return None
-    return email
