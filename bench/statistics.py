@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from core.crossfit.simulation import crossfit_null_rates
+from core.crossfit.simulation import crossfit_null_rates, split_power
 from core.evaluation.simulation import Rates, clustered_null_rates, family_rates
 
 
@@ -59,6 +59,10 @@ def main(reps: int = 2000) -> list[str]:
     lines += _line(
         "effect 0.2 sd, 5-fold cross-fit, 240 questions: power",
         crossfit_null_rates(reps=reps // 2, effect=0.2, seed=6),
+    )
+    lines += _line(
+        "effect 0.2 sd, split evaluation of 48 of those questions: power",
+        split_power(reps=reps // 2, seed=7),
     )
     lines.append(f"\n({time.perf_counter() - start:.0f} s)")
     return lines

@@ -291,7 +291,9 @@ def encode_texts(
     tracker.report(f"{len(texts) - len(todo)} of {len(texts)} cached" if found else "starting")
     # Progress granularity: a few batches per report keeps the callback cheap.
     step = max(batch_size * 4, 64)
-    pending = list(todo.items())
+    # Longest first, across steps as sentence-transformers sorts within one call: each batch
+    # holds texts of about one length, so little of it is padding.
+    pending = sorted(todo.items(), key=lambda kv: -len(kv[1]))
     computed: dict[bytes, np.ndarray] = {}
     for start in range(0, len(pending), step):
         batch = pending[start : start + step]

@@ -42,7 +42,18 @@ def signed(delta: Any) -> str:
 def questions_text(n_queries: int, n_clusters: Any) -> str:
     """'23 questions' or '23 questions in 20 clusters' (questions sharing a gold or linked chunk
     are one cluster: the statistics count clusters, not questions)."""
-    text = f"{int(n_queries):,} questions"
+    text = f"{int(n_queries):,} question{'' if int(n_queries) == 1 else 's'}"
     if n_clusters is not None and n_clusters == n_clusters and 0 < int(n_clusters) != n_queries:
-        text += f" in {int(n_clusters):,} clusters"
+        text += f" in {int(n_clusters):,} cluster{'' if int(n_clusters) == 1 else 's'}"
     return text
+
+
+def duration_text(seconds: float) -> str:
+    """'about 40 s', 'about 3 min', 'about 1 h 20 min': never 'about 0 min'."""
+    seconds = max(1.0, float(seconds))
+    if seconds < 90:
+        return f"about {max(5, round(seconds / 5) * 5):.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60:02d} min"

@@ -57,3 +57,26 @@ def replace_marked_section(text: str, section: str, start: str, end: str) -> str
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
     text = pattern.sub("", text).rstrip()
     return (text + "\n\n" if text else "") + section
+
+
+def demote_headings(markdown: str, top: int) -> str:
+    """`markdown` with its headings moved down so the largest is level `top` (1 to 6), the
+    others keeping their distance below it (at most 6); fenced code is left alone."""
+    levels = []
+    fenced = False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and (m := re.match(r"(#{1,6}) ", line)):
+            levels.append(len(m.group(1)))
+    if not levels:
+        return markdown
+    shift = max(0, top - min(levels))
+    out, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and (m := re.match(r"(#{1,6}) ", line)):
+            line = "#" * min(6, len(m.group(1)) + shift) + line[len(m.group(1)) :]
+        out.append(line)
+    return "\n".join(out)

@@ -35,7 +35,8 @@ def _panel(kind: str, key: str, what: str, stop: Callable[[str], None] | None = 
     for run in jobs:
         status = job_status(run)  # also marks a job whose process died as failed
         st.markdown(f"**Running:** {run.manifest.name or run.id} (`{run.id}`)")
-        st.progress(status.fraction or 0.0, text=status.phase or "starting")
+        count = f" · {status.step}/{status.total_steps}" if status.total_steps else ""
+        st.progress(status.fraction or 0.0, text=(status.phase or "starting") + count)
         if st.button(
             "Stop",
             key=f"{key}_stop_{run.id}",

@@ -83,7 +83,7 @@ def sign_in_gate() -> TeamConfig:
         st.session_state.pop(SESSION_ACTOR, None)
         allow_uploads(_session_id(), 0)
         if warning:
-            st.sidebar.warning(warning, icon="⚠️")
+            st.sidebar.warning(warning, icon=":material/warning:")
         return config
     set_fallback(NOBODY)  # work outside a signed-in session may read, never change
     if not installed():
@@ -263,7 +263,7 @@ def signed_in_sidebar(config: TeamConfig) -> None:
     }[actor.role]
     st.sidebar.caption(f"Signed in as **{actor.name}** ({actor.role}: {allowed}).")
     if actor.role == "owner" and not installed():
-        st.sidebar.warning(GUARD_MISSING, icon="⚠️")
+        st.sidebar.warning(GUARD_MISSING, icon=":material/warning:")
     if st.sidebar.button("Sign out", key="team_sign_out"):
         record("signed out")
         end_session(st.session_state.pop(SESSION_ID, ""))

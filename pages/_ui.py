@@ -254,10 +254,71 @@ def _internal(run) -> bool:  # noqa: ANN001 - core.runs.folders.Run
     return run.kind == "qa" and str(run.manifest.config.get("source", "")).startswith("crossfit")
 
 
+# The corpus, question set and model this session works on: set wherever the user picks or
+# makes one, read by every page's picker, so a choice carries across pages (a widget's own
+# state is dropped when its page is left).
+CURRENT_KEYS = {"corpus": "current_corpus", "qa": "current_qa", "model": "current_model"}
+
+
+def current_run(kind: str) -> str | None:
+    """The run of `kind` (corpus, qa, model) this session picked or made last, or None."""
+    return st.session_state.get(CURRENT_KEYS[kind]) if kind in CURRENT_KEYS else None
+
+
+def remember_run(kind: str, run_id: str | None, corpus: str | None = None) -> None:
+    """Make `run_id` this session's current run of `kind` (other kinds are not remembered); a
+    question set or model also makes its `corpus` current. Another corpus forgets the current
+    question set and model, which belong to the one before."""
+    if not run_id or kind not in CURRENT_KEYS:
+        return
+    if kind == "corpus" and current_run("corpus") not in (None, run_id):
+        st.session_state.pop(CURRENT_KEYS["qa"], None)
+        st.session_state.pop(CURRENT_KEYS["model"], None)
+    st.session_state[CURRENT_KEYS[kind]] = run_id
+    if corpus and kind != "corpus":
+        st.session_state[CURRENT_KEYS["corpus"]] = corpus
+
+
+def _wanted(kind: str, runs: list) -> str | None:  # noqa: ANN001 - core.runs.folders.Run
+    """The run a picker of `kind` should show first: the current one, else the one that goes
+    with the current runs of other kinds (a question set of the current corpus, the corpus of
+    the current question set), else None (the newest)."""
+    ids = [r.id for r in runs]
+    if current_run(kind) in ids:
+        return current_run(kind)
+    corpus = current_run("corpus")
+    if kind == "qa" and corpus:
+        return next((r.id for r in runs if r.manifest.parents.get("corpus") == corpus), None)
+    qa = current_run("qa")
+    if kind == "corpus" and qa:
+        from core.errors import RunError
+        from core.runs.folders import load_run
+
+        try:
+            parent = load_run(qa).manifest.parents.get("corpus")
+        except RunError:
+            return None
+        return parent if parent in ids else None
+    return None
+
+
+def preselect(kind: str, key: str, runs: list) -> None:  # noqa: ANN001 - core.runs.folders.Run
+    """Before a picker of `kind` with widget `key` over `runs` is drawn: keep the user's pick on
+    this page, else show the session's current run (see _wanted), else the newest."""
+    if st.session_state.get(key) in {r.id for r in runs}:
+        return
+    st.session_state.pop(key, None)
+    wanted = _wanted(kind, runs)
+    if wanted:
+        st.session_state[key] = wanted
+
+
 def run_picker(
     kind: str, label: str, key: str, statuses: tuple[str, ...] = ("done",)
 ) -> str | None:
-    """A selectbox of runs of one kind (newest first); returns the chosen run id or None."""
+    """A selectbox of runs of one kind (newest first), showing the session's current run of that
+    kind first; a run the user picks in it becomes the current one. Returns the chosen run id,
+    or None. (Only a user's pick is remembered: a page may hold two pickers of one kind.)"""
     from core.runs.folders import list_runs
 
     runs = [r for r in list_runs(kind) if r.manifest.status in statuses and not _internal(r)]
@@ -266,7 +327,17 @@ def run_picker(
         return None
     options = [r.id for r in runs]
     names = {r.id: f"{r.manifest.name} · {r.manifest.created_at[:16]}" for r in runs}
-    return st.selectbox(label, options, format_func=lambda rid: names.get(rid, rid), key=key)
+    preselect(kind, key, runs)
+    by_id = {r.id: r for r in runs}
+
+    def picked() -> None:
+        run = by_id.get(st.session_state.get(key))
+        if run is not None:
+            remember_run(kind, run.id, corpus=run.manifest.parents.get("corpus"))
+
+    return st.selectbox(
+        label, options, format_func=lambda rid: names.get(rid, rid), key=key, on_change=picked
+    )
 
 
 @st.cache_resource(show_spinner="Loading embedding model…")

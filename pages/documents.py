@@ -7,16 +7,15 @@ import contextlib
 import streamlit as st
 
 from core.documents.chunking import DEFAULT_SIZES, STRATEGIES, ChunkingConfig
-from core.documents.index_job import start_indexing
+from core.documents.index_job import index_text, start_indexing
+from core.documents.reuse import add_or_reuse, build_or_reuse, sample_or_reuse
 from core.documents.stage import (
     CorpusBuildResult,
     FileReport,
     UploadedFile,
-    add_documents,
-    build_corpus,
     identical_corpus,
-    ingest_sample_corpus,
     load_documents,
+    new_files,
     remove_documents,
     sample_files,
 )
@@ -30,6 +29,7 @@ from pages._ui import (
     error_boundary,
     guard_page,
     locked,
+    remember_run,
     run_picker,
 )
 
@@ -110,7 +110,14 @@ def chunking_ui() -> tuple[ChunkingConfig | None, int]:
 
 
 def show_build_result(result: CorpusBuildResult) -> None:
-    """Summary of a finished build and its per-file table."""
+    """Summary of a finished build and its per-file table (or the earlier run it reused)."""
+    if result.reused:
+        st.info(
+            f"Corpus run **{result.run.id}** ({result.run.manifest.name or 'unnamed'}, "
+            f"{result.n_chunks} chunks) already holds these files with these settings: it is "
+            "selected below, and no new run was made."
+        )
+        return
     ok, skipped = result.ok_files, result.skipped_files
     st.success(
         f"Corpus run **{result.run.id}**: {len(ok)} document(s), {result.n_chunks} chunks"
@@ -135,8 +142,8 @@ def offer_reuse(run: Run | None, what: str, key: str) -> None:
     left, right = st.columns([4, 1], vertical_alignment="center")
     left.info(
         f"{what}, with these settings, already built corpus run **{label}** "
-        f"({run.manifest.summary.get('n_chunks', '?')} chunks). Use it instead of a new run: "
-        "its question sets, models and indexes stay with it."
+        f"({run.manifest.summary.get('n_chunks', '?')} chunks). Building again selects it "
+        "rather than making a copy: its question sets, models and indexes stay with it."
     )
     if right.button("Use that run", key=f"docs_reuse_{key}", help=run.id):
         st.session_state[PENDING_KEY] = (
@@ -144,6 +151,17 @@ def offer_reuse(run: Run | None, what: str, key: str) -> None:
             f"Using corpus run **{run.id}**: the same files and settings.",
         )
         st.rerun()
+
+
+def held_names(run: Run, files: list[UploadedFile]) -> set[str]:
+    """The names of the uploaded files whose bytes the corpus run already holds."""
+    if not files:
+        return set()
+    try:
+        fresh = {f.name for f in new_files(run, files)}
+    except RagbenchError:  # it holds them all (or has no original files)
+        return {f.name for f in files}
+    return {f.name for f in files} - fresh
 
 
 def read_uploads(uploads: list, max_bytes: int) -> list[UploadedFile]:
@@ -176,6 +194,8 @@ def build_ui(config: ChunkingConfig | None, max_bytes: int) -> list[UploadedFile
         "Upload documents (PDF, TXT, MD, HTML)",
         accept_multiple_files=True,
         key="docs_upload",
+        # The limit it states (and the browser enforces) is the one chosen above, not 200 MB.
+        max_upload_size=max(1, max_bytes // (1024 * 1024)),
         help="Each file is checked on its own: a bad file is skipped with the reason, "
         "the others still go in. DOCX is not supported yet: export it as PDF.",
     )
@@ -201,13 +221,14 @@ def build_ui(config: ChunkingConfig | None, max_bytes: int) -> list[UploadedFile
         progress = StreamlitProgress("Parsing and chunking")
         with error_boundary("Building the corpus"):
             if sample:
-                result = ingest_sample_corpus(config, on_progress=progress)
+                result = sample_or_reuse(config, on_progress=progress)
             else:
-                result = build_corpus(
+                result = build_or_reuse(
                     files, config, name=name, max_bytes=max_bytes, on_progress=progress
                 )
-            progress.done(f"Built {result.run.id}")
+            progress.done(f"{'Reused' if result.reused else 'Built'} {result.run.id}")
             st.session_state[PICK_KEY] = result.run.id
+            remember_run("corpus", result.run.id)
             show_build_result(result)
     return files
 
@@ -215,11 +236,14 @@ def build_ui(config: ChunkingConfig | None, max_bytes: int) -> list[UploadedFile
 def switch_to(result: CorpusBuildResult) -> None:
     """Select a run built from the picked one (a new run) on the next rerun."""
     kept = ", ".join(f.name for f in result.ok_files)
-    st.session_state[PENDING_KEY] = (
-        result.run.id,
-        f"Built corpus run **{result.run.id}** ({result.n_chunks} chunks from {kept}); "
-        "the run it came from is unchanged.",
+    done = (
+        f"Corpus run **{result.run.id}** already holds {kept} with these settings: selected it, "
+        "no new run made."
+        if result.reused
+        else f"Built corpus run **{result.run.id}** ({result.n_chunks} chunks from {kept}); "
+        "the run it came from is unchanged."
     )
+    st.session_state[PENDING_KEY] = (result.run.id, done)
     st.rerun()
 
 
@@ -229,6 +253,7 @@ def corpus_ui(files: list[UploadedFile]) -> str | None:
     if PENDING_KEY in st.session_state:  # a run built on the last click: select it, say so
         new_id, message = st.session_state.pop(PENDING_KEY)
         st.session_state[PICK_KEY] = new_id
+        remember_run("corpus", new_id)
         st.success(message)
     corpus_id = run_picker("corpus", "Corpus run", key=PICK_KEY)
     if not corpus_id:
@@ -271,14 +296,17 @@ def corpus_ui(files: list[UploadedFile]) -> str | None:
         ok_names = [r.name for r in reports if r.status == "ok"]
         left, right = st.columns(2)
         with left:
+            fresh = [f for f in files if f.name not in held_names(run, files)]
+            if files and not fresh:
+                st.caption(f"This corpus run already holds the {len(files)} uploaded file(s).")
             if st.button(
-                f"Add the {len(files)} uploaded file(s) to this corpus (new run)",
-                disabled=locked("run") or not files,
+                f"Add the {len(fresh)} new uploaded file(s) to this corpus (new run)",
+                disabled=locked("run") or not fresh,
                 key="docs_add",
             ):
                 progress = StreamlitProgress("Adding documents")
                 with error_boundary("Adding documents"):
-                    result = add_documents(corpus_id, files, on_progress=progress)
+                    result = add_or_reuse(corpus_id, files, on_progress=progress)
                     switch_to(result)
         with right:
             doomed = st.selectbox("Document", ok_names, key="docs_delete_pick")
@@ -293,6 +321,20 @@ def corpus_ui(files: list[UploadedFile]) -> str | None:
                     result = remove_documents(corpus_id, [doomed], on_progress=progress)
                     switch_to(result)
     return corpus_id
+
+
+def search_hits_ui(hits: list, chunks: dict) -> None:  # noqa: ANN001 - (id, score), Chunk
+    """Each hit in a box of its own, its text cut at a word (not mid-word) with an ellipsis."""
+    for rank, (chunk_id, score) in enumerate(hits, start=1):
+        chunk = chunks.get(chunk_id)
+        if chunk is None:
+            continue
+        text = chunk.text if len(chunk.text) <= 600 else chunk.text[:600].rsplit(" ", 1)[0] + " …"
+        with st.container(border=True):
+            st.markdown(
+                f"**{rank}.** cosine **{score:.3f}** · {chunk.source} · page {chunk.page or '-'}"
+            )
+            st.text(text)
 
 
 def index_ui(corpus_id: str) -> None:
@@ -315,13 +357,7 @@ def index_ui(corpus_id: str) -> None:
     ended = ended_job("index", JOBS_KEY)
     if ended is not None:
         summary = ended.manifest.summary
-        ended_notice(
-            ended,
-            "indexing",
-            f"Collection **{summary.get('collection')}**: {summary.get('n_added', 0)} chunk(s) "
-            f"embedded, {summary.get('n_skipped', 0)} already there "
-            f"({summary.get('seconds', 0):.1f} s).",
-        )
+        ended_notice(ended, "indexing", index_text(summary))
     indexed = [
         r
         for r in list_runs("index")
@@ -344,13 +380,7 @@ def index_ui(corpus_id: str) -> None:
             model = cached_model(spec.source, spec.ref)
             embedding = encode_texts(model, [query], prompt=query_prompt(model), cache=None)
             chunks = {c.id: c for c in load_chunks(corpus_id)}
-            hits = search(settings, collection, embedding, k=5)[0]
-            for chunk_id, score in hits:
-                chunk = chunks.get(chunk_id)
-                if chunk is None:
-                    continue
-                st.markdown(f"**{score:.3f}** · {chunk.source} · page {chunk.page or '-'}")
-                st.text(chunk.text[:600])
+            search_hits_ui(search(settings, collection, embedding, k=5)[0], chunks)
 
 
 st.title("Documents")

@@ -26,9 +26,10 @@ from core.finetune.config import (
 )
 from core.finetune.control import resume_job, start_finetune, stop_finetune
 from core.finetune.model_card import protocol_part, push_to_hub, read_model_card
-from core.questions.sources import sources_text, training_items
+from core.questions.sources import sources_text, structure_only_caution, training_items
 from core.runs.folders import list_runs, load_run
-from core.runs.jobs import JobStatus, job_status, tail_log
+from core.runs.jobs import JobStatus, job_status, stop_requested, tail_log
+from core.text import demote_headings
 from pages._ui import (
     act_for_session,
     audited,
@@ -36,16 +37,13 @@ from pages._ui import (
     error_boundary,
     guard_page,
     locked,
+    preselect,
+    remember_run,
     run_picker,
 )
 
 guard_page()  # team mode: nothing of this page before sign-in
 
-STRUCTURE_ONLY = (
-    "Every pair of this set comes from the documents' structure, and so does its validation "
-    "split: headings and sentences are easy, lexical queries, so the validation curves flatter "
-    "the model. Judge it on the Retrieval eval page with questions people wrote."
-)
 RUN_KEY = "ft_run_id"
 PENDING_RUN_KEY = "ft_run_pending"  # a run to select on the next rerun (set after the picker)
 SOURCE_LABELS = {
@@ -58,7 +56,15 @@ LOSS_LABELS = {
     "mnrl": "MNRL (in-batch negatives)",
     "cached_mnrl": "Cached MNRL (big batches on small GPUs)",
 }
-STATUS_ICONS = {"running": "⏳", "done": "✅", "failed": "❌", "stopped": "⏹️", "pending": "…"}
+# Streamlit's material icons (bundled with its frontend): an emoji renders as an empty box
+# where no emoji font is installed.
+STATUS_ICONS = {
+    "running": ":material/hourglass_top:",
+    "done": ":material/check_circle:",
+    "failed": ":material/error:",
+    "stopped": ":material/stop_circle:",
+    "pending": ":material/schedule:",
+}
 
 
 @st.cache_data(show_spinner=False, ttl=30)
@@ -264,8 +270,8 @@ def new_finetune_ui() -> None:
         f"batches, validated against the whole corpus at every dim. Trains on "
         f"**{device_description()}**."
     )
-    if pairs and set(pairs) <= {"heading", "cloze"}:
-        st.info(STRUCTURE_ONLY)
+    if structure_only_caution(pairs):
+        st.info(structure_only_caution(pairs))
     busy = [r.id for r in list_runs("model") if r.manifest.status == "running"]
     if busy:
         st.warning(
@@ -284,6 +290,8 @@ def new_finetune_ui() -> None:
         with error_boundary("Start fine-tune"):
             run = start_finetune(cfg, name=name.strip())
             st.session_state[RUN_KEY] = run.id
+            remember_run("qa", qa_run_id)  # the set and the model this session works on now
+            remember_run("model", run.id)
             st.rerun()
 
 
@@ -336,18 +344,21 @@ def _duration(seconds: float | None) -> str:
     )
 
 
-def progress_ui(status: JobStatus) -> None:
-    """Figures and charts of a job, running or finished."""
+def progress_ui(status: JobStatus, stopping: bool = False) -> None:
+    """Figures and charts of a job, running or finished (a finished one names how it ended,
+    not the phase it was last in)."""
+    phase = status.status if status.finished else status.phase
     if status.total_steps:
         st.progress(
-            status.fraction or 0.0, text=f"step {status.step}/{status.total_steps} · {status.phase}"
+            status.fraction or 0.0, text=f"step {status.step}/{status.total_steps} · {phase}"
         )
-    elif status.phase:
-        st.caption(status.phase)
+    elif phase:
+        st.caption(phase)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Epoch", f"{status.epoch:.2f}" if status.epoch is not None else "–")
     c2.metric("Steps/s", f"{status.steps_per_s:.2f}" if status.steps_per_s else "–")
-    c3.metric("ETA", _duration(status.eta_s) if status.status == "running" else "–")
+    running = status.status == "running" and not stopping
+    c3.metric("ETA", _duration(status.eta_s) if running else "–")
     c4.metric("GPU memory", f"{status.gpu_mem_gib:.1f} GiB" if status.gpu_mem_gib else "–")
     left, right = st.columns(2)
     left.plotly_chart(loss_figure(status), key="ft_fig_loss")
@@ -363,6 +374,13 @@ def live_ui(run_id: str) -> None:
     status = job_status(run_id)
     if status.finished:
         st.rerun()  # the whole page, to show the finished view
+    if stop_requested(load_run(run_id).path):
+        st.markdown(
+            f"{STATUS_ICONS['stopped']} **Stopping** (pid {status.pid}): the job ends this step, "
+            "saves the model and validates it at every dim; on a CPU that can take a minute."
+        )
+        progress_ui(status, stopping=True)
+        return
     st.markdown(f"{STATUS_ICONS['running']} **Training** (pid {status.pid})")
     progress_ui(status)
     if st.button(
@@ -373,6 +391,7 @@ def live_ui(run_id: str) -> None:
     ):
         stop_finetune(run_id)
         st.toast("Stop requested: the job saves the model after this step.")
+        st.rerun(scope="fragment")  # say 'Stopping' now, not at the next poll
 
 
 def finished_ui(run_id: str, status: JobStatus) -> None:
@@ -421,7 +440,8 @@ def finished_ui(run_id: str, status: JobStatus) -> None:
         card = read_model_card(run)
         if card:
             st.markdown("#### Model card: evaluation protocol")
-            st.markdown(protocol_part(card) or "(no protocol section)")
+            # The card's own headings sit under the page's: none drawn larger than this one.
+            st.markdown(demote_headings(protocol_part(card), 5) or "(no protocol section)")
             with st.expander("Full model card (sentence-transformers' README.md + protocol)"):
                 # As text: the card quotes training examples (document text) and carries HTML.
                 st.code(card, language="markdown")
@@ -453,15 +473,20 @@ def runs_ui() -> None:
     pending = st.session_state.pop(PENDING_RUN_KEY, None)
     if pending in options:
         st.session_state[RUN_KEY] = pending
+        remember_run("model", pending)
+    preselect("model", RUN_KEY, runs)  # the model this session works on, else the newest
     if st.session_state.get(RUN_KEY) not in options:
         st.session_state[RUN_KEY] = options[0]
     labels = {
-        r.id: f"{STATUS_ICONS.get(r.manifest.status, '')} {r.manifest.name} · {r.manifest.status} · "
-        f"{r.manifest.created_at[:16]}"
+        r.id: f"{r.manifest.name} · {r.manifest.status} · {r.manifest.created_at[:16]}"
         for r in runs
     }
     run_id = st.selectbox(
-        "Model run", options, format_func=lambda rid: labels.get(rid, rid), key=RUN_KEY
+        "Model run",
+        options,
+        format_func=lambda rid: labels.get(rid, rid),
+        key=RUN_KEY,
+        on_change=lambda: remember_run("model", st.session_state.get(RUN_KEY)),
     )
     status = job_status(run_id)  # also marks a job whose process died as failed
     if status.status in ("running", "pending"):

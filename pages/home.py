@@ -21,10 +21,18 @@ st.markdown(
     "hand-written question set) lets you try the whole loop offline."
 )
 runs = list_runs()
+running = running_jobs()
 cols = st.columns(len(RUN_KINDS))
 for col, kind in zip(cols, RUN_KINDS, strict=True):
-    col.metric(KIND_LABELS[kind], sum(1 for r in runs if r.kind == kind))
-running = running_jobs()
+    # Finished runs only: a job still running is counted apart, not as a result.
+    live = sum(1 for r in running if r.kind == kind)
+    col.metric(
+        KIND_LABELS[kind],
+        sum(1 for r in runs if r.kind == kind and r.manifest.status == "done"),
+        delta=f"{live} running" if live else None,
+        delta_color="off",
+        help="Finished runs (stopped and failed ones are listed on the Runs page).",
+    )
 if running:
     st.markdown("**Running now** (background jobs: closing a tab does not stop them)")
     for run in running:

@@ -11,12 +11,18 @@ import streamlit as st
 
 from core.documents.corpus import load_chunks
 from core.errors import RagbenchError
-from core.llm.embedded import EMBEDDED_LABEL
+from core.formatting import duration_text
+from core.llm.embedded import (
+    EMBEDDED_LABEL,
+    EMBEDDED_PROMPT_TOKENS_PER_S,
+    EMBEDDED_REPLY_TOKENS_PER_S,
+    EMBEDDED_START_S,
+)
 from core.questions.dataset import load_qa
 from core.questions.gate import REASONS, GateConfig
 from core.questions.generation import GenerationConfig, estimate_generation, select_chunks
 from core.questions.job import start_question_generation
-from core.questions.qa_runs import read_dealing, read_gate_report, read_usage
+from core.questions.qa_runs import read_dealing, read_gate_report, read_usage, shortfall_text
 from core.questions.review import REVIEW_COLUMNS, review_rows, save_review
 from core.questions.splits import SplitConfig
 from core.runs.folders import Run, list_runs, load_run
@@ -32,6 +38,8 @@ from pages._ui import (
     locked,
     near_duplicates_caption,
     near_duplicates_ui,
+    preselect,
+    remember_run,
     run_picker,
     split_config_ui,
 )
@@ -48,16 +56,16 @@ SOURCES = {
     "import": "Import a file",
 }
 NONE = "(none)"
-EMBEDDED_SECONDS_PER_TOKEN = 0.1  # SmolLM2-135M on 2 CPU cores: about 10 tokens/s
 
 
 def apply_pending_picks() -> None:
     """Select runs made in the previous script run (a widget's value can only be set before
     the widget exists)."""
-    for key in (CORPUS_KEY, RUN_KEY):
+    for key, kind in ((CORPUS_KEY, "corpus"), (RUN_KEY, "qa")):
         pending = st.session_state.pop(f"{key}_pending", None)
         if pending:
             st.session_state[key] = pending
+            remember_run(kind, pending)
 
 
 def pick_later(corpus_id: str | None, run_id: str | None) -> None:
@@ -72,6 +80,7 @@ def pick_now(run_id: str) -> None:
     """Select a question set made above its picker (generation, the sample, pairs from the
     documents) in this very script run, so the figures below show it, not the previous one."""
     st.session_state[RUN_KEY] = run_id
+    remember_run("qa", run_id)
 
 
 def llm_label() -> tuple[str, bool]:
@@ -188,8 +197,12 @@ def generate_ui(corpus_id: str) -> None:
         estimate = estimate_generation(chunks, config, llm)
         text = f"Estimate: {estimate.describe()}."
         if embedded and estimate.calls:
-            minutes = estimate.completion_tokens * EMBEDDED_SECONDS_PER_TOKEN / 60
-            text += f" About {minutes:.0f} min on this CPU."
+            seconds = estimate.seconds(
+                EMBEDDED_PROMPT_TOKENS_PER_S, EMBEDDED_REPLY_TOKENS_PER_S, EMBEDDED_START_S
+            )
+            text += (
+                f" {duration_text(seconds).capitalize()} on a 2-core CPU, longer when it is busy."
+            )
         st.info(text)
     if st.button("Generate questions", type="primary", key="qa_generate", disabled=locked("run")):
         with error_boundary("Starting the generation"):
@@ -201,13 +214,14 @@ def generation_ended(run: Run) -> None:
     """How a generation this page watched ended: its gate counts and usage when it is done."""
     summary = run.manifest.summary
     usage = read_usage(run) if run.manifest.status == "done" else {}
+    short = shortfall_text(summary)
     ended_notice(
         run,
         "question generation",
         f"QA run **{run.id}**: {summary.get('n_accepted', 0)} accepted, "
         f"{summary.get('n_rejected', 0)} rejected, {summary.get('n_failed_chunks', 0)} chunk(s) "
         f"failed · {usage.get('calls', 0)} call(s), {usage.get('cached', 0)} cached, "
-        f"{usage.get('total_tokens', 0):,} tokens.",
+        f"{usage.get('total_tokens', 0):,} tokens." + (f" Note: {short}." if short else ""),
     )
 
 
@@ -333,7 +347,13 @@ def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.questions.importi
         )
         examples = [i for i in preview.items if i.status == "rejected"][:5]
         st.caption(
-            "For example: " + "; ".join(f"{i.question[:60]!r} ({i.reason})" for i in examples)
+            "For example: "
+            + "; ".join(
+                f"{i.question[:60]!r} ({i.reason}"
+                + (f": {i.meta['reason_text']}" if i.meta.get("reason_text") else "")
+                + ")"
+                for i in examples
+            )
         )
     dealing_ui(preview.dealing(), "qa_import_dealing")
     near_duplicates_caption(preview.near_duplicates)
@@ -361,9 +381,14 @@ def qa_run_ui(corpus_id: str) -> str | None:
         f"{r.manifest.created_at[:16]}"
         for r in runs
     }
-    if st.session_state.get(RUN_KEY) not in names:
-        st.session_state.pop(RUN_KEY, None)
-    return st.selectbox("Question set (qa run)", list(names), format_func=names.get, key=RUN_KEY)
+    preselect("qa", RUN_KEY, runs)
+    return st.selectbox(
+        "Question set (qa run)",
+        list(names),
+        format_func=names.get,
+        key=RUN_KEY,
+        on_change=lambda: remember_run("qa", st.session_state.get(RUN_KEY), corpus=corpus_id),
+    )
 
 
 def gate_ui(qa_id: str) -> None:
@@ -375,6 +400,9 @@ def gate_ui(qa_id: str) -> None:
     cols[2].metric("Failed chunks", report.get("failed_chunks", 0))
     cols[3].metric("LLM calls (cached)", f"{usage.get('calls', 0)} ({usage.get('cached', 0)})")
     cols[4].metric("Tokens", f"{usage.get('total_tokens', 0):,}")
+    short = shortfall_text(load_run(qa_id).manifest.summary)
+    if short:
+        st.warning(f"The LLM under-delivered: {short}.")
     for note in report.get("notes", []):
         st.caption(note)
     by_reason = report.get("by_reason", {})
@@ -445,7 +473,9 @@ def review_ui(qa_id: str) -> None:
         "or add rows with a question and a chunk id. Saving makes a new qa run; this one stays."
     )
     items = load_qa(qa_id, accepted_only=False)
-    frame = pd.DataFrame(review_rows(items), columns=list(REVIEW_COLUMNS))
+    corpus_id = load_run(qa_id).manifest.parents.get("corpus", "")
+    texts = {c.id: c.text for c in load_chunks(corpus_id)} if corpus_id else {}
+    frame = pd.DataFrame(review_rows(items, texts), columns=list(REVIEW_COLUMNS))
     edited = st.data_editor(
         frame,
         key=f"qa_editor_{qa_id}",
@@ -463,6 +493,13 @@ def review_ui(qa_id: str) -> None:
             ),
             "gold chunks": st.column_config.NumberColumn("gold chunks", disabled=True),
             "chunk_id": st.column_config.TextColumn("chunk_id", help="a chunk id of this corpus"),
+            "passage": st.column_config.TextColumn(
+                "passage",
+                disabled=True,
+                width="large",
+                help="what the question is paired with: its chunk (a heading or cloze pair's "
+                "chunk without its heading or sentence)",
+            ),
             "split": st.column_config.TextColumn("split", disabled=True),
             "origin": st.column_config.TextColumn("origin", disabled=True),
             "source": st.column_config.TextColumn(
@@ -470,10 +507,10 @@ def review_ui(qa_id: str) -> None:
             ),
         },
     )
-    with st.expander("Find a chunk id"):
+    # Open while it holds a search, so a search does not fold the answer away.
+    with st.expander("Find a chunk id", expanded=bool(st.session_state.get("qa_chunk_search"))):
         needle = st.text_input("Text in the chunk", key="qa_chunk_search")
         if needle:
-            corpus_id = load_run(qa_id).manifest.parents.get("corpus", "")
             hits = [c for c in load_chunks(corpus_id) if needle.lower() in c.text.lower()][:20]
             st.dataframe(
                 [{"chunk_id": c.id, "page": c.page, "text": c.text[:300]} for c in hits],

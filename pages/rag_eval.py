@@ -19,16 +19,19 @@ from core.rag.metrics import (
     METRICS,
     NON_LLM_METRICS,
     RagasConfig,
+    default_metrics,
     estimate_judge_calls,
+    needs_reference_text,
+    reference_count,
 )
 from core.rag.results import RagasEvalResult, export_json, load_ragas_eval
 from core.rag.side_by_side import (
     per_question_table,
-    retrieval_flips,
+    rag_retrieval_flips,
     sample_means,
     sample_reasons,
 )
-from core.rag.summary import summary_display, summary_table
+from core.rag.summary import scoring_status, summary_display, summary_table
 from core.report.tables import ragas_deltas_table
 from core.runs.folders import list_runs, load_run
 from core.runs.lineage import model_run_label, model_runs_for_qa
@@ -37,10 +40,12 @@ from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._ui import (
     audited,
     chroma_settings,
+    current_run,
     error_boundary,
     guard_page,
     llm_settings,
     locked,
+    remember_run,
     run_picker,
 )
 
@@ -64,21 +69,30 @@ def cached_result(run_id: str, updated_at: str) -> RagasEvalResult:
     return load_ragas_eval(run_id)
 
 
-def judge_note(settings: LLMSettings) -> None:
-    if settings.backend == "embedded":
-        st.warning(LOW_CONFIDENCE, icon="⚠️")
+def judge_note(settings: LLMSettings, judged: bool) -> None:
+    """Who writes the answers and who judges them: the caveat on the embedded model's judging
+    only when a judged metric is chosen."""
+    if settings.backend == "embedded" and judged:
+        st.warning(LOW_CONFIDENCE, icon=":material/warning:")
+    elif settings.backend == "embedded":
+        st.caption(
+            "Answers come from the embedded 135M model (demo quality); no judge is called for "
+            "the chosen metrics."
+        )
     else:
-        st.caption(f"Generator and judge: **{settings.model}** at `{settings.base_url}`.")
+        role = "Generator and judge" if judged else "Generator (no judge called)"
+        st.caption(f"{role}: **{settings.model}** at `{settings.base_url}`.")
 
 
-def judge_ui(settings: LLMSettings) -> RagasConfig | None:
-    """The metrics and the judge's settings; None until at least one metric is picked."""
+def judge_ui(settings: LLMSettings, n_references: int) -> RagasConfig | None:
+    """The metrics and the judge's settings; None until at least one metric is picked. With no
+    reference answer among the questions, no metric that needs one is preselected."""
     embedded = settings.backend == "embedded"
     metrics = st.multiselect(
         "Metrics",
         list(DEFAULT_METRICS),
         # The 135M model rarely replies with valid JSON and needs ~10-30 s per judge call.
-        default=list(NON_LLM_METRICS if embedded else DEFAULT_METRICS),
+        default=list(default_metrics(embedded, has_references=n_references > 0)),
         format_func=lambda m: METRICS[m].label,
         key="rag_metrics",
         help="Judged: "
@@ -104,7 +118,10 @@ def judge_ui(settings: LLMSettings) -> RagasConfig | None:
         help="Sent as separate single-completion requests, so servers that allow only n=1 work.",
     )
     temperature = st.number_input("Judge temperature", 0.0, 1.0, 0.0, 0.1, key="rag_temp")
-    judge_note(settings)
+    judge_note(settings, judged=any(METRICS[m].needs_llm for m in metrics))
+    lacking = needs_reference_text(metrics, n_references)
+    if lacking:
+        st.warning(lacking)
     if embedded:
         st.caption(
             "With the embedded model the judge-free metrics are preselected: its judged scores mostly "
@@ -121,6 +138,20 @@ def judge_ui(settings: LLMSettings) -> RagasConfig | None:
     )
 
 
+def tuned_ui(qa_id: str, names: dict[str, str]) -> str | None:
+    """The tuned retriever: the session's current model when it is one of `names`, else the
+    newest; None for base only."""
+    current = current_run("model")
+    return st.selectbox(
+        "Tuned retriever (model run)",
+        [None, *names],
+        index=1 + list(names).index(current) if current in names else 1 if names else 0,
+        format_func=lambda rid: "none: base only" if rid is None else names.get(rid, rid),
+        key=f"rag_tuned_{qa_id}",  # one choice per question set (labels depend on it)
+        on_change=lambda: remember_run("model", st.session_state.get(f"rag_tuned_{qa_id}")),
+    )
+
+
 def setup_ui() -> dict | None:
     """The form; returns the chosen settings when the user pressed Run."""
     qa_id = run_picker("qa", "Question set (qa run)", key="rag_qa")
@@ -134,13 +165,7 @@ def setup_ui() -> dict | None:
     settings = llm_settings()
     left, right = st.columns(2)
     with left:
-        tuned_id = st.selectbox(
-            "Tuned retriever (model run)",
-            [None, *names],
-            index=1 if names else 0,
-            format_func=lambda rid: "none: base only" if rid is None else names.get(rid, rid),
-            key=f"rag_tuned_{qa_id}",  # one choice per question set (labels depend on it)
-        )
+        tuned_id = tuned_ui(qa_id, names)
         tuned_run = load_run(tuned_id) if tuned_id else None
         base = base_model_of([tuned_run])
         st.caption(
@@ -171,7 +196,9 @@ def setup_ui() -> dict | None:
             help="The embedded model needs several seconds per call: keep it to a few questions.",
         )
     with right:
-        ragas_config = judge_ui(settings)
+        n_references, n_test = reference_count(qa_id)
+        st.caption(f"Test split: {n_test} question(s), {n_references} with a reference answer.")
+        ragas_config = judge_ui(settings, n_references)
     if ragas_config is None:
         return None
     n_questions = int(limit) or None
@@ -243,8 +270,10 @@ def pick_result() -> str | None:
 
 def summary_ui(result: RagasEvalResult, table: pd.DataFrame) -> None:
     summary = result.summary
-    if summary.get("low_confidence_judge"):
-        st.warning(LOW_CONFIDENCE, icon="⚠️")
+    if summary.get("low_confidence_judge") and any(
+        METRICS[m].needs_llm for m in summary.get("metrics") or [] if m in METRICS
+    ):
+        st.warning(LOW_CONFIDENCE, icon=":material/warning:")
     judge = (summary.get("judge") or {}).get("label", "none (judge-free metrics only)")
     st.caption(
         f"Judge: **{judge}** · embeddings: {summary.get('embeddings') or '—'} · "
@@ -252,16 +281,11 @@ def summary_ui(result: RagasEvalResult, table: pd.DataFrame) -> None:
     )
     order = summary.get("retrievers_order") or list(dict.fromkeys(table["retriever"]))
     st.plotly_chart(ragas_bars_figure(table, order), key="rag_bars")
-    failed = table[table["n_failed"] > 0]
-    if failed.empty and summary.get("judge"):
-        st.success("Every judgement succeeded.")
-    elif failed.empty:
-        st.success("Every score was computed; no judge was called (judge-free metrics only).")
-    else:
-        st.error(
-            f"{int(failed['n_failed'].sum())} sample score(s) failed and are left out of their means "
-            "(shown below by reason). Retry them alone, or read the reasons in the table."
-        )
+    judged = bool(summary.get("judge")) and any(
+        METRICS[m].needs_llm for m in summary.get("metrics") or [] if m in METRICS
+    )
+    level, text = scoring_status(table, result.scores, judged)
+    {"error": st.error, "warning": st.warning, "success": st.success}[level](text)
     st.dataframe(summary_display(table), hide_index=True, key="rag_summary_table")
     deltas = ragas_deltas_table(result)
     if not deltas.empty:
@@ -300,7 +324,7 @@ def questions_ui(result: RagasEvalResult) -> pd.DataFrame:
     st.subheader("Per question")
     labels = result.summary.get("retrievers_order") or list(result.samples)
     metrics = result.summary.get("metrics") or []
-    flips = retrieval_flips(result.summary.get("qa_run_id") or "")
+    flips = rag_retrieval_flips(result)
     c1, c2 = st.columns(2)
     worse_metric = c1.selectbox(
         "Compare on",
@@ -315,13 +339,16 @@ def questions_ui(result: RagasEvalResult) -> pd.DataFrame:
         "Only questions where tuned is worse", key="rag_only_worse", disabled="tuned" not in labels
     )
     if flips is not None:
+        at = f" at {flips.dim}d" if flips.dim else ""
         st.caption(
-            f"Retrieval flips (hit@{flips.k}, {flips.model}) from retrieval eval run `{flips.run_id}`: "
-            "gained = base miss → tuned hit, lost = the reverse. Did better ranks give better answers?"
+            f"Retrieval flips (hit@{flips.k}, {flips.model}{at} against the base) from retrieval "
+            f"eval run `{flips.run_id}`: gained = base miss → tuned hit, lost = the reverse. Did "
+            "better ranks give better answers?"
         )
-    else:
+    elif "tuned" in labels:
         st.caption(
-            "No retrieval eval of this question set yet: run one to see which questions flipped."
+            "No retrieval eval of this question set compares the tuned retriever's model with "
+            "the base yet: run one to see which questions flipped."
         )
     shown = table[table["tuned_worse"]] if only_worse and "tuned_worse" in table else table
     cols = ["sample_id", "question"] + [f"{label}_answer" for label in labels]

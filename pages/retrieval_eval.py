@@ -20,7 +20,9 @@ from core.evaluation.config import BM25_LABEL, SAMPLE_STS_CSV, RetrievalEvalConf
 from core.evaluation.flips import compute_flips
 from core.evaluation.frontier import frontier_display, ship_caption
 from core.evaluation.job import start_retrieval_eval
+from core.evaluation.lexical import tuned_first
 from core.evaluation.metrics import metric_names
+from core.evaluation.readiness import split_size
 from core.evaluation.results import (
     DELTAS_FILE,
     METRICS_FILE,
@@ -31,8 +33,11 @@ from core.evaluation.results import (
 )
 from core.evaluation.seen import seen_display
 from core.evaluation.similarity import compare_similarity, load_similarity_pairs
-from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, method_text, row_sentence
+from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, method_text
+from core.formatting import questions_text
+from core.report.tables import delta_sentences
 from core.runs.folders import load_run
+from core.runs.jobs import running_jobs
 from core.runs.lineage import model_run_label, model_runs_for_qa
 from core.spreadsheet import export_bytes
 from pages._crossfit_ui import crossfit_ui, fold_spread_ui
@@ -41,9 +46,11 @@ from pages._ui import (
     audited,
     cached_model,
     chroma_settings,
+    current_run,
     error_boundary,
     guard_page,
     locked,
+    remember_run,
     run_picker,
 )
 
@@ -94,10 +101,11 @@ def setup_ui() -> RetrievalEvalConfig | None:
             f"Base model: **{DEFAULT_MODEL_LABEL if base.source == 'default' else base.label}**"
         )
         names = {r.id: model_run_label(r, qa_run.id) for r in model_runs}
+        current = current_run("model")
         tuned = st.multiselect(
             "Fine-tuned models",
             list(names),
-            default=list(names)[:1],
+            default=[current] if current in names else list(names)[:1],
             format_func=lambda rid: names.get(rid, rid),
             # One selection per question set: the labels say "trained on …" relative to the set,
             # and a selection kept across sets would be dropped when its labels change.
@@ -152,7 +160,10 @@ def setup_ui() -> RetrievalEvalConfig | None:
                 help="Its tests over every model and dim of the evaluation, one max-T adjusted "
                 "family, decide the headline verdict; every other metric is exploratory.",
             )
-    if not st.button("Run evaluation", type="primary", key="reval_run", disabled=locked("run")):
+    enough = split_size_ui(qa_id, split)
+    if not st.button(
+        "Run evaluation", type="primary", key="reval_run", disabled=locked("run") or not enough
+    ):
         return None
     return RetrievalEvalConfig(
         qa_run_id=qa_id,
@@ -167,6 +178,25 @@ def setup_ui() -> RetrievalEvalConfig | None:
         seed=int(seed),
         primary_metric=str(primary),
         chroma_check=None if chroma else False,
+    )
+
+
+def split_size_ui(qa_id: str, split: str | None) -> bool:
+    """How many questions the chosen split holds; False (the Run button stays disabled) when
+    no statistic can be computed from them, or when they are few and the user has not agreed."""
+    size = split_size(qa_id, split)
+    refusal = size.refusal()
+    if refusal is not None:
+        st.error(str(refusal))
+        return False
+    if not size.caution():
+        st.caption(f"{size.where}: {questions_text(size.n_questions, size.n_clusters)}.")
+        return True
+    st.warning(size.caution())
+    return st.checkbox(
+        f"Evaluate on these {size.n_questions} questions anyway",
+        False,
+        key=f"reval_few_{qa_id}_{split}",
     )
 
 
@@ -231,7 +261,9 @@ def ship_ui(result: RetrievalEvalResult) -> None:
     )
     recommendation = result.recommendation(int(n_vectors))
     if recommendation is not None:
-        (st.success if recommendation.qualified else st.info)(recommendation.text)
+        (st.success if recommendation.qualified else st.info)(recommendation.advice)
+        if recommendation.caution:
+            st.warning(recommendation.caution)
         picked = (recommendation.model, recommendation.dim, recommendation.cell)
         figure = frontier_figure(result.frontier, result.primary_metric, picked)
         st.plotly_chart(figure, key="reval_fig_frontier")
@@ -244,14 +276,24 @@ def ship_ui(result: RetrievalEvalResult) -> None:
 
 
 def verdict_ui(result: RetrievalEvalResult) -> None:
-    """The headline verdict of each tuned model (core.evaluation.verdict), first thing on the page."""
+    """The headline verdict of each tuned model (core.evaluation.verdict), first thing on the
+    page; then the hybrids' and BM25 alone's, under their own caption."""
+    lexical = set(result.model_labels(("hybrid", "bm25")))
+    said = False
     for headline in result.headlines():
+        if headline.model in lexical and not said:
+            st.caption("BM25 and the hybrids (lexical baselines), each against the base:")
+            said = True
         if headline.better and not headline.worse:
             st.success(headline.text)
         elif headline.worse:
             st.error(headline.text)
         else:
             st.info(headline.text)
+    if result.bm25_line():
+        if not said:
+            st.caption("BM25 (a lexical baseline) against the base:")
+        st.info(result.bm25_line())
 
 
 def flips_ui(result: RetrievalEvalResult) -> None:
@@ -364,10 +406,10 @@ def results_ui(run_id: str) -> None:
         st.subheader(f"Tuned vs base: {metric}")
         st.plotly_chart(delta_bars_figure(result.deltas, metric), key="reval_fig_deltas")
         rows = result.deltas[result.deltas["metric"] == metric]
-        table = deltas_display(rows, confidence=result.confidence)
+        table = tuned_first(deltas_display(rows, confidence=result.confidence), result.models)
         st.dataframe(table, hide_index=True, key="reval_deltas_table")
-        for _, row in rows.sort_values(["model", "dim"], ascending=[True, False]).iterrows():
-            st.markdown(f"- {row_sentence(row, result.confidence)}")
+        for sentence in delta_sentences(result, metric):
+            st.markdown(f"- {sentence}")
         family = (
             "the primary metric: it decides the headline verdict"
             if metric == result.primary_metric
@@ -437,6 +479,7 @@ with st.container(border=True):
     if config is not None:
         with error_boundary("Starting the evaluation"):
             started = start_retrieval_eval(config, chroma_settings())
+            remember_run("qa", config.qa_run_id)
             st.toast(f"Evaluation {started.id} started in the background.")
     running_panel("retrieval_eval", JOBS_KEY, "evaluation")
 
@@ -457,6 +500,13 @@ if picked is None:
         f"Run an evaluation above; results appear here. Base model default: {DEFAULT_MODEL_LABEL}. {BM25_LABEL} is optional."
     )
 else:
+    live = [r for r in running_jobs("retrieval_eval") if r.id != picked]
+    if live:  # the previous result stays below: say whose it is while a new one runs
+        st.info(
+            f"Evaluation {live[0].id} is running: the results below are of the earlier run "
+            f"{picked}; the new one shows here when it ends.",
+            icon=":material/hourglass_top:",
+        )
     with error_boundary("Showing the evaluation"):
         results_ui(picked)
 similarity_ui(picked)

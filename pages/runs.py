@@ -222,7 +222,10 @@ st.dataframe(run_rows(runs), hide_index=True, width="stretch", key="runs_table")
 with st.container(border=True):
     compare_ui()
 
-selected = st.selectbox("Inspect a run", [r.id for r in runs], key="runs_selected")
+run_names = {r.id: f"{r.manifest.name or r.kind} · {r.kind} · {r.id}" for r in runs}
+selected = st.selectbox(
+    "Inspect a run", list(run_names), format_func=run_names.get, key="runs_selected"
+)
 if selected:
     with error_boundary("Loading the run"):
         run = load_run(selected)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from core.charts.rag import ragas_bars_figure
-from core.charts.style import PALETTE, RANDOM_COLOR
+from core.charts.style import PALETTE, RANDOM_COLOR, empty_figure
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -25,8 +25,7 @@ def comparison_figure(retrieval: pd.DataFrame, metric: str = "ndcg@10") -> go.Fi
     fig = go.Figure()
     rows = retrieval[retrieval["metric"] == metric] if not retrieval.empty else retrieval
     if rows.empty:
-        fig.update_layout(title=f"No retrieval values for {metric}")
-        return fig
+        return empty_figure(fig, f"No retrieval values for {metric}")
     several = rows["run_id"].nunique() > 1
     scored = rows[rows["kind"] != "random"]
     series = list(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from core.charts.style import model_colors
+from core.charts.style import empty_figure, model_colors
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -32,8 +32,7 @@ def frontier_figure(
 
     fig = go.Figure()
     if frontier.empty:
-        fig.update_layout(title="No frontier in this run")
-        return fig
+        return empty_figure(fig, "No frontier in this run")
     _cells(fig, frontier)
     _marks(fig, frontier, recommended)
     fig.update_layout(
@@ -42,7 +41,8 @@ def frontier_figure(
             "every model, dim and precision · dotted: the frontier · star: reference · ring: "
             "recommended</sup>"
         },
-        xaxis={"title": "bytes per vector (log)", "type": "log"},
+        # Powers of ten only: plotly's minor log ticks read '6 7 8 9 10 2 3'.
+        xaxis={"title": "bytes per vector (log)", "type": "log", "dtick": 1},
         yaxis={"title": metric},
         legend={"orientation": "h", "y": -0.25},
         margin={"t": 70},

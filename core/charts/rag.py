@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from core.charts.style import model_colors
+from core.charts.style import empty_figure, model_colors
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -24,8 +24,7 @@ def ragas_bars_figure(
 
     fig = go.Figure()
     if summary is None or summary.empty:
-        fig.update_layout(title="No RAGAS scores")
-        return fig
+        return empty_figure(fig, "No RAGAS scores")
     labels = retrievers or list(dict.fromkeys(summary["retriever"]))
     colors = model_colors(labels)
     metrics = list(dict.fromkeys(summary["metric"]))

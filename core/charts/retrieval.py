@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from core.charts.style import BM25_COLOR, RANDOM_COLOR, context_caption, model_colors, rgba
+from core.charts.style import (
+    BM25_COLOR,
+    RANDOM_COLOR,
+    context_caption,
+    empty_figure,
+    hybrid_pattern,
+    model_colors,
+    rgba,
+)
 from core.formatting import questions_text
 
 if TYPE_CHECKING:
@@ -23,8 +31,7 @@ def metric_vs_dim_figure(metrics: pd.DataFrame, metric: str) -> go.Figure:
     rows = metrics[metrics["metric"] == metric]
     fig = go.Figure()
     if rows.empty:
-        fig.update_layout(title=f"No values for {metric}")
-        return fig
+        return empty_figure(fig, f"No values for {metric}")
     embedded = rows[rows["dim"].notna()]
     models = list(dict.fromkeys(embedded["model"]))
     colors = model_colors(models)
@@ -51,7 +58,8 @@ def metric_vs_dim_figure(metrics: pd.DataFrame, metric: str) -> go.Figure:
                 y=part["value"],
                 mode="lines+markers",
                 name=model,
-                line={"color": color},
+                line={"color": color, "dash": "dot" if hybrid_pattern(model) else "solid"},
+                marker={"symbol": "diamond" if hybrid_pattern(model) else "circle", "size": 9},
                 customdata=part[["ci_low", "ci_high"]].to_numpy(),
                 hovertemplate="dim %{x}: %{y:.3f} (95% CI %{customdata[0]:.3f}–%{customdata[1]:.3f})<extra>"
                 + model
@@ -108,10 +116,9 @@ def delta_bars_figure(deltas: pd.DataFrame, metric: str) -> go.Figure:
     rows = deltas[deltas["metric"] == metric]
     fig = go.Figure()
     if rows.empty:
-        fig.update_layout(title=f"No deltas for {metric} (evaluate a tuned model with the base)")
-        return fig
+        return empty_figure(fig, f"No deltas for {metric} (evaluate a tuned model with the base)")
     models = list(dict.fromkeys(rows["model"]))
-    colors = model_colors(["__base__", *models])
+    colors = model_colors([str(rows["base_model"].iloc[0]), *models])
     for model in models:
         part = rows[rows["model"] == model].sort_values("dim", ascending=False)
         sig = part["significant"].astype(bool).tolist()
@@ -123,6 +130,7 @@ def delta_bars_figure(deltas: pd.DataFrame, metric: str) -> go.Figure:
                 marker={
                     "color": [rgba(colors[model], 0.9 if s else 0.3) for s in sig],
                     "line": {"color": colors[model], "width": 1},
+                    "pattern": {"shape": hybrid_pattern(model)},
                 },
                 error_y={
                     "type": "data",
@@ -160,7 +168,9 @@ def tradeoff_figure(metrics: pd.DataFrame, tradeoff: pd.DataFrame, metric: str) 
     from plotly.subplots import make_subplots
 
     rows = metrics[(metrics["metric"] == metric) & metrics["dim"].notna()]
-    joined = rows.merge(tradeoff, on=["model", "dim"], how="inner")
+    joined = rows.merge(tradeoff, on=["model", "dim"], how="inner") if not tradeoff.empty else rows
+    if tradeoff.empty or joined.empty:
+        return empty_figure(go.Figure(), "No trade-off in this run")
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -181,12 +191,14 @@ def tradeoff_figure(metrics: pd.DataFrame, tradeoff: pd.DataFrame, metric: str) 
             "array": (part["ci_high"] - part["value"]).tolist(),
             "arrayminus": (part["value"] - part["ci_low"]).tolist(),
         }
+        # The dims are named once, beside the first model: the others' labels would overlap.
+        labelled = model == models[0]
         for col, x, unit in ((1, part["bytes_per_vector"], "bytes"), (2, part["latency_ms"], "ms")):
             fig.add_trace(
                 go.Scatter(
                     x=x,
                     y=part["value"],
-                    mode="lines+markers+text",
+                    mode="lines+markers+text" if labelled else "lines+markers",
                     text=text,
                     textposition="top center",
                     name=model,
@@ -212,7 +224,7 @@ def tradeoff_figure(metrics: pd.DataFrame, tradeoff: pd.DataFrame, metric: str) 
         )
     else:
         caption = "no embedding model"
-    fig.update_xaxes(title_text="bytes per vector", type="log", row=1, col=1)
+    fig.update_xaxes(title_text="bytes per vector", type="log", dtick=1, row=1, col=1)
     fig.update_xaxes(title_text="ms per query (median)", row=1, col=2)
     fig.update_yaxes(title_text=metric, row=1, col=1)
     fig.update_layout(
@@ -229,8 +241,7 @@ def similarity_figure(similarity: pd.DataFrame) -> go.Figure:
 
     fig = go.Figure()
     if similarity is None or similarity.empty:
-        fig.update_layout(title="No general-similarity result")
-        return fig
+        return empty_figure(fig, "No general-similarity result")
     colors = model_colors(list(similarity["model"]))
     fig.add_trace(
         go.Bar(

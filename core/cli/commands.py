@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -301,9 +302,9 @@ def finetune(ctx: Context, qa_run: str, *, options: dict[str, Any], base: str = 
     cfg = FinetuneConfig(qa_run_id=qa_run, base_model=parse_model(base), **options)
     run = create_finetune_run(cfg, name=name)
     ctx.progress.note("finetune", f"model run {run.id}")
-    # The Hugging Face trainer prints its log dicts to stdout; keep stdout for results only.
+    # Anything a library prints goes to stderr: stdout is for results only.
     with contextlib.redirect_stdout(sys.stderr):
-        status = run_finetune(run.id)
+        status = run_finetune(run.id, on_event=partial(epoch_line, ctx))
     run = load_run(run.id)
     if status != "done":
         raise RagbenchError(f"Fine-tune {run.id} ended {status}", found=run.manifest.error or "")
@@ -316,15 +317,32 @@ def finetune(ctx: Context, qa_run: str, *, options: dict[str, Any], base: str = 
     return run.id
 
 
+def epoch_line(ctx: Context, event: dict[str, Any]) -> None:
+    """One readable progress line per validation of a fine-tune (as the page charts it)."""
+    if event.get("event") != "eval":
+        return
+    when = {"base": "base model", "final": "final"}.get(event.get("phase", ""), "")
+    when = when or f"epoch {float(event.get('epoch') or 0):g}"
+    scores = event.get("ndcg@10") or {}
+    shown = ", ".join(
+        f"{d}d {float(v):.3f}" for d, v in sorted(scores.items(), key=lambda kv: -int(kv[0]))
+    )
+    ctx.progress.note(
+        "finetune", f"{when} (step {event.get('step', 0)}): validation ndcg@10 {shown}"
+    )
+
+
 def eval_retrieval(ctx: Context, qa_run: str, *, models: list[str], options: dict[str, Any]) -> str:
     """Base vs tuned retrieval per dim; the retrieval_eval run id."""
     from core.evaluation.config import RetrievalEvalConfig
+    from core.evaluation.readiness import check_split_size
     from core.evaluation.stage import evaluate_retrieval
 
     specs = tuple(parse_model(m) for m in (models or ["default"]))
     if options.get("split") == "all":  # the loop's TOML says "all" as the command line does
         options = {**options, "split": None}
     config = RetrievalEvalConfig(qa_run_id=qa_run, models=specs, **options)
+    check_split_size(qa_run, config.split)  # no statistic from fewer than 2 clusters
     result = evaluate_retrieval(
         config, chroma_settings=chroma_settings_from_env(), on_progress=ctx.progress
     )

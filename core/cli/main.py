@@ -136,14 +136,43 @@ def _questions(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
-def _models(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("finetune", parents=[common], help="fine-tune in the foreground")
-    p.add_argument("qa_run")
-    p.add_argument("--base", default="default")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--max-seq-length", type=int)
+def _finetune(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "finetune",
+        parents=[common],
+        help="fine-tune in the foreground",
+        description="Fine-tune an embedding model on a question set's train split with "
+        "MatryoshkaLoss over MultipleNegativesRankingLoss (NO_DUPLICATES batches), validated on "
+        "its validation split at every dim each epoch; prints one line per epoch, then the "
+        "validation table. Unset options keep the Fine-tune page's defaults.",
+    )
+    p.add_argument("qa_run", help="the question set (qa run) to train on")
+    p.add_argument("--base", default="default", help="default | run:ID | hub:ID | local:PATH")
+    p.add_argument("--epochs", type=int, help="passes over the training pairs (default 3)")
+    p.add_argument(
+        "--batch-size", type=int, help="pairs per batch: in-batch negatives (default 32)"
+    )
+    p.add_argument("--learning-rate", type=float, help="peak learning rate (default 2e-5)")
+    p.add_argument("--max-seq-length", type=int, help="tokens per text (default: the model's)")
+    p.add_argument(
+        "--dims",
+        type=int,
+        nargs="+",
+        metavar="DIM",
+        help="Matryoshka dims, largest first (default: the native dim and 512/256/128/64 below)",
+    )
+    p.add_argument(
+        "--loss",
+        choices=("mnrl", "cached_mnrl"),
+        help="mnrl (default), or cached_mnrl: big batches on a small GPU (with --mini-batch-size)",
+    )
+    p.add_argument("--mini-batch-size", type=int, help="cached_mnrl's chunk size (default 32)")
+    p.add_argument(
+        "--hard-negatives",
+        action="store_true",
+        help="mine hard negatives from the corpus (never from validation or test chunks)",
+    )
+    p.add_argument("--num-negatives", type=int, help="hard negatives per question (default 1)")
     p.add_argument(
         "--source-weight",
         action="append",
@@ -152,7 +181,11 @@ def _models(sub: Any, common: argparse.ArgumentParser) -> None:
         help="weigh a question source (human, llm, heading, cloze): 0 leaves it out, 0.5 keeps "
         "half, 2 uses each pair twice; repeat for several",
     )
-    p.add_argument("--name", default="")
+    p.add_argument("--name", default="", help="the model run's name")
+
+
+def _models(sub: Any, common: argparse.ArgumentParser) -> None:
+    _finetune(sub, common)
     p = sub.add_parser(
         "eval-retrieval", parents=[common], help="base vs tuned retrieval evaluation"
     )
@@ -335,6 +368,11 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
             max_seq_length=args.max_seq_length,
+            matryoshka_dims=tuple(args.dims) if args.dims else None,
+            loss=args.loss,
+            mini_batch_size=args.mini_batch_size,
+            hard_negatives=args.hard_negatives or None,
+            num_negatives=args.num_negatives,
             name=args.name or None,
             source_weights=parse_weights(args.source_weight) or None,
         )

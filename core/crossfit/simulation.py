@@ -66,3 +66,32 @@ def crossfit_null_rates(
             f"cross-fitted verdict, {what}": verdict / reps,
         },
     )
+
+
+def split_power(
+    n_clusters: int = 24,
+    per_cluster: int = 2,
+    effect: float = 0.2,
+    reps: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    n_permutations: int = 1000,
+) -> Rates:
+    """The power of a split evaluation that tests only a fifth of crossfit_null_rates'
+    questions (24 of its 120 clusters) with one tuned model, at the same true gain."""
+    rng = np.random.default_rng(seed)
+    found = 0
+    for rep in range(reps):
+        diffs, clusters = clustered_differences(rng, n_clusters, per_cluster, 0.5, effect)
+        base = rng.random(len(diffs))
+        cmp = compare_paired(
+            base,
+            base + diffs,
+            "ndcg@10",
+            clusters=clusters,
+            n_resamples=200,
+            n_permutations=n_permutations,
+            seed=rep,
+        )
+        found += cmp.p_value < alpha and (cmp.ci_low > 0 or cmp.ci_high < 0)
+    return Rates(reps, {f"split evaluation of a fifth, power at {effect:g} sd": found / reps})

@@ -9,7 +9,7 @@ batch in flight and indexing again finishes the rest.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.runs.jobs import job_main
 
@@ -60,9 +60,12 @@ def index(run: Run, on_progress: ProgressCallback, should_stop: StopCheck) -> No
     """Embed the corpus's missing chunks into the collection for the run's model and dim."""
     from core.config import chroma_settings_from_env
     from core.documents.stage import index_corpus_run
+    from core.embedding_cache import default_cache
     from core.embeddings import ModelSpec
     from core.runs.guard import stage_run
 
+    cache = default_cache()
+    before = (cache.stats.hits, cache.stats.misses) if cache else (0, 0)
     run.set_status("running")
     with stage_run(run):
         report = index_corpus_run(
@@ -78,7 +81,25 @@ def index(run: Run, on_progress: ProgressCallback, should_stop: StopCheck) -> No
         collection=report.collection,
         n_added=report.n_added,
         n_skipped=report.n_skipped,
+        # Of the chunks added, how many the model encoded and how many came from the cache.
+        n_encoded=(cache.stats.misses - before[1]) if cache else report.n_added,
+        n_from_cache=(cache.stats.hits - before[0]) if cache else 0,
         seconds=round(report.seconds, 1),
+    )
+
+
+def index_text(summary: dict[str, Any]) -> str:
+    """How an indexing ended, from its run's summary: chunks added (embedded by the model, or
+    taken from the embedding cache) and chunks the collection already held."""
+    added, cached = int(summary.get("n_added", 0)), int(summary.get("n_from_cache", 0))
+    encoded = int(summary.get("n_encoded", added))
+    if cached:
+        how = f" ({encoded} embedded, {cached} from the embedding cache)"
+    else:
+        how = " (embedded)" if added else ""
+    return (
+        f"Collection **{summary.get('collection')}**: {added} chunk(s) added{how}, "
+        f"{summary.get('n_skipped', 0)} already there ({summary.get('seconds', 0):.1f} s)."
     )
 
 

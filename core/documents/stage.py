@@ -79,6 +79,7 @@ class CorpusBuildResult:
     n_chunks: int
     duplicates_removed: int
     warnings: list[str]
+    reused: bool = False  # an earlier run of the same files and settings, no new run made
 
     @property
     def ok_files(self) -> list[FileReport]:
@@ -322,7 +323,7 @@ def corpus_files(run: Run | str) -> list[UploadedFile]:
     return files
 
 
-def _config_of(run: Run) -> tuple[ChunkingConfig, int]:
+def corpus_settings(run: Run) -> tuple[ChunkingConfig, int]:
     """The chunking config and size limit of a corpus run built from files."""
     if run.kind != "corpus" or not run.artifact(FILES_DIR).is_dir():
         raise RunError(
@@ -345,11 +346,14 @@ def add_documents(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> CorpusBuildResult:
-    """A new corpus run: the documents of `corpus_run_id` plus `files`, chunked the same way."""
+    """A new corpus run: the documents of `corpus_run_id` plus `files`, chunked the same way.
+    Files the corpus already holds (the same bytes) are left out; when that leaves none, the
+    request is refused (InputError) and no run is made."""
     base = load_run(corpus_run_id)
-    config, max_bytes = _config_of(base)
+    config, max_bytes = corpus_settings(base)
+    files = new_files(base, files)
     return build_corpus(
-        corpus_files(base) + list(files),
+        corpus_files(base) + files,
         config,
         name=name or f"{base.manifest.name} + {len(files)} file(s)",
         derived_from=base.id,
@@ -357,6 +361,19 @@ def add_documents(
         on_progress=on_progress,
         should_stop=should_stop,
     )
+
+
+def new_files(base: Run, files: list[UploadedFile]) -> list[UploadedFile]:
+    """The files whose bytes corpus run `base` does not hold yet; InputError when none is new."""
+    held = {hashlib.sha256(f.data).hexdigest() for f in corpus_files(base)}
+    fresh = [f for f in files if hashlib.sha256(f.data).hexdigest() not in held]
+    if files and not fresh:
+        raise InputError(
+            f"Corpus run {base.id} already holds the {len(files)} uploaded file(s).",
+            found=", ".join(f.name for f in files),
+            fix="upload files it does not hold yet, or keep using this corpus run",
+        )
+    return fresh
 
 
 def remove_documents(
@@ -369,7 +386,7 @@ def remove_documents(
 ) -> CorpusBuildResult:
     """A new corpus run without the named documents (names or doc ids); the old run stays."""
     base = load_run(corpus_run_id)
-    config, max_bytes = _config_of(base)
+    config, max_bytes = corpus_settings(base)
     reports = {r.name: r for r in load_documents(base) if r.status == "ok"}
     wanted = set(names)
     unknown = wanted - set(reports) - {r.doc_id for r in reports.values()}

@@ -29,7 +29,7 @@ import numpy as np
 from core.config import ChromaSettings, data_dir
 from core.documents.corpus import Chunk, load_chunks
 from core.errors import ConfigError, StoreError
-from core.progress import ProgressCallback, ProgressTracker, StopCheck
+from core.progress import ProgressCallback, ProgressEvent, ProgressTracker, StopCheck
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -42,6 +42,10 @@ CHROMA_DIRNAME = "chroma"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$")
 _LOOKUP_BATCH = 1000  # ids per existence check
 _QUERY_BATCH = 256  # query embeddings per request
+# Chunks encoded and added per batch: Chroma's cost per chunk halves from batches of 64 to
+# 1,024 (measured), and a batch of texts sorted by length inside pads little. A stop keeps whole
+# batches; one takes about 15 s to encode on 2 CPU cores.
+INDEX_BATCH = 512
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,16 @@ def _existing_ids(collection: Any, ids: list[str]) -> set[str]:
     return found
 
 
+def _within(tracker: ProgressTracker, start: int) -> ProgressCallback:
+    """Progress of one group's encoding, counted in the whole indexing's chunks."""
+
+    def forward(event: ProgressEvent) -> None:
+        tracker.done = start + event.done
+        tracker.report(f"{tracker.done}/{tracker.total} chunks embedded")
+
+    return forward
+
+
 def index_corpus(
     corpus_run_id: str,
     model: SentenceTransformer,
@@ -189,7 +203,7 @@ def index_corpus(
     settings: ChromaSettings,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
-    batch_size: int = 64,
+    batch_size: int = INDEX_BATCH,
 ) -> IndexReport:
     """Embed a corpus run's chunks into its collection; chunks already there are skipped.
 
@@ -234,15 +248,22 @@ def index_corpus(
         # The model's document prompt (none for MiniLM), exactly as evaluation and training use it,
         # so Chroma search and exact search agree.
         embeddings = encode_texts(
-            model, texts, dim=dim, prompt=document_prompt(model), batch_size=min(batch_size, 32)
-        )
+            model,
+            texts,
+            dim=dim,
+            prompt=document_prompt(model),
+            batch_size=min(batch_size, 32),
+            on_progress=_within(tracker, start),
+            stage="embedding",
+        )  # (len(batch), dim), L2-normalised
         with _guard(settings, f"adding to collection {name}"):
             collection.add(
                 ids=[c.id for c in batch],
-                embeddings=embeddings,  # (len(batch), dim), L2-normalised
+                embeddings=embeddings,
                 documents=texts,
                 metadatas=[_chunk_metadata(c, corpus_run_id) for c in batch],
             )
+        tracker.done = start
         tracker.advance(len(batch), f"{tracker.done + len(batch)}/{len(todo)} chunks embedded")
     return IndexReport(
         collection=name,

@@ -23,6 +23,15 @@ TEST_START = "<!-- ragbench:test:start -->"
 TEST_END = "<!-- ragbench:test:end -->"
 
 
+def _where(result: RetrievalEvalResult) -> str:
+    if result.crossfit:
+        return (
+            f"every accepted question, each scored by the one of {result.crossfit['folds']} fold "
+            "models that never saw it"
+        )
+    return f"the {result.split or 'accepted'} split"
+
+
 def eval_section(result: RetrievalEvalResult, label: str) -> str:
     """Markdown for the test-split result of the model labelled `label` in a retrieval eval:
     the headline verdict and the primary metric per dim, from core.evaluation.verdict (as on the page)."""
@@ -37,11 +46,12 @@ def eval_section(result: RetrievalEvalResult, label: str) -> str:
     lines = [
         TEST_START,
         "",
-        "## Test-split result (ragbench retrieval eval)",
+        "## Test-split result (ragbench retrieval eval)"
+        if not result.crossfit
+        else "## Cross-fitted result of its recipe (ragbench retrieval eval)",
         "",
-        f"Evaluation run `{result.run_id}` on the {result.split or 'accepted'} split "
-        f"({result.gold_summary()}) against all {result.corpus_size} chunks; base model "
-        f"{result.base_label}.",
+        f"Evaluation run `{result.run_id}` on {_where(result)} ({result.gold_summary()}) "
+        f"against all {result.corpus_size} chunks; base model {result.base_label}.",
         "",
         f"**Verdict:** {headline.text if headline else 'no comparison with the base'}",
         "",

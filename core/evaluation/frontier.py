@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ from core.evaluation.quantization import (
     RESCORE_MULTIPLIER,
     bytes_per_vector,
     cell_name,
-    search_quantized,
+    search_quantized_both,
 )
 from core.evaluation.statistics import (
     bootstrap_ci,
@@ -109,13 +109,20 @@ def score_cells(
     for dim in dims:
         corpus_d = truncate_normalize(corpus_native, dim)  # (N, dim)
         query_d = truncate_normalize(query_native, dim)  # (n, dim)
+        searched: dict[tuple[str, bool], np.ndarray] = {}
         for precision, rescore in CELLS:
             if precision == "float32" and float32 and dim in float32:
                 per_query = float32[dim]
             else:
-                top, _ = search_quantized(
-                    query_d, corpus_d, precision, SEARCH_DEPTH, tie_ranks, rescore=rescore
-                )
+                if (precision, rescore) not in searched:  # one pass gives plain and rescored
+                    plain, rescored = search_quantized_both(
+                        query_d, corpus_d, precision, SEARCH_DEPTH, tie_ranks
+                    )
+                    searched[(precision, False)], searched[(precision, True)] = (
+                        plain[0],
+                        rescored[0],
+                    )
+                top = searched[(precision, rescore)]
                 rel, n_rel = relevance_from_indices(top, list(gold))
                 per_query = score_relevance(rel, n_rel, KS)
             out.append(Cell(label, kind, dim, precision, rescore, per_query))
@@ -272,6 +279,18 @@ class Recommendation:
     dim: int
     cell: str
     qualified: bool  # a smaller cell was shown to lose at most `tolerance`
+    caution: str = ""  # the end of `text` that weighs what the cells leave out (BM25, hybrids)
+
+    @property
+    def advice(self) -> str:
+        """`text` without its caution (the page shows the caution apart)."""
+        return self.text.removesuffix(self.caution).strip() if self.caution else self.text
+
+    def with_caution(self, caution: str) -> Recommendation:
+        """The same recommendation with `caution` appended to its text."""
+        if not caution:
+            return self
+        return replace(self, text=f"{self.text} {caution}", caution=caution)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -280,6 +299,7 @@ class Recommendation:
             "dim": self.dim,
             "cell": self.cell,
             "qualified": self.qualified,
+            "caution": self.caution,
         }
 
 
@@ -289,6 +309,13 @@ def _ratio_text(ref_bytes: float, bytes_: float) -> str:
         return "the same memory"
     whole = abs(ratio - round(ratio)) < 0.05
     return f"{round(ratio)}x less memory" if whole or ratio >= 10 else f"{ratio:.1f}x less memory"
+
+
+def _worse_text(bound: float) -> str:
+    """'could be 0.042 worse', or why no bound exists (too few clusters: never 'inf')."""
+    if not math.isfinite(float(bound)):
+        return "no bound on how much worse it could be (fewer than 2 clusters of questions)"
+    return f"could be {-float(bound):.3f} worse"
 
 
 def recommend(
@@ -323,7 +350,7 @@ def recommend(
             closest = smaller.sort_values("delta_bound", ascending=False).iloc[0]
             text += (
                 f"; the closest, {closest['model']} at {int(closest['dim'])}d {closest['cell']}, "
-                f"has Δ {signed(closest['delta'])} and could be {-closest['delta_bound']:.3f} worse"
+                f"has Δ {signed(closest['delta'])} and {_worse_text(closest['delta_bound'])}"
             )
         return Recommendation(text + ".", str(ref["model"]), int(ref["dim"]), "float32", False)
     bound = float(best["delta_bound"])
@@ -390,7 +417,7 @@ DISPLAY_COLUMNS = [
 
 def frontier_display(frontier: pd.DataFrame, n_vectors: int, metric: str) -> pd.DataFrame:
     """The frontier for people (page, CLI, report): memory for `n_vectors` chunks, the metric
-    and its difference from the reference with intervals, frontier cells starred."""
+    and its difference from the reference with intervals, frontier cells marked 'on it'."""
     from core.formatting import fmt_ci
 
     if frontier.empty:
@@ -420,14 +447,15 @@ def frontier_display(frontier: pd.DataFrame, n_vectors: int, metric: str) -> pd.
                 )
             ],
             "could be worse by": [
-                "—" if ref else f"{max(0.0, -b):.3f}"
+                "—" if ref else f"{max(0.0, -b):.3f}" if math.isfinite(b) else "no bound"
                 for ref, b in zip(frontier["reference"], frontier["delta_bound"], strict=True)
             ],
             "Holm p": [
                 "—" if r else f"{p:.3f}"
                 for r, p in zip(frontier["reference"], frontier["p_holm"], strict=True)
             ],
-            "frontier": ["★" if p else "" for p in frontier["pareto"]],
+            # "on it", not a star: ★ marks a gold chunk everywhere else.
+            "frontier": ["on it" if p else "" for p in frontier["pareto"]],
             "latency ms": [
                 f"{x:.2f}" for x in frontier.get("latency_ms", pd.Series(0.0, index=frontier.index))
             ],

@@ -22,13 +22,15 @@ JOB_MODULE = "core.evaluation.job"
 
 
 def start_retrieval_eval(config: RetrievalEvalConfig, chroma: ChromaSettings | None = None) -> Run:
-    """Create the retrieval_eval run (a refused configuration raises before any run exists) and
-    run it as a background job against `chroma` (default: the environment's); returns the run,
-    which is `running`."""
+    """Create the retrieval_eval run (a refused configuration, or a split with too few
+    questions for any statistic, raises before any run exists) and run it as a background job
+    against `chroma` (default: the environment's); returns the run, which is `running`."""
     from core.config import chroma_env
+    from core.evaluation.readiness import check_split_size
     from core.evaluation.stage import create_retrieval_eval_run
     from core.runs.jobs import start_job
 
+    check_split_size(config.qa_run_id, config.split)
     run = create_retrieval_eval_run(config)
     start_job(run, module=JOB_MODULE, env=chroma_env(chroma) if chroma else None)
     return run

@@ -110,7 +110,7 @@ def _measure(dims: Sequence[int], n_vectors: int, k: int, seed: int) -> pd.DataF
     rows = []
     for dim in dims:
         size = int(min(n_vectors, MAX_LATENCY_BYTES // (4 * dim)))
-        corpus = rng.normal(size=(size, dim)).astype(np.float32)
+        corpus = rng.standard_normal(size=(size, dim), dtype=np.float32)  # no float64 copy
         corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
         queries = corpus[rng.integers(0, size, LATENCY_QUERIES + 1)] + 0.01
         ranges = calibration_ranges(corpus)

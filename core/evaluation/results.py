@@ -13,6 +13,7 @@ import pandas as pd
 from core.errors import RunError
 from core.evaluation.cautions import copied_query_caution, crossfit_note
 from core.evaluation.frontier import DEFAULT_TOLERANCE, Recommendation, recommend
+from core.evaluation.lexical import bm25_line, order_headlines, ship_caution
 from core.evaluation.verdict import (
     PRIMARY_METRIC,
     Headline,
@@ -129,7 +130,7 @@ class RetrievalEvalResult:
         (the configured deployment size by default); None without a frontier."""
         if self.frontier is None or self.frontier.empty:
             return None
-        return recommend(
+        found = recommend(
             self.frontier,
             self.primary_metric,
             self.n_queries,
@@ -138,11 +139,22 @@ class RetrievalEvalResult:
             confidence=self.confidence,
             corpus_size=self.corpus_size,
         )
+        if found is None:
+            return None
+        return found.with_caution(
+            ship_caution(self.metrics, self.frontier, self.deltas, self.models, self.primary_metric)
+        )
 
     def headlines(self) -> list[Headline]:
         """The headline verdict of each tuned model on the primary metric (core.evaluation.verdict),
-        with the caution on copied queries when some were."""
-        return headline_verdicts(self.deltas, self.primary_metric, self.caution())
+        then each hybrid's (a hybrid that is one of its sides named so), with the caution on
+        copied queries when some were."""
+        found = headline_verdicts(self.deltas, self.primary_metric, self.caution())
+        return order_headlines(found, self.models)
+
+    def bm25_line(self) -> str:
+        """BM25 alone beside the base, in one sentence ('' when BM25 was not evaluated)."""
+        return bm25_line(self.metrics, self.base_label, self.primary_metric)
 
     def caution(self) -> str:
         """What the headline must say besides the tests: what a cross-fit judges, and the

@@ -66,6 +66,48 @@ class DimScores:
     latency_ms: float | None = None
 
 
+def encode_corpus(
+    model: SentenceTransformer,
+    corpus_texts: Sequence[str],
+    *,
+    label: str = "model",
+    batch_size: int = 32,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> np.ndarray:
+    """The corpus at the native dimension with the model's document prompt: (N, native)."""
+    return encode_texts(
+        model,
+        list(corpus_texts),
+        prompt=document_prompt(model),
+        batch_size=batch_size,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        stage=f"{label}: corpus",
+    )
+
+
+def encode_queries(
+    model: SentenceTransformer,
+    questions: Sequence[str],
+    *,
+    label: str = "model",
+    batch_size: int = 32,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> np.ndarray:
+    """The questions at the native dimension with the model's query prompt: (n, native)."""
+    return encode_texts(
+        model,
+        list(questions),
+        prompt=query_prompt(model),
+        batch_size=batch_size,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        stage=f"{label}: questions",
+    )
+
+
 def encode_corpus_and_queries(
     model: SentenceTransformer,
     corpus_texts: Sequence[str],
@@ -78,25 +120,15 @@ def encode_corpus_and_queries(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Encode the corpus (document prompt) and the questions (query prompt) once, at the native
     dimension: (N, native) and (n, native), L2-normalised float32."""
-    corpus = encode_texts(
-        model,
-        list(corpus_texts),
-        prompt=document_prompt(model),
-        batch_size=batch_size,
-        on_progress=on_progress,
-        should_stop=should_stop,
-        stage=f"{label}: corpus",
+    options = {"label": label, "batch_size": batch_size}
+    return (
+        encode_corpus(
+            model, corpus_texts, on_progress=on_progress, should_stop=should_stop, **options
+        ),
+        encode_queries(
+            model, questions, on_progress=on_progress, should_stop=should_stop, **options
+        ),
     )
-    queries = encode_texts(
-        model,
-        list(questions),
-        prompt=query_prompt(model),
-        batch_size=batch_size,
-        on_progress=on_progress,
-        should_stop=should_stop,
-        stage=f"{label}: questions",
-    )
-    return corpus, queries
 
 
 def score_dims(
@@ -257,6 +289,7 @@ def deltas_frame(
                 n_permutations=config.n_permutations,
                 confidence=config.confidence,
                 seed=config.seed,
+                sign_flip_p=float(family.p_raw[j]),  # the same draws: computed once
             )
             rows.append(
                 {

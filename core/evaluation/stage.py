@@ -18,110 +18,62 @@ How it works:
    domain gain broke general similarity.
 6. Everything is saved as a retrieval_eval run: metrics.csv, deltas.csv, tradeoff.csv,
    per_query.jsonl, flips.json, similarity.csv, result.json.
+7. It runs as named steps with estimated costs (core.evaluation.plan), so progress names the
+   step and gives an ETA for the whole evaluation; every search scores a block of questions at
+   a time (core.evaluation.search.query_block), never a questions x chunks matrix.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from core.config import ChromaSettings
-from core.documents.corpus import Chunk, load_chunks
-from core.embeddings import (
-    document_prompt,
-    encode_texts,
-    native_dim,
-    query_prompt,
-    truncate_normalize,
-)
+from core.documents.corpus import load_chunks
 from core.errors import ConfigError, InputError, RunError
+from core.evaluation import plan as steps
 from core.evaluation.card import update_model_cards
-from core.evaluation.chroma_check import chroma_report
-from core.evaluation.config import BM25_LABEL, TOP_SAVED, RetrievalEvalConfig, dims_for
+from core.evaluation.config import TOP_SAVED, RetrievalEvalConfig
 from core.evaluation.flips import collect_flips
-from core.evaluation.frontier import Cell, frontier_with_latency, score_cells
-from core.evaluation.hybrid import score_hybrids
-from core.evaluation.metrics import (
-    KS,
-    SEARCH_DEPTH,
-    metric_names,
+from core.evaluation.frontier import frontier_with_latency
+from core.evaluation.hybrid import LexicalSide
+from core.evaluation.metrics import KS, metric_names
+from core.evaluation.model_scoring import (
+    EvalInputs,
+    Scored,
+    model_dims,
+    score_bm25,
+    score_model,
 )
-from core.evaluation.models import (
-    check_model_lineage,
-    model_labels,
-    model_notes,
-    training_info,
-)
+from core.evaluation.models import check_model_lineage, model_labels, model_notes
+from core.evaluation.plan import evaluation_plan
 from core.evaluation.random_ranker import random_ranker_expected
 from core.evaluation.results import RetrievalEvalResult, save_retrieval_eval
 from core.evaluation.scoring import (
-    DimScores,
     deltas_frame,
-    encode_corpus_and_queries,
     gold_counts,
     gold_indices,
     metrics_frame,
     native_ndcg,
     per_query_frame,
-    score_dims,
-    score_ranking,
     tradeoff_frame,
 )
-from core.evaluation.search import bm25_index, bm25_scores, id_tie_ranks, search_bm25
+from core.evaluation.search import bm25_index, id_tie_ranks
 from core.evaluation.similarity import similarity_check
 from core.evaluation.statistics import MIN_QUERIES
 from core.evaluation.verdict import weak_delta_warnings
 from core.formatting import questions_text
-from core.progress import ProgressCallback, ProgressTracker, StopCheck
-from core.questions.dataset import QAItem, load_qa
+from core.progress import ProgressCallback, StepPlan, StopCheck
+from core.questions.dataset import load_qa
 from core.questions.splits import question_clusters
 from core.runs.folders import Run, create_run, load_run
 from core.runs.guard import stage_run
 
 if TYPE_CHECKING:
-    from core.evaluation.config import RetrievalEvalConfig
     from core.evaluation.models import ModelLoader
-    from core.evaluation.scoring import DimScores
-
-
-@dataclass(frozen=True)
-class _Inputs:
-    """What one evaluation works on, resolved and checked before any run is created."""
-
-    config: RetrievalEvalConfig
-    qa_run: Run
-    corpus_run_id: str
-    chunks: list[Chunk]
-    items: list[QAItem]
-    gold: list[list[int]]  # per question, the corpus positions of its gold chunks
-    tie_ranks: np.ndarray  # (N,) each chunk's position in ascending id order
-    labels: list[str]
-    model_runs: list[Run | None]
-    val_items: list[QAItem] = field(default_factory=list)  # picks the hybrid's weight
-    val_gold: list[list[int]] = field(default_factory=list)
-    # (n,) each question's cluster (core.questions.splits.question_clusters): the statistics'
-    # unit of resampling
-    clusters: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    @property
-    def n_clusters(self) -> int:
-        return len(set(self.clusters.tolist()))
-
-    def sources(self) -> dict[str, int]:
-        """How many evaluated questions each source wrote (human, llm, heading, cloze)."""
-        return dict(Counter(i.source for i in self.items))
-
-    @property
-    def texts(self) -> list[str]:
-        return [c.text for c in self.chunks]
-
-    @property
-    def questions(self) -> list[str]:
-        return [i.question for i in self.items]
 
 
 def _check_config(config: RetrievalEvalConfig) -> None:
@@ -136,7 +88,7 @@ def _check_config(config: RetrievalEvalConfig) -> None:
         )
 
 
-def _resolve(config: RetrievalEvalConfig) -> _Inputs:
+def _resolve(config: RetrievalEvalConfig) -> EvalInputs:
     """Load and check the qa run, its corpus, the split's questions and the model runs."""
     _check_config(config)
     qa_run = load_run(config.qa_run_id)
@@ -163,7 +115,7 @@ def _resolve(config: RetrievalEvalConfig) -> _Inputs:
     val_items = (
         load_qa(qa_run, split="validation") if config.hybrid and config.split == "test" else []
     )
-    return _Inputs(
+    return EvalInputs(
         config=config,
         qa_run=qa_run,
         corpus_run_id=corpus_run_id,
@@ -235,157 +187,41 @@ def run_retrieval_eval(
     loader = model_loader or deferred_loader(config.device)  # weights only when needed
     if run.manifest.status != "running":  # a job's starter has set it (with the pid) already
         run.set_status("running")
-    tracker = ProgressTracker(
-        "retrieval eval", len(config.models) + int(config.include_bm25), on_progress, should_stop
-    )
     with stage_run(run):
         inputs = _resolve(config)  # again: the inputs may have changed since the run was made
-        return _evaluate(run, inputs, loader, chroma_settings or ChromaSettings(), tracker)
+        scored = Scored(warnings=_input_warnings(inputs))
+        for index, spec in enumerate(config.models):
+            scored.loaded[inputs.labels[index]] = loader(spec)  # deferred: weights when needed
+            scored.dims[inputs.labels[index]] = model_dims(index, inputs, scored)
+        plan = _plan(inputs, scored, on_progress, should_stop)
+        return _evaluate(run, inputs, scored, chroma_settings or ChromaSettings(), plan)
 
 
-@dataclass
-class _Scored:
-    """What scoring every model gathers: rankings per dim, model facts, Chroma checks."""
-
-    scores: list[DimScores] = field(default_factory=list)
-    models: list[dict[str, Any]] = field(default_factory=list)
-    chroma: list[dict[str, Any]] = field(default_factory=list)
-    loaded: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    cells: list[Cell] = field(default_factory=list)  # the frontier's (model, dim, precision)
-    bm25: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (n, N) BM25 scores
-
-
-def _score_model(
-    index: int,
-    inputs: _Inputs,
-    loader: ModelLoader,
-    chroma_settings: ChromaSettings,
-    tracker: ProgressTracker,
-    out: _Scored,
-) -> None:
-    """Encode once with one model, score every dim, compare with its Chroma collection."""
-    config, spec, label = inputs.config, inputs.config.models[index], inputs.labels[index]
-    kind = "base" if index == 0 else "tuned"
-    model = out.loaded[label] = loader(spec)
-    native = native_dim(model)
-    dims = dims_for(native, config.dims)
-    if config.dims and set(config.dims) - set(dims):
-        dropped = sorted(set(config.dims) - set(dims), reverse=True)
-        out.warnings.append(f"{label}: dims {dropped} exceed its native {native} and were skipped.")
-    if not dims:
-        raise ConfigError(f"No requested dimension fits {label} (native {native}).")
-    corpus_native, query_native = encode_corpus_and_queries(
-        model,
-        inputs.texts,
-        inputs.questions,
-        label=label,
-        batch_size=config.batch_size,
-        on_progress=tracker.on_progress,
-        should_stop=tracker.should_stop,
+def _plan(
+    inputs: EvalInputs,
+    scored: Scored,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+) -> StepPlan:
+    """The evaluation's steps with their estimated costs (core.evaluation.plan)."""
+    config = inputs.config
+    return evaluation_plan(
+        scored.dims,
+        inputs.sizes,
+        inputs.n_clusters,
+        frontier=config.frontier,
+        hybrid=config.hybrid,
+        bm25=config.include_bm25,
+        chroma=config.chroma_check is not False,
+        similarity=bool(config.similarity_csv),
+        n_resamples=config.n_resamples,
+        n_permutations=config.n_permutations,
+        on_progress=on_progress,
+        should_stop=should_stop,
     )
-    chunk_ids = [c.id for c in inputs.chunks]
-    results = score_dims(
-        corpus_native, query_native, inputs.gold, dims, inputs.tie_ranks, label=label, kind=kind
-    )
-    if config.frontier:
-        floats = {r.dim: r.per_query for r in results}
-        out.cells += score_cells(
-            label, kind, corpus_native, query_native, inputs.gold, dims, inputs.tie_ranks, floats
-        )
-    if config.hybrid:  # at the largest dim evaluated (the native one unless dims say otherwise)
-        dim = dims[0]
-        corpus_d = truncate_normalize(corpus_native, dim)
-        _score_hybrids(
-            model, label, dim, corpus_d, truncate_normalize(query_native, dim), inputs, out
-        )
-    for result in results:
-        out.scores.append(result)
-        if config.chroma_check is False:
-            continue
-        report = chroma_report(
-            chroma_settings,
-            inputs.corpus_run_id,
-            spec,
-            label,
-            result.dim,
-            truncate_normalize(query_native, result.dim),
-            result.top_idx,
-            len(chunk_ids),
-            chunk_ids,
-            explicit=bool(config.chroma_check),
-        )
-        if report is not None:
-            out.chroma.append(report)
-            out.warnings.extend([report["warning"]] if report.get("warning") else [])
-    model_run = inputs.model_runs[index]
-    out.models.append(
-        {
-            **spec.to_dict(),
-            "label": label,
-            "kind": kind,
-            "run_status": model_run.manifest.status if model_run is not None else None,
-            "native_dim": native,
-            "dims": dims,
-            "query_prompt": query_prompt(model),
-            "document_prompt": document_prompt(model),
-            "training": training_info(model_run, inputs.items, chunk_ids),
-        }
-    )
-    tracker.advance(1, f"{label} scored at dims {dims}")
 
 
-def _score_hybrids(
-    model: Any,
-    label: str,
-    dim: int,
-    corpus: np.ndarray,
-    queries: np.ndarray,
-    inputs: _Inputs,
-    out: _Scored,
-) -> None:
-    """BM25 fused with this model at `dim` (core.evaluation.hybrid); `corpus` (N, dim) and
-    `queries` (n, dim) are that dim's normalised vectors."""
-    val_queries = None
-    if inputs.val_items:
-        val_queries = encode_texts(
-            model,
-            [i.question for i in inputs.val_items],
-            prompt=query_prompt(model),
-            batch_size=inputs.config.batch_size,
-        )
-        val_queries = truncate_normalize(val_queries, dim)  # (n_val, dim)
-    fused = score_hybrids(
-        label,
-        dim,
-        corpus,
-        queries,
-        out.bm25,
-        inputs.gold,
-        inputs.tie_ranks,
-        inputs.config.primary_metric,
-        val_queries=val_queries,
-        val_gold=inputs.val_gold,
-        why_no_weight=""
-        if inputs.config.split == "test"
-        else "the evaluated split is not the test split, so no split is left to tune on",
-    )
-    for scores, info in fused:
-        out.scores.append(scores)
-        out.models.append(info)
-
-
-def _score_bm25(inputs: _Inputs, tracker: ProgressTracker, out: _Scored) -> None:
-    top_idx, top_scores = search_bm25(
-        inputs.texts, inputs.questions, SEARCH_DEPTH, inputs.tie_ranks
-    )
-    out.scores.append(score_ranking(BM25_LABEL, "bm25", None, top_idx, top_scores, inputs.gold))
-    bm25 = {"source": "bm25", "ref": "", "label": BM25_LABEL, "kind": "bm25"}
-    out.models.append({**bm25, "native_dim": None, "dims": []})
-    tracker.advance(1, "BM25 scored")
-
-
-def _input_warnings(inputs: _Inputs) -> list[str]:
+def _input_warnings(inputs: EvalInputs) -> list[str]:
     """Too few questions, and what the models' runs say (core.evaluation.models.model_notes)."""
     n, config = len(inputs.items), inputs.config
     warnings = []
@@ -402,39 +238,43 @@ def _input_warnings(inputs: _Inputs) -> list[str]:
 
 def _evaluate(
     run: Run,
-    inputs: _Inputs,
-    loader: ModelLoader,
+    inputs: EvalInputs,
+    scored: Scored,
     chroma_settings: ChromaSettings,
-    tracker: ProgressTracker,
+    plan: StepPlan,
 ) -> RetrievalEvalResult:
     config, labels, n = inputs.config, inputs.labels, len(inputs.items)
-    scored = _Scored(warnings=_input_warnings(inputs))
-    tracker.report("starting")
-    if config.hybrid:
-        index = bm25_index(inputs.texts)
-        scored.bm25["test"] = bm25_scores(index, inputs.questions)
-        scored.bm25["validation"] = bm25_scores(index, [i.question for i in inputs.val_items])
+    if config.hybrid or config.include_bm25:
+        with plan.step(steps.BM25_INDEX_STEP):
+            val_questions = [i.question for i in inputs.val_items]
+            index = bm25_index(inputs.texts)
+            scored.lexical = LexicalSide(index, inputs.questions, val_questions)
     for index in range(len(config.models)):
-        _score_model(index, inputs, loader, chroma_settings, tracker, scored)
+        score_model(index, inputs, chroma_settings, plan, scored)
     if config.include_bm25:
-        _score_bm25(inputs, tracker, scored)
+        score_bm25(inputs, plan, scored)
     baseline = random_ranker_expected(len(inputs.chunks), [len(g) for g in inputs.gold], KS)
-    tracker.report("statistics")
-    tracker.check_stop()  # the last chance: nothing is saved before the end
-    deltas = deltas_frame(scored.scores, labels[0], config, inputs.clusters)
-    per_query = per_query_frame(scored.scores, inputs.items, inputs.chunks, inputs.clusters)
-    dims_of = {m["label"]: list(m["dims"]) for m in scored.models}
-    compared = [labels[0], *(m["label"] for m in scored.models if m["kind"] in ("tuned", "hybrid"))]
-    texts = {c.id: c.text for c in inputs.chunks}
-    if config.similarity_csv:
-        tracker.report("general similarity")
-    similarity = similarity_check(
-        config, {label: scored.loaded[label] for label in labels}, labels[0], scored.warnings
-    )
+    plan.check_stop()  # the last chance: nothing is saved before the end
+    with plan.step(steps.PAIRED_STEP):
+        deltas = deltas_frame(scored.scores, labels[0], config, inputs.clusters)
+    with plan.step(steps.ROWS_STEP):
+        per_query, flips = _rows_and_flips(inputs, scored)
+    with plan.step(steps.SIMILARITY_STEP) if config.similarity_csv else nullcontext():
+        similarity = similarity_check(
+            config, {label: scored.loaded[label] for label in labels}, labels[0], scored.warnings
+        )
     if n >= MIN_QUERIES:
         scored.warnings += weak_delta_warnings(
             deltas, config.primary_metric, labels[0], n, config.confidence
         )
+    with plan.step(steps.BOOTSTRAP_STEP):
+        metrics = metrics_frame(
+            scored.scores, config, baseline, len(inputs.chunks), n, inputs.clusters
+        )
+    frontier = None
+    if config.frontier:
+        with plan.step(steps.FRONTIER_STEP):
+            frontier = _frontier(inputs, scored)
     result = RetrievalEvalResult(
         run_id=run.id,
         qa_run_id=inputs.qa_run.id,
@@ -444,25 +284,24 @@ def _evaluate(
         n_queries=n,
         base_label=labels[0],
         models=scored.models,
-        metrics=metrics_frame(
-            scored.scores, config, baseline, len(inputs.chunks), n, inputs.clusters
-        ),
+        metrics=metrics,
         deltas=deltas,
         tradeoff=tradeoff_frame(scored.scores),
         per_query=per_query,
-        flips=collect_flips(per_query, compared, dims_of, texts, config.flip_k),
+        flips=flips,
         similarity=similarity,
         chroma=scored.chroma,
         warnings=scored.warnings,
         random_baseline=baseline,
         config=config.to_dict(),
         gold_counts=gold_counts(inputs.gold),
-        frontier=_frontier(inputs, scored, tracker) if config.frontier else None,
+        frontier=frontier,
         n_clusters=inputs.n_clusters,
         query_sources=inputs.sources(),
     )
-    save_retrieval_eval(run, result)
-    update_model_cards(result, labels, inputs.model_runs)
+    with plan.step(steps.SAVE_STEP):
+        save_retrieval_eval(run, result)
+        update_model_cards(result, labels, inputs.model_runs)
     natives = {m["label"]: m["native_dim"] for m in scored.models}
     run.set_status(
         "done",
@@ -472,13 +311,23 @@ def _evaluate(
         split=config.split,
         ndcg_at_10=native_ndcg(scored.scores, natives),
     )
-    tracker.report("done")
+    plan.finish()
     return result
 
 
-def _frontier(inputs: _Inputs, scored: _Scored, tracker: ProgressTracker) -> pd.DataFrame:
+def _rows_and_flips(inputs: EvalInputs, scored: Scored) -> tuple[pd.DataFrame, dict]:
+    """The per-question table, and every compared model's flips against the base."""
+    labels = inputs.labels
+    per_query = per_query_frame(scored.scores, inputs.items, inputs.chunks, inputs.clusters)
+    dims_of = {m["label"]: list(m["dims"]) for m in scored.models}
+    kinds = ("tuned", "hybrid")
+    compared = [labels[0], *(m["label"] for m in scored.models if m["kind"] in kinds)]
+    texts = {c.id: c.text for c in inputs.chunks}
+    return per_query, collect_flips(per_query, compared, dims_of, texts, inputs.config.flip_k)
+
+
+def _frontier(inputs: EvalInputs, scored: Scored) -> pd.DataFrame:
     config = inputs.config
-    tracker.report(f"frontier: latency on {config.latency_size:,} synthetic vectors")
     base = next(m for m in scored.models if m["label"] == inputs.labels[0])
     return frontier_with_latency(
         scored.cells,

@@ -26,18 +26,21 @@ The random ranker's expected score, which sits beside every figure, is core.eval
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.evaluation.metrics import parse_metric
+from core.evaluation.resampling import (
+    one_blas_thread,
+    resample_weights,
+    sign_patterns,
+)
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_PERMUTATIONS = 10000
 MIN_QUERIES = 30
-EXACT_SIGN_FLIP_MAX_N = 16
-_WEIGHT_BLOCK = 500  # resamples per block, to bound memory at (block, n) counts
 
 
 def _as_2d(values: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -91,13 +94,13 @@ def bootstrap_means(
     codes, m = cluster_codes(clusters, n)
     sums = cluster_sums(arr, codes, m)  # (m, k)
     sizes = np.bincount(codes, minlength=m).astype(np.float64)  # (m,)
-    rng = np.random.default_rng(seed)
-    pvals = np.full(m, 1.0 / m)
     out = np.empty((n_resamples, arr.shape[1]))
-    for start in range(0, n_resamples, _WEIGHT_BLOCK):
-        size = min(_WEIGHT_BLOCK, n_resamples - start)
-        weights = rng.multinomial(m, pvals, size=size).astype(np.float64)  # (size, m) counts
-        out[start : start + size] = (weights @ sums) / (weights @ sizes)[:, None]  # (size, k)
+    start = 0
+    with one_blas_thread():
+        for weights in resample_weights(m, n_resamples, seed):  # (size, m) counts
+            size = len(weights)
+            out[start : start + size] = (weights @ sums) / (weights @ sizes)[:, None]  # (size, k)
+            start += size
     return out[:, 0] if flat else out
 
 
@@ -122,22 +125,6 @@ def bootstrap_ci(
     return mean, low, high
 
 
-def _sign_patterns(m: int, n_permutations: int, seed: int) -> tuple[bool, Iterator[np.ndarray]]:
-    """Whether the test is exact, and the sign patterns (blocks of (size, m) of ±1): all 2^m
-    for m <= EXACT_SIGN_FLIP_MAX_N, else `n_permutations` seeded random ones."""
-    if m <= EXACT_SIGN_FLIP_MAX_N:
-        codes = np.arange(2**m)[:, None] >> np.arange(m)[None, :] & 1
-        return True, iter([1.0 - 2.0 * codes])
-
-    def blocks() -> Iterator[np.ndarray]:
-        rng = np.random.default_rng(seed)
-        for start in range(0, n_permutations, _WEIGHT_BLOCK):
-            size = min(_WEIGHT_BLOCK, n_permutations - start)
-            yield rng.choice(np.array([-1.0, 1.0]), size=(size, m))
-
-    return False, blocks()
-
-
 def _null_statistics(
     diffs: np.ndarray, clusters: Sequence[int] | np.ndarray | None, n_permutations: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -152,13 +139,27 @@ def _null_statistics(
     scale = np.sqrt((totals**2).sum(axis=0))  # (k,)
     scale = np.where(scale > 0, scale, 1.0)
     observed = np.abs(totals.sum(axis=0)) / scale
-    exact, patterns = _sign_patterns(m, n_permutations, seed)
-    null = np.concatenate([np.abs(signs @ totals) / scale for signs in patterns])  # (B, k)
+    exact, patterns = sign_patterns(m, n_permutations, seed)
+    with one_blas_thread():
+        null = np.concatenate([np.abs(signs @ totals) / scale for signs in patterns])  # (B, k)
     return observed, null, exact
 
 
 def _tolerance(arr: np.ndarray) -> float:
     return 1e-12 * max(1.0, float(np.abs(arr).max()) if arr.size else 1.0)
+
+
+def _raw_pvalues(
+    arr: np.ndarray, observed: np.ndarray, null: np.ndarray, exact: bool
+) -> np.ndarray:
+    """Each column's own sign-flip p-value from the null statistics (B, k): every tolerance is
+    the column's own, so a column gets the same p tested alone or beside others (the max-T
+    family's raw p is then the paired comparison's p, and is computed once)."""
+    tol = 1e-9 * np.maximum(1.0, observed)  # (k,)
+    count = (null >= observed - tol).sum(axis=0)
+    p = count / len(null) if exact else (count + 1.0) / (len(null) + 1.0)
+    quiet = 1e-12 * np.maximum(1.0, np.abs(arr).max(axis=0)) if arr.size else 1e-12
+    return np.where(np.all(np.abs(arr) <= quiet, axis=0), 1.0, p)  # nothing to test
 
 
 def sign_flip_pvalue(
@@ -176,11 +177,7 @@ def sign_flip_pvalue(
     arr, flat = _as_2d(diffs)
     if arr.shape[0] == 0:
         raise ValueError("cannot test zero queries")
-    observed, null, exact = _null_statistics(arr, clusters, n_permutations, seed)
-    tol = 1e-9 * max(1.0, float(observed.max()))
-    count = (null >= observed - tol).sum(axis=0)
-    p = count / len(null) if exact else (count + 1.0) / (len(null) + 1.0)
-    p = np.where(np.all(np.abs(arr) <= _tolerance(arr), axis=0), 1.0, p)  # nothing to test
+    p = _raw_pvalues(arr, *_null_statistics(arr, clusters, n_permutations, seed))
     return p[:1] if flat else p
 
 
@@ -214,7 +211,6 @@ def maxt_adjust(
     observed, null, exact = _null_statistics(arr, clusters, n_permutations, seed)
     tol = 1e-9 * max(1.0, float(observed.max()) if k else 1.0)
     b = len(null)
-    raw_count = (null >= observed - tol).sum(axis=0)
     order = np.argsort(-observed, kind="stable")
     # successive maxima from the smallest observed comparison up: (B, k) in `order`
     tail_max = np.maximum.accumulate(null[:, order][:, ::-1], axis=1)[:, ::-1]
@@ -223,9 +219,9 @@ def maxt_adjust(
     stepped = np.maximum.accumulate(stepped)
     adjusted = np.empty(k)
     adjusted[order] = np.minimum(1.0, stepped)
-    p_raw = raw_count / b if exact else (raw_count + 1.0) / (b + 1.0)
+    p_raw = _raw_pvalues(arr, observed, null, exact)
     nothing = np.all(np.abs(arr) <= _tolerance(arr), axis=0)
-    p_raw, adjusted = np.where(nothing, 1.0, p_raw), np.where(nothing, 1.0, adjusted)
+    adjusted = np.where(nothing, 1.0, adjusted)
     critical = np.quantile(null.max(axis=1), 1.0 - alpha) if k else 0.0
     levels = (null >= critical - tol).mean(axis=0) if k else np.zeros(0)
     return FamilyAdjustment(p_raw, np.maximum(adjusted, p_raw), np.clip(levels, 1e-12, alpha))
@@ -426,13 +422,15 @@ def compare_paired(
     n_permutations: int = DEFAULT_PERMUTATIONS,
     confidence: float = 0.95,
     seed: int = 0,
+    sign_flip_p: float | None = None,
 ) -> PairedComparison:
     """Compare per-query values of two models on the same queries (other minus base), whole
     clusters at a time.
 
     hit_rate@k with one question per cluster uses McNemar's exact test, every other case a
     cluster sign-flip permutation test. The p-value is raw: core.evaluation.verdict adjusts it
-    within its family and decides."""
+    within its family and decides. `sign_flip_p` is that sign-flip p already computed over the
+    same draws (maxt_adjust's p_raw for this column), so it is not computed twice."""
     b = np.asarray(base, dtype=np.float64)
     o = np.asarray(other, dtype=np.float64)
     if b.shape != o.shape or b.ndim != 1:
@@ -446,7 +444,11 @@ def compare_paired(
     if family == "hit_rate" and n_cl == len(b):
         p_value, test = mcnemar_exact(b > 0, o > 0).p_value, "mcnemar-exact"
     else:
-        p_value = float(sign_flip_pvalue(diffs, n_permutations, seed, clusters)[0])
+        p_value = (
+            float(sign_flip_p)
+            if sign_flip_p is not None
+            else float(sign_flip_pvalue(diffs, n_permutations, seed, clusters)[0])
+        )
         test = "sign-flip" if n_cl == len(b) else "cluster sign-flip"
     return PairedComparison(
         metric=metric,

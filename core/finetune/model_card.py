@@ -4,7 +4,9 @@ sentence-transformers writes a card on `model.save()` (architecture, training lo
 evaluator metrics, library versions). We append one section, between markers so that a re-save
 replaces it rather than stacking copies, with what a reader needs to trust the numbers: corpus
 size, question counts per split, how the split was made, the random baseline, per-dimension
-validation ndcg@10 for the base and the tuned model, the guard-rail warnings, and our versions.
+validation ndcg@10 for the base and the tuned model, the cautions the Fine-tune page shows (pairs
+only from the documents' structure flatter the validation curves) and the guard-rail warnings,
+and our versions.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from core.embeddings import model_card_path, run_model_dir
 from core.errors import ConfigError, RunError
-from core.questions.sources import sources_text
+from core.questions.sources import sources_text, structure_only_caution
 from core.runs.folders import Run, load_run, write_text_atomic
 from core.text import replace_marked_section
 
@@ -52,7 +54,7 @@ def protocol_section(run: Run, metrics: dict[str, Any], warnings: list[str]) -> 
         "",
         "## Evaluation protocol (ragbench)",
         "",
-        "| | |",
+        "| Setting | Value |",
         "|---|---|",
         f"| Corpus | {corpus_size} chunks (corpus run `{_corpus_id(run)}`); every chunk is a "
         "candidate for every question |",
@@ -97,10 +99,10 @@ def protocol_section(run: Run, metrics: dict[str, Any], warnings: list[str]) -> 
         "evaluation), so report the test split from ragbench's Retrieval eval stage, with "
         "bootstrap confidence intervals and a paired test, as the headline result.",
         "",
-        "### Guard-rail warnings",
+        "### Cautions and guard-rail warnings",
         "",
     ]
-    lines += [f"- {w}" for w in warnings] if warnings else ["None."]
+    lines += _caution_lines(data, warnings)
     versions = run.manifest.versions
     lines += [
         "",
@@ -111,6 +113,20 @@ def protocol_section(run: Run, metrics: dict[str, Any], warnings: list[str]) -> 
         END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _caution_lines(data: dict[str, Any], warnings: list[str]) -> list[str]:
+    """The Fine-tune page's caution on pairs only from the documents' structure, then the
+    guard-rail warnings; what held when there is none."""
+    cautions = [c for c in (structure_only_caution(data.get("sources") or {}),) if c]
+    cautions += list(warnings)
+    if cautions:
+        return [f"- {c}" for c in cautions]
+    return [
+        "No guard-rail fired: the native dimension is among the dims, pairs are (anchor, "
+        "positive), batches have no duplicates and hold at least 16 pairs, and the query "
+        "prompt is the same in training and evaluation."
+    ]
 
 
 def _corpus_id(run: Run) -> str:

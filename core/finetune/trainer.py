@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,17 +186,20 @@ def _build_loss(model: SentenceTransformer, cfg: FinetuneConfig, dims, weights):
     )
 
 
-def run_finetune(run: Run | str, *, resume: bool = False) -> str:
-    """Run (or resume) a model run's training in this process. Returns the final status.
-
-    Never raises for training errors: the run ends `failed` with the message and a hint.
-    """
+def run_finetune(
+    run: Run | str, *, resume: bool = False, on_event: Callable[[dict], None] | None = None
+) -> str:
+    """Run (or resume) a model run's training in this process; returns the final status.
+    `on_event` sees every progress event written to the run folder (the CLI prints some).
+    Never raises for training errors: the run ends `failed` with the message and a hint."""
     run = load_run(run) if isinstance(run, str) else run
     main = _is_main_process()
 
     def emit(event: dict[str, Any]) -> None:
         if main:
             append_event(run.path, event)
+            if on_event is not None:
+                on_event(event)
 
     try:
         cfg = FinetuneConfig.from_dict(run.manifest.config, ignore_extra=True)
@@ -354,6 +358,7 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
         cfg.qa_run_id, cfg.source_weights, cfg.seed
     )  # fails fast: no heavy imports yet
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    from transformers.trainer_callback import PrinterCallback
 
     setup = _set_up(cfg, data, emit)
     checkpoint, metrics = _start_metrics(run, setup, resume=resume, emit=emit, main=main)
@@ -369,6 +374,7 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
         evaluator=setup.evaluator if cfg.eval_each_epoch else None,
         callbacks=[callback],
     )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; `callback` reports
     emit(
         {
             "event": "start",
@@ -456,7 +462,7 @@ def _finish(run: Run, setup: _Setup, trainer, callback, metrics, status: str, em
     native_key = str(max(setup.dims))
     run.set_status(
         status,
-        error="Stopped by the user; the model saved is the one at the stop." if stopped else "",
+        error=_stop_note(trainer.state, setup.cfg) if stopped else "",
         hint="" if not stopped else "resume to continue from the last checkpoint",
         steps=trainer.state.global_step,
         dims=list(setup.dims),
@@ -467,6 +473,21 @@ def _finish(run: Run, setup: _Setup, trainer, callback, metrics, status: str, em
     )
     run.artifact("STOP").unlink(missing_ok=True)
     emit({"event": "end", "status": status})
+
+
+def _stop_note(state, cfg: FinetuneConfig) -> str:  # noqa: ANN001 - a transformers TrainerState
+    """What a stopped run's model is: the one at the stop; near the base model when the stop
+    came before or inside the warm-up (the learning rate still rising from 0)."""
+    step, total = int(state.global_step), int(state.max_steps or 0)
+    warmup, text = math.ceil(cfg.warmup_ratio * total), "Stopped by the user; the model saved is"
+    if step == 0:
+        return f"{text} the base model unchanged: no training step ran."
+    if step <= warmup:
+        return (
+            f"{text} barely changed from the base model: it stopped at step {step} of {total}, "
+            f"inside the warm-up (the first {warmup} steps, the learning rate rising from 0)."
+        )
+    return f"{text} the one at the stop (step {step} of {total})."
 
 
 def _total_steps(n_pairs: int, cfg: FinetuneConfig) -> int:

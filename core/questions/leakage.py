@@ -66,15 +66,6 @@ def evidence_too_short(evidence: str | None) -> bool:
     return len(words(evidence or "")) < MIN_EVIDENCE_WORDS
 
 
-def _overhang(chunk: list[str], quote: list[str], *, head: bool) -> int:
-    """Characters of the longest start of `quote` that ends `chunk` (head=True), or of the
-    longest end of `quote` that starts `chunk`: how far a quote runs over a chunk's boundary."""
-    for k in range(min(len(chunk), len(quote)), 0, -1):
-        if (chunk[-k:] == quote[:k]) if head else (chunk[:k] == quote[-k:]):
-            return len(" ".join(quote[:k] if head else quote[-k:]))
-    return 0
-
-
 def _grams_found(
     token_lists: Sequence[list[str]], wanted: Mapping[tuple[str, ...], list[int]]
 ) -> list[set[int]]:
@@ -119,7 +110,7 @@ class EvidenceIndex:
     def __post_init__(self) -> None:
         self._order = {cid: i for i, cid in enumerate(self.ids)}
         self._postings: dict[str, set[int]] | None = None
-        self._ends: dict[tuple[str, str], list[int]] | None = None
+        self._ends: dict[tuple[str, str, str], list[int]] | None = None
 
     @classmethod
     def of(cls, chunks: Sequence[Chunk]) -> EvidenceIndex:
@@ -157,19 +148,28 @@ class EvidenceIndex:
 
     def _straddled(self, quote: str) -> str | None:
         """The chunk a quote runs into or out of: its start ends the chunk, or its end starts
-        it (a chunk boundary fell inside the quote), sharing the longest part of it."""
+        it (a chunk boundary fell inside the quote), sharing the longest part of it. Chunks are
+        looked up by their last (first) two words, so each quote costs a few dictionary
+        lookups per word, not a pass over the corpus."""
         if self._ends is None:
             self._ends = defaultdict(list)
             for position, tokens in enumerate(self.tokens):
-                if tokens:
-                    self._ends[("last", tokens[-1])].append(position)
-                    self._ends[("first", tokens[0])].append(position)
+                if len(tokens) >= 2:
+                    self._ends[("last", tokens[-2], tokens[-1])].append(position)
+                    self._ends[("first", tokens[0], tokens[1])].append(position)
         parts = quote.split()
         best_id, best = None, 0
-        for head, edge in ((True, "last"), (False, "first")):
-            for token in set(parts):
-                for position in self._ends.get((edge, token), []):
-                    overlap = _overhang(self.tokens[position], parts, head=head)
+        for k in range(2, len(parts) + 1):  # the first k words of the quote end a chunk ...
+            for head, key in (
+                (True, ("last", parts[k - 2], parts[k - 1])),
+                (False, ("first", parts[-k], parts[-k + 1])),  # ... or its last k start one
+            ):
+                for position in self._ends.get(key, []):
+                    tokens = self.tokens[position]
+                    shared = parts[:k] if head else parts[-k:]
+                    if (tokens[-k:] if head else tokens[:k]) != shared:
+                        continue
+                    overlap = len(" ".join(shared))
                     if overlap > best or (
                         overlap == best and best_id and self._earlier(position, best_id)
                     ):

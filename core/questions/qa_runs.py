@@ -132,3 +132,14 @@ def read_usage(run: Run | str) -> dict[str, Any]:
     """The LLM usage of a qa run ({} when it made no calls)."""
     run = load_run(run) if isinstance(run, str) else run
     return run.read_json(USAGE_FILE) if run.artifact(USAGE_FILE).exists() else {}
+
+
+def shortfall_text(summary: dict[str, Any]) -> str:
+    """'asked for 8 questions (2 a chunk), the LLM returned 4: 4 chunk(s) gave fewer than
+    asked' from a qa run's summary ('' when nothing fell short, or for other runs)."""
+    asked, returned = summary.get("n_asked"), summary.get("n_returned")
+    short = int(summary.get("n_short_chunks") or 0)
+    if asked is None or returned is None or (not short and returned >= asked):
+        return ""
+    text = f"asked for {asked} question(s), the LLM returned {returned}"
+    return text + (f": {short} chunk(s) gave fewer than asked" if short else "")

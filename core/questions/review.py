@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.documents.corpus import load_chunks
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 REVIEW_COLUMNS = (
     "id",
     "question",
+    "passage",  # beside the question: what it is paired with
     "status",
     "reason",
     "why",
@@ -33,6 +34,7 @@ REVIEW_COLUMNS = (
     "origin",
     "source",
 )
+PASSAGE_CHARS = 300  # of the passage shown beside a question (read-only)
 
 
 _STATUS_WORDS = {
@@ -45,8 +47,17 @@ _STATUS_WORDS = {
 }
 
 
-def review_rows(items: Sequence[QAItem]) -> list[dict[str, Any]]:
-    """Rows for the review grid (one per item, REVIEW_COLUMNS)."""
+def review_rows(
+    items: Sequence[QAItem], texts: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows for the review grid (one per item, REVIEW_COLUMNS); with the chunks' `texts`, the
+    passage a question is paired with (its training positive, else its chunk) beside it."""
+    texts = texts or {}
+
+    def passage(item: QAItem) -> str:
+        text = " ".join((item.positive or texts.get(item.chunk_id, "")).split())
+        return text if len(text) <= PASSAGE_CHARS else text[:PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+
     return [
         {
             "id": i.id,
@@ -56,6 +67,7 @@ def review_rows(items: Sequence[QAItem]) -> list[dict[str, Any]]:
             "why": str(i.meta.get("reason_text") or i.meta.get("evidence_note") or ""),
             "gold chunks": len(i.gold_ids),
             "chunk_id": i.chunk_id,
+            "passage": passage(i),
             "split": i.split or "",
             "reference_answer": i.reference_answer or "",
             "origin": i.origin,

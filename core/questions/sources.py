@@ -30,6 +30,20 @@ SOURCE_OF_ORIGIN: dict[str, Source] = {
 }
 
 
+STRUCTURE_ONLY = (
+    "Every pair of this set comes from the documents' structure, and so does its validation "
+    "split: headings and sentences are easy, lexical queries, so the validation curves flatter "
+    "the model. Judge it on the Retrieval eval page with questions people wrote."
+)
+
+
+def structure_only_caution(sources: Mapping[str, Mapping[str, int]]) -> str:
+    """STRUCTURE_ONLY when every training pair used comes from headings or cloze sentences
+    (the Fine-tune page and the model card say it alike), else ''."""
+    used = {s for s, counts in sources.items() if counts.get("used", 0)} or set(sources)
+    return STRUCTURE_ONLY if used and used <= {"heading", "cloze"} else ""
+
+
 def sources_text(sources: Mapping[str, Mapping[str, int]]) -> str:
     """'heading 152 · cloze 80 of 161 training pairs' from {source: {"available", "used"}}; a
     source weighted 0 reads 'cloze left out'. '' when nothing is known (runs made before)."""

@@ -8,9 +8,13 @@ How it works:
    'Contents', …), a running header (the same margin line on RUNNING_PAGES pages or more), a
    heading not found in the text, one whose section is empty, or a line found by its font that
    runs over MAX_HEADING_WORDS (a paragraph set large; an outline's long titles are real).
-2. A heading's evidence is the start of its section (EVIDENCE_WORDS words): its gold chunks are
-   the chunks holding that quote (core.questions.leakage), the first is the training chunk, and
-   its positive text drops the heading, so the pair cannot be learned by string matching.
+2. A heading's evidence is the start of its section (EVIDENCE_WORDS words), found in the corpus
+   (core.questions.leakage). Its gold chunks are the chunks holding the section's start (its
+   first SECTION_START_WORDS words), each at least MIN_START_SHARE of it, next to the chunk of
+   the quote, plus any other chunk holding the whole quote: a heading that ends its chunk with
+   a few words of its section points at the next chunk too, where the section's text is. The
+   chunk holding most of the start is the training chunk, and its positive text drops the
+   heading, so the pair cannot be learned by string matching.
 3. Cloze: from each chosen chunk, `per_chunk` sentences of MIN..MAX_SENTENCE_WORDS words that
    are mostly letters, drawn with the seed; the sentence is the query and its evidence, the chunk
    without it the positive.
@@ -27,10 +31,12 @@ from dataclasses import dataclass
 from core.documents.corpus import Chunk
 from core.documents.headings import MAX_HEADING_WORDS, Heading, strip_numbering
 from core.questions.dataset import QAItem
-from core.questions.leakage import EvidenceIndex
-from core.text import normalize_question, normalize_space
+from core.questions.leakage import LEAK_NGRAM, EvidenceIndex
+from core.text import normalize_question, normalize_space, word_ngrams
 
 EVIDENCE_WORDS = 25
+SECTION_START_WORDS = 100  # about half a default chunk: where a reader finds the section
+MIN_START_SHARE = 0.5  # of the start's word runs: a chunk holding less is not where it is
 MIN_BODY_WORDS = 8
 RUNNING_PAGES = 3
 MIN_SENTENCE_WORDS = 8
@@ -140,6 +146,27 @@ def evidence_of(body: str) -> str:
     return " ".join(normalize_space(body).split()[:EVIDENCE_WORDS])
 
 
+def _section_gold(
+    anchor: str, start: str, start_linked: Sequence[str], index: EvidenceIndex
+) -> list[str]:
+    """The chunks next to `anchor` (the quote's chunk) that hold at least MIN_START_SHARE of the
+    section's `start` (by LEAK_NGRAM-word runs), the one holding most first; [anchor] when the
+    start is too short to say."""
+    grams = word_ngrams(start, LEAK_NGRAM)
+    near = list(dict.fromkeys([anchor, *start_linked]))
+    near = [c for c in near if c not in index.elsewhere(anchor, near)]
+    tokens = dict(zip(index.ids, index.tokens, strict=True))
+    shares = {
+        c: len(grams & word_ngrams(" ".join(tokens.get(c, [])), LEAK_NGRAM)) / max(1, len(grams))
+        for c in near
+    }
+    order = {c: n for n, c in enumerate(index.ids)}
+    held = sorted(
+        (c for c in near if shares[c] >= MIN_START_SHARE), key=lambda c: (-shares[c], order[c])
+    )
+    return held or [anchor]
+
+
 def heading_items(
     source: str,
     doc_text: str,
@@ -152,8 +179,12 @@ def heading_items(
     reason (kept, so the review grid shows what was left out and why)."""
     evidences = [evidence_of(b) for b in bodies]
     matches = index.match_many(evidences)
+    starts = [" ".join(normalize_space(b).split()[:SECTION_START_WORDS]) for b in bodies]
+    start_matches = index.match_many(starts)
     items = []
-    for heading, body, evidence, match in zip(headings, bodies, evidences, matches, strict=True):
+    for heading, body, evidence, match, start, start_match in zip(
+        headings, bodies, evidences, matches, starts, start_matches, strict=True
+    ):
         title = strip_numbering(heading.title)
         meta: dict[str, object] = {
             "file": source,
@@ -181,14 +212,16 @@ def heading_items(
             }
             items.append(item.model_copy(update=update))
             continue
-        primary = str(match.primary)
+        section = _section_gold(str(match.primary), start, start_match.linked_ids, index)
+        gold = list(dict.fromkeys([*section, *match.gold_ids]))
+        primary = gold[0]
         heading_text = doc_text[heading.start : heading.end] if heading.start is not None else ""
         items.append(
             item.model_copy(
                 update={
                     "chunk_id": primary,
-                    "gold_chunk_ids": match.gold_ids,
-                    "linked_chunk_ids": match.linked_ids,
+                    "gold_chunk_ids": gold,
+                    "linked_chunk_ids": list(dict.fromkeys([*gold, *match.linked_ids])),
                     "evidence": evidence,
                     "positive": _without(chunk_texts[primary], heading_text),
                 }
@@ -202,6 +235,29 @@ def looks_like_contents(text: str) -> bool:
     leaders = text.count(" ... ") + text.count(". . .")
     numbered = len(re.findall(r"(?:^|\s)\d+(?:\.\d+)+\.?\s+[A-Z]", text))
     return leaders >= 3 or numbered >= 3
+
+
+_LEGALESE = (
+    "copyright",
+    "all rights reserved",
+    "permission is granted",
+    "redistribute",
+    "without any warranty",
+    "warranty",
+    "general public license",
+    "free software foundation",
+    "verbatim copies",
+    "licensed under",
+    "terms of the",
+)
+
+
+def looks_like_boilerplate(text: str) -> bool:
+    """A licence or copyright page (three or more of its stock phrases) or a table of contents
+    or index (dot leaders): text that is in the documents but not what anyone asks about."""
+    lower = " ".join(text.lower().split())
+    leaders = text.count(" ... ") + text.count(". . .")
+    return leaders >= 3 or sum(p in lower for p in _LEGALESE) >= 3
 
 
 def cloze_sentences(text: str) -> list[str]:

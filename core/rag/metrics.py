@@ -113,6 +113,42 @@ NON_LLM_METRICS = tuple(n for n, m in METRICS.items() if not m.needs_llm)
 DEFAULT_METRICS = tuple(METRICS)
 
 
+def default_metrics(embedded: bool, has_references: bool) -> tuple[str, ...]:
+    """The metrics to preselect: only the judge-free ones for the embedded demo model, and never
+    one that needs reference answers when the questions have none (every sample would be
+    skipped)."""
+    chosen = NON_LLM_METRICS if embedded else DEFAULT_METRICS
+    return tuple(m for m in chosen if has_references or not METRICS[m].reference_answer)
+
+
+def reference_count(qa_run_id: str, split: str | None = "test") -> tuple[int, int]:
+    """How many of a split's accepted questions have a reference answer, and how many there are."""
+    from core.questions.dataset import load_qa
+
+    items = load_qa(qa_run_id, split=split)  # type: ignore[arg-type]
+    return sum(bool((i.reference_answer or "").strip()) for i in items), len(items)
+
+
+def needs_reference_text(metrics: tuple[str, ...] | list[str], n_references: int) -> str:
+    """Why the chosen metrics that need reference answers would have no score when none of the
+    questions has one ('' otherwise)."""
+    lacking = [METRICS[m].label for m in metrics if METRICS[m].reference_answer]
+    if not lacking or n_references:
+        return ""
+    return (
+        f"{', '.join(lacking)} compare{'s' if len(lacking) == 1 else ''} each answer with a "
+        "reference answer, and none of these questions has one: every sample would be skipped. "
+        "Leave it out, or use a question set with reference answers (the sample set, or "
+        "questions generated with 'Reference answers too')."
+    )
+
+
+def judge_for(config: RagasConfig, judge: LLM | None) -> LLM | None:
+    """The judge a scoring really uses: None when no chosen metric is judged (so a run records
+    no judge, and no caveat about one)."""
+    return judge if any(METRICS[m].needs_llm for m in config.metrics) else None
+
+
 @dataclass(frozen=True)
 class RagasConfig:
     """How to score. `repeats` > 1 judges every judged metric that many times."""

@@ -276,7 +276,7 @@ def score_jobs(
         results = []
         for job in jobs:
             results.append(scorer.score(job))
-            tracker.advance(1, f"scoring: {tracker.done + 1}/{len(jobs)}")
+            tracker.advance(1)  # the count travels in the event, not its text
     rows = []
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, BaseException):

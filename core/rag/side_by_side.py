@@ -26,30 +26,71 @@ class RetrievalFlips:
     k: int | None
     model: str
     by_question: dict[str, str]  # query id -> "gained" (base miss, tuned hit) or "lost"
+    dim: int | None = None
 
 
-def retrieval_flips(qa_run_id: str) -> RetrievalFlips | None:
-    """The flips of the newest finished retrieval_eval run of this qa run (its first tuned model
-    at native dimension when there, else its first comparison), or None when there is none."""
+def _tuned_label(models: list[dict[str, Any]], wanted: Mapping[str, Any] | None) -> str | None:
+    """The label a retrieval eval gave the tuned model `wanted` (its spec: source and ref), or
+    its first tuned model when none is wanted; never a hybrid, BM25 or the base."""
+    tuned = [m for m in models if m.get("kind") == "tuned"]
+    if wanted:
+        tuned = [
+            m
+            for m in tuned
+            if (m.get("source"), m.get("ref")) == (wanted.get("source"), wanted.get("ref"))
+        ]
+    return str(tuned[0]["label"]) if tuned else None
+
+
+def retrieval_flips(
+    qa_run_id: str, model: Mapping[str, Any] | None = None, dim: int | None = None
+) -> RetrievalFlips | None:
+    """The flips of the tuned model `model` (a ModelSpec's dict; any tuned model when None)
+    against the base, from the newest finished retrieval_eval run of this qa run that compared
+    them: at `dim` when it was evaluated there, else at the largest dim. None when no run did."""
     for run in list_runs("retrieval_eval"):
         if run.manifest.status != "done" or run.manifest.parents.get("qa") != qa_run_id:
             continue
         try:
             flips = run.read_json("flips.json")
+            models = run.read_json("result.json").get("models") or []
         except (RunError, ValueError):
             continue
-        comparisons = flips.get("comparisons") or []
-        native = [c for c in comparisons if c.get("dim") is None] or comparisons
-        if not native:
-            return None
-        comp = native[0]
+        label = _tuned_label(models, model)
+        comparisons = [c for c in flips.get("comparisons") or [] if c.get("model") == label]
+        if label is None or not comparisons:
+            continue
+        at_dim = [c for c in comparisons if dim is not None and c.get("dim") == dim]
+        comp = (at_dim or sorted(comparisons, key=lambda c: -(c.get("dim") or 0)))[0]
         by_question = {str(r["query_id"]): "gained" for r in comp.get("gained", [])}
         by_question.update({str(r["query_id"]): "lost" for r in comp.get("lost", [])})
         k = comp.get("k", flips.get("k"))
+        found_dim = comp.get("dim")
         return RetrievalFlips(
-            run.id, None if k is None else int(k), str(comp.get("model", "")), by_question
+            run.id,
+            None if k is None else int(k),
+            label,
+            by_question,
+            None if found_dim is None else int(found_dim),
         )
     return None
+
+
+def rag_retrieval_flips(result: RagasEvalResult) -> RetrievalFlips | None:
+    """retrieval_flips for the tuned retriever a RAG evaluation answered with (its model and
+    dimension, from its rag run); None without a tuned retriever or a retrieval eval of it."""
+    from core.runs.folders import load_run
+
+    rag_id = (result.summary.get("rag_runs") or {}).get("tuned")
+    if not rag_id:
+        return None
+    try:
+        config = load_run(rag_id).manifest.config
+    except RunError:
+        return None
+    return retrieval_flips(
+        str(result.summary.get("qa_run_id") or ""), config.get("model"), config.get("dim")
+    )
 
 
 def per_question_table(

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 from core.errors import ConfigError, LineageError, RunError
 from core.progress import ProgressCallback, StopCheck, labelled
 from core.rag.answering import load_samples
-from core.rag.metrics import RagasConfig, check_components, is_low_confidence_judge
+from core.rag.metrics import (
+    RagasConfig,
+    check_components,
+    is_low_confidence_judge,
+    judge_for,
+)
 from core.rag.results import (
     SUMMARY_FILE,
     USAGE_FILE,
@@ -80,6 +85,7 @@ def evaluate_rag(
     ConfigError before any work."""
     config = config or RagasConfig()
     check_components(config, judge, embeddings)
+    judge = judge_for(config, judge)  # no judged metric: no judge recorded, no caveat about one
     runs, qa_id = _rag_runs(rag_runs)
     samples = {label: load_samples(run) for label, run in runs.items()}
     run = _ragas_eval_run(
@@ -207,6 +213,7 @@ def retry_failed(
     before are not asked again; a failed one was never cached, so it is really asked again."""
     old = _ragas_run(ragas_eval_run_id)
     config = config or RagasConfig.from_dict(old.manifest.config)
+    judge = judge_for(config, judge)
     summary = old.read_json(SUMMARY_FILE)
     scores = load_scores(old)
     rag_ids = summary.get("rag_runs") or old.manifest.config.get("retrievers", {})

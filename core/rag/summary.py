@@ -180,3 +180,38 @@ def summary_table(summary: Mapping[str, Any]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def scoring_status(table: pd.DataFrame, scores: pd.DataFrame, judged: bool) -> tuple[str, str]:
+    """How the scoring went, for the page: ('error' | 'warning' | 'success', one sentence).
+    Failed judgements come first; a metric every sample of which was skipped has no score and
+    says why (its rows' detail); success names whether a judge was called at all."""
+    failed = table[table["n_failed"].fillna(0) > 0]
+    if not failed.empty:
+        return "error", (
+            f"{int(failed['n_failed'].sum())} sample score(s) failed and are left out of their "
+            "means (shown below by reason). Retry them alone, or read the reasons in the table."
+        )
+    empty = table[(table["n_ok"].fillna(0) == 0) & (table["n_skipped"].fillna(0) > 0)]
+    if not empty.empty:
+        skipped = scores[scores["status"] == "skipped"]
+        parts = []
+        for metric in dict.fromkeys(empty["metric"]):
+            why = skipped.loc[skipped["metric"] == metric, "detail"]
+            parts.append(f"{metric} ({why.iloc[0]})" if len(why) else str(metric))
+        return "warning", (
+            f"No score for {', '.join(parts)}: every sample was skipped, so these metrics say "
+            "nothing about the retrievers."
+        )
+    partial = int(table["n_skipped"].fillna(0).sum())
+    tail = (
+        f" ({partial} sample score(s) skipped as not applicable, shown in the table)"
+        if partial
+        else ""
+    )
+    if judged:
+        return "success", f"Every judgement succeeded{tail}."
+    return (
+        "success",
+        f"Every score was computed; no judge was called (judge-free metrics only){tail}.",
+    )

@@ -102,6 +102,23 @@ class _Figures:
         )
 
 
+def _summary_text(summary: Mapping[str, Any], most: int = 8) -> str:
+    """A run's summary as 'key: value' pairs (numbers rounded, long values shortened at a word),
+    never raw JSON cut mid-string."""
+    parts = []
+    for key, value in list(summary.items())[:most]:
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, (dict, list)):
+            value = f"{len(value)} item(s)"
+        text = str(value)
+        if len(text) > 60:
+            text = text[:60].rsplit(" ", 1)[0] + " …"
+        parts.append(f"{key}: {text}")
+    more = len(summary) - most
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
 def _lineage_html(run_ids: Sequence[str], lineage: Sequence[Run]) -> str:
     parts = ["<h2>Lineage</h2><ul>"]
     for run_id in run_ids:
@@ -116,7 +133,7 @@ def _lineage_html(run_ids: Sequence[str], lineage: Sequence[Run]) -> str:
                 "status": r.manifest.status,
                 "created": r.manifest.created_at[:19],
                 "parents": ", ".join(f"{k}: {v}" for k, v in r.manifest.parents.items()),
-                "summary": json.dumps(redact(r.manifest.summary), default=str)[:200],
+                "summary": _summary_text(redact(r.manifest.summary)),
             }
             for r in lineage
         ]
@@ -231,22 +248,25 @@ def _retrieval_html(
     for warning in result.warnings:
         parts.append(f"<div class='warn'>{_e(warning)}</div>")
     parts.append(_training_html(result))
-    sentences = delta_sentences(result)
-    if sentences:
-        parts.append("<h3>Verdict</h3>")
-        parts.extend(f"<p><b>{_e(h.text)}</b></p>" for h in result.headlines())
-        parts.append("<ul>")
-        parts.extend(f"<li>{_e(s)}</li>" for s in sentences)
+    spread = result.fold_spread()
+    if not spread.empty:
         parts.append(
-            "</ul><p class='caption'>"
-            f"{_e(method_text(result.primary_metric, result.confidence))}</p>"
+            f"<h3>{_e(result.primary_metric)} per fold (each fold model on the questions it never "
+            "saw)</h3>"
         )
+        parts.append(_table(spread.round(4)))
+    parts.append(_verdict_html(result))
     parts.append("<h3>Headline metrics (mean [95% CI])</h3>")
     parts.append(_table(headline.drop(columns=["run"]), numeric=HEADLINE_METRICS))
     parts.append(figures.div(metric_vs_dim_figure(result.metrics, "ndcg@10")))
     if not result.deltas.empty:
         parts.append("<h3>Tuned vs base: deltas</h3>")
-        parts.append(_table(deltas_table(result), numeric=("base", "tuned", "delta")))
+        # The warnings go below the table, once each: in a column they wrap a word a line.
+        table = deltas_table(result)
+        warnings = list(dict.fromkeys(w for w in table.get("warning", []) if w))
+        shown = table.drop(columns=["warning"], errors="ignore")
+        parts.append(_table(shown, numeric=("base", "tuned", "delta")))
+        parts.extend(f"<div class='warn'>{_e(w)}</div>" for w in warnings)
         parts.append(figures.div(delta_bars_figure(result.deltas, "ndcg@10")))
     parts.append(_ship_html(result, figures))
     if not result.tradeoff.empty:
@@ -276,6 +296,24 @@ def _retrieval_html(
         parts.append(figures.div(similarity_figure(sim)))
     parts.append("<h3>Flipped questions</h3>")
     parts.append(_flips_html(result))
+    return "".join(parts)
+
+
+def _verdict_html(result: RetrievalEvalResult) -> str:
+    """The headlines in the page's order (tuned models first, then the hybrids, then BM25
+    alone), each delta in a sentence, and how to read them ('' without a comparison)."""
+    sentences = delta_sentences(result)
+    if not sentences:
+        return ""
+    parts = ["<h3>Verdict</h3>"]
+    parts.extend(f"<p><b>{_e(h.text)}</b></p>" for h in result.headlines())
+    if result.bm25_line():
+        parts.append(f"<p>{_e(result.bm25_line())}</p>")
+    parts.append("<ul>")
+    parts.extend(f"<li>{_e(s)}</li>" for s in sentences)
+    parts.append(
+        f"</ul><p class='caption'>{_e(method_text(result.primary_metric, result.confidence))}</p>"
+    )
     return "".join(parts)
 
 

@@ -57,14 +57,17 @@ def deltas_table(
 ) -> pd.DataFrame:
     """Tuned-minus-base deltas of the headline metrics, formatted (core.evaluation.verdict.deltas_display):
     the primary family first, adjusted p, verdict and power."""
+    from core.evaluation.lexical import tuned_first
     from core.evaluation.verdict import deltas_display
 
-    return deltas_display(result.deltas, metrics, confidence=result.confidence)
+    shown = deltas_display(result.deltas, metrics, confidence=result.confidence)
+    return tuned_first(shown, result.models)
 
 
 def delta_sentences(result: RetrievalEvalResult, metric: str | None = None) -> list[str]:
     """One plain sentence per tuned model and dim for `metric` (the primary metric by default),
-    from core.evaluation.verdict.row_sentence."""
+    from core.evaluation.verdict.row_sentence: tuned models first, then the hybrids."""
+    from core.evaluation.lexical import tuned_first
     from core.evaluation.verdict import row_sentence
 
     if result.deltas.empty:
@@ -73,6 +76,7 @@ def delta_sentences(result: RetrievalEvalResult, metric: str | None = None) -> l
     rows = result.deltas[result.deltas["metric"] == metric].sort_values(
         ["model", "dim"], ascending=[True, False]
     )
+    rows = tuned_first(rows, result.models)
     return [row_sentence(r, result.confidence) for _, r in rows.iterrows()]
 
 

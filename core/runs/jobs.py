@@ -348,7 +348,10 @@ def progress_writer(run: Run) -> ProgressCallback:
     last: list[str] = [""]
 
     def write(event: ProgressEvent) -> None:
-        phase = f"{event.stage}: {event.message}" if event.message else event.stage
+        # A message that already names its stage ('generating questions: 2/4') is not
+        # prefixed again.
+        named = not event.message or event.message.startswith(event.stage)
+        phase = (event.message or event.stage) if named else f"{event.stage}: {event.message}"
         if phase != last[0]:
             append_event(run.path, {"event": "phase", "message": phase})
             last[0] = phase

@@ -59,9 +59,9 @@ def test_indexing_runs_in_the_background_and_the_page_says_how_it_ended():
     fresh = list_runs("index")[0]
     assert fresh.manifest.status == "done", tail_log(fresh)
     n_chunks = list_runs("corpus")[0].manifest.summary["n_chunks"]
-    assert any(f"{n_chunks} chunk(s) embedded, 0 already there" in s.value for s in at.success), [
-        s.value for s in at.success
-    ]
+    assert any(
+        f"{n_chunks} chunk(s) added (embedded), 0 already there" in s.value for s in at.success
+    ), [s.value for s in at.success]
     at.text_input(key="docs_query").set_value("How do I upgrade Debian?").run()
     assert not at.exception and not at.error
     assert any("faq" in m.value.lower() for m in at.markdown)  # hits with their source
@@ -121,3 +121,18 @@ def test_a_skipped_files_reason_is_shown_whole():
     full = [c.value for c in at.caption if c.value.startswith("**report.docx** (skipped): ")]
     assert full and full[0].endswith(report.problem)  # the whole reason, not the cell's first words
     assert len(report.problem) > 60
+
+
+def test_pressing_build_again_selects_the_existing_run_and_makes_no_copy():
+    """Issue 26, item 4: the offer was advice only; building again made a second corpus."""
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    at.button(key="docs_sample").click().run()
+    (first,) = list_runs("corpus")
+    at.button(key="docs_sample").click().run()
+    assert not at.exception and not at.error
+    assert len(list_runs("corpus")) == 1
+    assert any(
+        f"Corpus run **{first.id}**" in i.value and "no new run was made" in i.value
+        for i in at.info
+    ), [i.value for i in at.info]
+    assert at.selectbox(key="docs_corpus_pick").value == first.id

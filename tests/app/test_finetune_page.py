@@ -163,6 +163,12 @@ def test_start_launches_a_job_and_the_live_view_can_stop_it(app, monkeypatch):
 
     app.button(key="ft_stop").click().run()
     assert (run.path / STOP_FILE).exists()
+    # Issue 26: the page says Stopping (at its next run), with no ETA and no second Stop.
+    app.run()
+    assert any("**Stopping**" in m.value for m in app.markdown)
+    assert not any("**Training**" in m.value for m in app.markdown)
+    assert {m.label: m.value for m in app.metric}["ETA"] == "–"
+    assert not [b for b in app.button if b.key == "ft_stop"]
 
 
 def test_finished_run_shows_metrics_download_and_card(app):
@@ -177,6 +183,9 @@ def test_finished_run_shows_metrics_download_and_card(app):
     assert any(w.value == "Only 84 training questions." for w in app.warning)
     assert any("Validation ndcg@10 per dimension" in m.value for m in app.markdown)
     assert START not in "".join(m.value for m in app.markdown)  # the marker is not shown
+    # The card's headings sit below the page's own "Model card" heading (issue 26).
+    card = next(m.value for m in app.markdown if "Evaluation protocol (ragbench)" in m.value)
+    assert "##### Evaluation protocol (ragbench)" in card and "\n## " not in card
     assert app.get("download_button")  # the model zip
 
 

@@ -118,3 +118,20 @@ def test_page_generates_and_scores_through_an_openai_compatible_server(app):
         at.run()
     assert second.id != first.id
     assert at.selectbox(key="rag_result").value == second.id
+
+
+def test_without_reference_answers_nothing_uncomputable_is_preselected_nor_a_judge_flagged(app):
+    """Issue 26, item 6: semantic similarity was preselected on questions without reference
+    answers, and the tiny-judge caveat showed though no metric was judged."""
+    from tests.support.faq import faq_corpus, faq_items, faq_qa
+
+    items = faq_items(6)
+    faq_qa(faq_corpus("faq", items), "no reference answers", items)
+    at = open_page(app)
+    assert not at.exception, at.exception
+    chosen = at.multiselect(key="rag_metrics").value
+    assert chosen and "semantic_similarity" not in chosen
+    assert not any("low-confidence scores" in w.value for w in at.warning)
+    assert any("no judge is called for the chosen metrics" in c.value for c in at.caption)
+    at.multiselect(key="rag_metrics").set_value([*chosen, "semantic_similarity"]).run()
+    assert any("every sample would be skipped" in w.value for w in at.warning)

@@ -61,3 +61,6 @@ def test_home_names_run_kinds_as_people_do_and_lists_running_jobs(app):
     assert "Retrieval evals" in labels and "retrieval_eval" not in labels
     assert any(f"base vs tuned (`{job.id}`)" in m.value for m in app.markdown)
     assert not any(gone.id in m.value for m in app.markdown)
+    # Issue 26: a running job is not a finished run (it was counted as one).
+    evals = next(m for m in app.metric if m.label == "Retrieval evals")
+    assert evals.value == "0" and evals.delta == "1 running"

@@ -9,16 +9,16 @@ import re
 import pytest
 
 from tests.e2e.conftest import no_exception, shoot, wait_idle
-from tests.e2e.test_browser_walk import click, expect_text, go, set_number
+from tests.e2e.test_browser_walk import (
+    choose,
+    click,
+    expect_text,
+    go,
+    run_evaluation,
+    set_number,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def choose(tab, label: str, option: str) -> None:
-    """Pick `option` (a pattern) in the Streamlit selectbox labelled `label`."""
-    tab.get_by_label(label, exact=True).click()
-    tab.get_by_role("option", name=re.compile(option)).first.click()
-    wait_idle(tab)
 
 
 def test_documents_to_a_model_scored_on_human_questions_without_an_llm(page, app_url):
@@ -61,7 +61,7 @@ def test_documents_to_a_model_scored_on_human_questions_without_an_llm(page, app
     go(page, app_url + "/retrieval_eval")
     choose(page, "Question set (qa run)", "Sample questions")
     expect_text(page, r"^all-MiniLM-L6-v2 · From the documents")  # the default name says so
-    click(page, "Run evaluation")
+    run_evaluation(page)
     expect_text(page, r"What the tuned models trained on", timeout_s=900)
     expect_text(
         page, r"none of the 20 evaluated questions or their gold chunks were in its training"

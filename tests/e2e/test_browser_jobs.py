@@ -9,15 +9,16 @@ import re
 import pytest
 
 from tests.e2e.conftest import no_exception, wait_idle
-from tests.e2e.test_browser_documents import choose
-from tests.e2e.test_browser_walk import click, expect_text, go
+from tests.e2e.test_browser_walk import (
+    choose,
+    click,
+    expect_text,
+    go,
+    run_evaluation,
+    selected,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def selected(tab, label: str) -> str:
-    """The text a Streamlit selectbox shows."""
-    return tab.get_by_label(label, exact=True).input_value().strip()
 
 
 def test_an_evaluation_outlives_its_tab_and_sessions_keep_their_own_choices(page, app_url):
@@ -34,7 +35,7 @@ def test_an_evaluation_outlives_its_tab_and_sessions_keep_their_own_choices(page
     starter.set_default_timeout(120_000)
     go(starter, app_url + "/retrieval_eval")
     choose(starter, "Split", "^validation$")
-    click(starter, "^Run evaluation$")
+    run_evaluation(starter)
     expect_text(starter, r"^Running:")
     assert starter.get_by_role("button", name="Stop").count() == 1
     first.close()  # the tab, and its session, gone mid-run

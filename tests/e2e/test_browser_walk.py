@@ -15,6 +15,21 @@ from tests.e2e.conftest import SHOTS, no_exception, shoot, wait_idle
 pytestmark = pytest.mark.slow
 
 
+def choose(tab, label: str, option: str) -> None:
+    """Pick `option` (a pattern) in the Streamlit selectbox labelled `label`."""
+    tab.get_by_label(label, exact=True).click()
+    tab.get_by_role("option", name=re.compile(option)).first.click()
+    wait_idle(tab)
+
+
+def nav(tab, title: str) -> None:
+    """Go to a page through the sidebar, as a user does: the session (and the runs it works
+    on) stays; a typed URL would start a new one."""
+    tab.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    tab.wait_for_selector("h1", timeout=120_000)
+    wait_idle(tab)
+
+
 def go(tab, url: str) -> None:
     tab.goto(url)
     tab.wait_for_selector("h1", timeout=120_000)
@@ -33,6 +48,21 @@ def expect_text(tab, pattern: str, timeout_s: float = 600) -> None:
         timeout=timeout_s * 1000
     )
     wait_idle(tab)
+
+
+def run_evaluation(tab) -> None:
+    """Press Run evaluation; on a split under 30 questions the page asks first: agree."""
+    agree = tab.get_by_text(re.compile(r"^Evaluate on these \d+ questions anyway$"))
+    if agree.count():
+        agree.first.click()
+        wait_idle(tab)
+    click(tab, "^Run evaluation$")
+
+
+def selected(tab, label: str) -> str:
+    """The text a Streamlit selectbox shows (the first labelled so: the Retrieval eval page has
+    a second question-set picker, the cross-fit's)."""
+    return tab.get_by_label(label, exact=True).first.input_value().strip()
 
 
 def set_number(tab, label: str, value: int) -> None:
@@ -61,27 +91,31 @@ def test_walk_every_stage(page, app_url, tmp_path):
     assert page.get_by_text("Chroma", exact=True).count() >= 1, (
         "the entrypoint's sidebar is missing"
     )
+    click(page, "Use the sample corpus")
+    expect_text(page, r"1 document\(s\), 2\d\d chunks")
     page.locator('input[type="file"]').first.set_input_files(str(pdf))
     wait_idle(page)
     click(page, "^Build corpus run")
     expect_text(page, r"1 document\(s\), [1-3] chunks")
     no_exception(page)
-    click(page, "Use the sample corpus")
-    expect_text(page, r"1 document\(s\), 2\d\d chunks")
+    # The user goes back to the sample corpus: the newest run is no longer the one they use.
+    choose(page, "Corpus run", "^Sample: Debian FAQ")
     click(page, "Index into Chroma")
-    expect_text(page, r"chunk\(s\) embedded")
+    expect_text(page, r"chunk\(s\) added")
     no_exception(page)
     shoot(page, "1-documents", height=2000)
 
-    # 2. Questions: the hand-written sample set on the sample corpus.
-    go(page, app_url + "/questions")
+    # 2. Questions: the corpus chosen on Documents is carried here, not the newest one.
+    nav(page, "Questions")
+    assert selected(page, "Corpus run").startswith("Sample: Debian FAQ")
     click(page, "Load the sample question set")
     expect_text(page, r"163 question\(s\) matched to chunks")
     no_exception(page)
     shoot(page, "2-questions", height=2400)
 
     # 3. Fine-tune: one short epoch as a background job; the page polls the run folder.
-    go(page, app_url + "/finetune")
+    nav(page, "Fine-tune")
+    assert selected(page, "Question set").startswith("Sample questions")
     set_number(page, "Epochs", 1)
     set_number(page, "Max sequence length (0 = model's)", 128)
     click(page, "Start fine-tune")
@@ -90,19 +124,26 @@ def test_walk_every_stage(page, app_url, tmp_path):
     no_exception(page)
     shoot(page, "3-finetune", height=2600)
 
-    # 4. Retrieval eval: base vs the tuned model, with charts.
-    go(page, app_url + "/retrieval_eval")
-    click(page, "Run evaluation")
+    # 4. Retrieval eval: base vs the tuned model, with charts; the question set and the model
+    # carried from the pages before, and 20 test questions asked about before they run.
+    nav(page, "Retrieval eval")
+    assert selected(page, "Question set (qa run)").startswith("Sample questions")
+    run_evaluation(page)
     page.locator(".js-plotly-plot").first.wait_for(timeout=600_000)
     wait_idle(page)
     # The headline verdict (core.evaluation.verdict), in words, and a max-T adjusted verdict per
     # dim. "not significant" must not pass for "significant": each pattern names which it found.
-    expect_text(
-        page,
+    headline = (
         r"^(No significant difference between .+|.+ is significantly (better|worse) than .+) "
         r"\(ndcg@10, primary metric; one family of \d+ tests, every model and dim of this "
-        r"evaluation, Westfall–Young max-T adjusted\)",
+        r"evaluation, Westfall–Young max-T adjusted\)"
     )
+    expect_text(page, headline)
+    # Tuned vs base leads; the hybrids follow, and BM25 alone has its own line.
+    verdicts = page.get_by_text(re.compile(headline)).locator("visible=true").all_inner_texts()
+    assert len(verdicts) >= 2 and "+ BM25" not in verdicts[0].split(" (ndcg@10")[0], verdicts
+    assert any("+ BM25" in v for v in verdicts[1:]), verdicts
+    expect_text(page, r"^BM25 alone \(lexical, no embedding\): ndcg@10 ")
     expect_text(page, r"\b(not significant|significant) \(max-T p=[<0-9.]+\)")
     assert page.get_by_text(re.compile(r"Gold chunks: \d+ questions in \d+ clusters")).count() >= 1
     assert page.locator(".js-plotly-plot").count() >= 2, "metric and delta charts expected"

@@ -114,7 +114,10 @@ def test_loop_from_config_matches_what_the_ui_reads(tmp_path):
     # What to ship: the same recommendation in the CLI's JSON, on the page and in the report.
     advice = result_ui.recommendation().text
     assert printed["recommendation"]["text"] == advice and html.escape(advice) in report.html
-    assert advice in shown
+    # The page shows the caution (BM25 or a hybrid above every cell) apart, as a warning.
+    assert result_ui.recommendation().advice in shown
+    caution = result_ui.recommendation().caution
+    assert not caution or caution in [w.value for w in page.warning]
     deltas = {(d["model"], d["dim"]): d["verdict"] for d in printed["primary_deltas"]}
     primary = result_ui.deltas[result_ui.deltas["metric"] == "ndcg@10"]
     assert deltas == {(r["model"], int(r["dim"])): r["verdict"] for _, r in primary.iterrows()}

@@ -12,6 +12,7 @@ from core.embeddings import ModelSpec
 from core.errors import InputError, StoppedError
 from core.evaluation.results import load_retrieval_eval
 from core.finetune.config import FinetuneConfig
+from core.finetune.model_card import read_model_card
 from core.questions.dataset import QAItem, load_qa
 from core.questions.leakage import check_no_leak
 from core.runs.folders import load_run
@@ -83,6 +84,7 @@ def test_every_question_is_scored_by_the_fold_model_that_never_saw_it(tiny_model
         folds=3,
         recipe=recipe(tiny_model),
         include_bm25=True,
+        final_model=True,
         n_resamples=200,
         n_permutations=500,
     )
@@ -136,6 +138,17 @@ def test_every_question_is_scored_by_the_fold_model_that_never_saw_it(tiny_model
     row = saved.deltas[(saved.deltas["metric"] == "ndcg@10") & (saved.deltas["dim"] == 32)]
     assert row["value"].iloc[0] - row["base_value"].iloc[0] == pytest.approx(overall, abs=1e-9)
     assert "BM25" in set(saved.metrics["model"])
+    # the model to ship: the recipe on every question, marked, and its card says what was judged
+    final = load_run(state["final_model"])
+    assert final.manifest.status == "done" and final.manifest.summary["crossfit_role"] == "final"
+    assert {i.split for i in load_qa(final.manifest.parents["qa"])} == {"train", "validation"}
+    card = read_model_card(final)
+    assert "Cross-fitted result of its recipe" in card and headline.text in card
+    # the report shows the fold spread beside the verdict
+    from core.report.export import build_report
+
+    page = build_report([result.run_id]).html
+    assert "per fold (each fold model on the questions it never saw)" in page
 
 
 def test_the_plan_says_what_each_protocol_detects_and_the_cost_from_the_recipe():

@@ -182,7 +182,9 @@ def test_the_sample_corpus_gives_heading_and_cloze_pairs_aligned_with_the_sample
     preview = preview_document_pairs(corpus.id, DocumentPairsConfig(align_with=human.id))
     sources = {s["source"]: s for s in preview.sources()}
     assert sources["heading"]["accepted"] + sources["heading"]["rejected"] == 165
-    assert sources["heading"]["accepted"] >= 140 and sources["cloze"]["accepted"] >= 120
+    # 136 measured: a heading whose section runs on into the next chunk points at both, and
+    # 11 such pairs touch two of the hand-written set's splits (rejected as spans_splits).
+    assert sources["heading"]["accepted"] >= 130 and sources["cloze"]["accepted"] >= 120
     chunks = {c.id: c.text for c in load_chunks(corpus.id)}
     held = {c for i in load_qa(human) if i.split != "train" for c in i.split_chunk_ids}
     trained = [i for i in preview.items if i.status == "accepted" and i.split == "train"]

@@ -67,7 +67,15 @@ def test_a_second_encode_is_served_from_the_cache_with_the_same_vectors(minilm, 
 def test_only_the_new_texts_are_encoded_and_duplicates_once(minilm, counting):
     encode_texts(minilm, TEXTS[:2])
     encode_texts(minilm, TEXTS + [TEXTS[3], TEXTS[3]])
-    assert counting.texts == TEXTS[:2] + TEXTS[2:]
+    assert sorted(counting.texts[:2]) == sorted(TEXTS[:2])
+    assert sorted(counting.texts[2:]) == sorted(TEXTS[2:])  # each new text once
+
+
+def test_texts_go_to_the_model_longest_first_and_come_back_in_order(minilm, counting):
+    vectors = encode_texts(minilm, TEXTS, cache=None)
+    assert counting.texts == sorted(TEXTS, key=len, reverse=True)  # batches of one length
+    for text, vector in zip(TEXTS, vectors, strict=True):
+        np.testing.assert_allclose(vector, encode_texts(minilm, [text], cache=None)[0], atol=1e-5)
 
 
 def test_a_prompt_or_a_sequence_length_is_another_key(minilm, counting):

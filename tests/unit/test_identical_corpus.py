@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from core.documents.chunking import ChunkingConfig
-from core.documents.stage import UploadedFile, build_corpus, identical_corpus
+from core.documents.stage import UploadedFile, add_documents, build_corpus, identical_corpus
+from core.errors import InputError
+from core.runs.folders import list_runs
 
 A = UploadedFile("a.txt", ("Rainfall in deserts is rare and sudden. " * 40).encode())
 B = UploadedFile("b.md", ("# Volcanoes\n\nMagma rises through the crust. " * 40).encode())
@@ -36,3 +40,53 @@ def test_the_newest_finished_run_is_offered_and_failed_runs_are_not():
     assert identical_corpus([A, B]).id == new.id
     new.set_status("failed")
     assert identical_corpus([A, B]).id == old.id
+
+
+def test_building_the_same_files_again_reuses_the_run_instead_of_a_copy():
+    """Issue 26, item 4: the build itself, not only an offer beside it, makes no copy."""
+    from core.documents.reuse import build_or_reuse
+
+    first = build_or_reuse([A, B], name="two files")
+    again = build_or_reuse([A, B], name="two files again")
+    assert not first.reused and again.reused
+    assert again.run.id == first.run.id and again.n_chunks == first.n_chunks
+    assert [f.name for f in again.ok_files] == ["a.txt", "b.md"]
+    assert len(list_runs("corpus")) == 1
+
+
+def test_adding_files_the_corpus_already_holds_is_refused_and_makes_no_run():
+    base = build_corpus([A, B]).run
+    with pytest.raises(InputError) as caught:
+        add_documents(base.id, [B, A])
+    assert str(caught.value).startswith(
+        f"Corpus run {base.id} already holds the 2 uploaded file(s). Found: b.md, a.txt."
+    )
+    assert len(list_runs("corpus")) == 1
+
+
+def test_adding_a_mix_adds_only_the_new_file_and_twice_makes_no_copy():
+    from core.documents.reuse import add_or_reuse
+
+    base = build_corpus([A]).run
+    added = add_or_reuse(base.id, [A, B])
+    assert not added.reused and [f.name for f in added.ok_files] == ["a.txt", "b.md"]
+    assert added.run.manifest.name.endswith("+ 1 file(s)")
+    again = add_or_reuse(base.id, [B])
+    assert again.reused and again.run.id == added.run.id
+    assert len(list_runs("corpus")) == 2
+
+
+def test_indexing_from_the_embedding_cache_does_not_say_it_embedded():
+    """Issue 26: re-indexing from the cache said '248 chunk(s) embedded' when none was."""
+    from core.documents.index_job import index_text
+
+    summary = {"collection": "c", "n_added": 248, "n_encoded": 0, "n_from_cache": 248}
+    assert index_text({**summary, "n_skipped": 0, "seconds": 1.2}) == (
+        "Collection **c**: 248 chunk(s) added (0 embedded, 248 from the embedding cache), "
+        "0 already there (1.2 s)."
+    )
+    fresh = {"collection": "c", "n_added": 5, "n_encoded": 5, "n_skipped": 2, "seconds": 3}
+    assert (
+        index_text(fresh)
+        == "Collection **c**: 5 chunk(s) added (embedded), 2 already there (3.0 s)."
+    )

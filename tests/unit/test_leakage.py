@@ -194,3 +194,22 @@ def test_near_duplicate_questions_in_two_splits_are_a_leak_with_the_fix():
     assert "drop the split column" in str(info.value)
     dealt = assign_splits([i.model_copy(update={"split": None}) for i in tied])
     assert dealt[0].split == dealt[1].split
+
+
+def test_a_quote_over_a_chunk_boundary_finds_the_chunk_holding_most_of_it():
+    """The quote's start ends one chunk and its end starts the next: the chunk sharing the
+    longer part is its gold chunk (`overlap`), found by the chunks' edge words."""
+    a = "Intro words here. The security team publishes advisories for every"
+    b = "stable package within days of a fix, and the mirrors copy them."
+    corpus = [
+        Chunk(id="e0", text=a, source="s", doc_id="d", chunk_index=0),
+        Chunk(id="e1", text=b, source="s", doc_id="d", chunk_index=1),
+        Chunk(id="e2", text="Unrelated text about dpkg and apt.", source="s", doc_id="d"),
+    ]
+    quote = "The security team publishes advisories for every stable package"
+    found = match_evidence(quote, corpus)
+    assert found.how == "overlap" and found.gold_ids == ["e0"]
+    tail = "for every stable package within days of a fix"
+    assert match_evidence(tail, corpus).gold_ids == ["e1"]
+    # a few shared words at an edge are chance: 17 characters, under the 20 a straddle needs
+    assert match_evidence("mirrors copy them, then nothing else matches", corpus).how == "not_found"

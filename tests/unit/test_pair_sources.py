@@ -136,3 +136,48 @@ def test_bad_source_weights_and_pair_settings_say_how_to_fix_them():
         DocumentPairsConfig(include_aligned=True)
     cfg = FinetuneConfig(source_weights={"cloze": 0.5})
     assert FinetuneConfig.from_dict(cfg.to_dict()).source_weights == {"cloze": 0.5}
+
+
+def test_a_heading_that_ends_its_chunk_points_at_the_next_chunk_where_its_section_is():
+    """Issue 26, item 8: the heading's chunk held the heading and a few words of its section
+    ('3.1 What is S? S is a very high level …'); the section's text is in the next chunk."""
+    from core.documents.headings import markdown_headings, section_bodies
+    from core.questions.structure import EVIDENCE_WORDS, heading_items
+    from tests.support.documents import section_text
+
+    before = section_text(10, n_sentences=6)
+    body = section_text(11, n_sentences=14, first="Zorp is a very high level language for data.")
+    text = f"{before}\n\n## What is Zorp?\n\n{body}"
+    words = body.split()
+    split_at = text.index(body) + len(" ".join(words[: EVIDENCE_WORDS + 5]))
+    # The first chunk ends 30 words into the section; the next one holds the rest, overlapping.
+    first = _chunk(text[:split_at], 0)
+    second = _chunk(text[split_at - 60 :], 1)
+    index = EvidenceIndex.of([first, second])
+    headings = markdown_headings(text)
+    texts = {first.id: first.text, second.id: second.text}
+    (item,) = heading_items("zorp.md", text, headings, section_bodies(text, headings), index, texts)
+    assert item.status == "accepted", item.meta
+    assert item.gold_ids == [second.id, first.id]  # the section's text first, the quote's chunk too
+    assert item.chunk_id == second.id and item.positive is None  # the next chunk has no heading
+    assert item.evidence == " ".join(words[:EVIDENCE_WORDS])
+
+
+def test_a_heading_whose_section_fills_its_chunk_keeps_that_chunk_alone():
+    from core.documents.headings import markdown_headings, section_bodies
+    from core.questions.structure import heading_items
+    from tests.support.documents import section_text
+
+    body = section_text(12, n_sentences=14)
+    text = f"## Choosing a mirror\n\n{body}"
+    only = _chunk(text, 0)
+    headings = markdown_headings(text)
+    (item,) = heading_items(
+        "m.md",
+        text,
+        headings,
+        section_bodies(text, headings),
+        EvidenceIndex.of([only]),
+        {only.id: only.text},
+    )
+    assert item.gold_ids == [only.id] and "Choosing a mirror" not in item.positive

@@ -76,3 +76,23 @@ def test_rescoring_never_does_worse_and_float32_is_exact_search():
 )
 def test_bytes_per_vector(dim, precision, size):
     assert bytes_per_vector(dim, precision) == size
+
+
+def test_one_pass_gives_the_plain_and_the_rescored_cell_of_two_searches():
+    """score_cells searches each precision once: the same rankings as searching twice."""
+    import numpy as np
+
+    from core.evaluation.quantization import search_quantized, search_quantized_both
+    from core.evaluation.search import id_tie_ranks
+
+    rng = np.random.default_rng(4)
+    corpus = rng.normal(size=(300, 32)).astype(np.float32)
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+    queries = corpus[:25] + rng.normal(0, 0.3, (25, 32)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ties = id_tie_ranks([f"c{i:03d}" for i in range(300)])
+    for precision in ("int8", "binary"):
+        plain, rescored = search_quantized_both(queries, corpus, precision, 100, ties)
+        for got, rescore in ((plain, False), (rescored, True)):
+            want = search_quantized(queries, corpus, precision, 100, ties, rescore=rescore)
+            assert np.array_equal(got[0], want[0]) and np.allclose(got[1], want[1])

@@ -450,3 +450,20 @@ def test_known_secrets_come_from_the_environment_and_the_caller(monkeypatch):
     found = known_secrets(["typed-key-999", ""])
     assert "chroma-token-123" in found and "typed-key-999" in found
     assert not {"short", "", "100000000", "false"} & set(found)
+
+
+def test_the_report_lists_summaries_in_words_and_warnings_below_their_table(report):
+    """Issue 26: raw JSON cut mid-string in the lineage's summary column, and a warning column
+    so narrow it wrapped one word a line."""
+    import re
+
+    from core.report.html import _summary_text
+
+    cells = re.findall(r"<td>(\{&quot;[^<]*)</td>", report.html)
+    assert cells == []  # no JSON object in a table cell
+    assert "<th>warning</th>" not in report.html
+    text = _summary_text(
+        {"n_queries": 15, "ndcg": 0.81234, "models": ["a", "b"], "note": "w " * 50}
+    )
+    assert text.startswith("n_queries: 15; ndcg: 0.8123; models: 2 item(s); note: w w")
+    assert text.endswith(" …")

@@ -1,0 +1,65 @@
+"""Charts read alike (issue 26, charts): one model keeps one colour on every chart, a hybrid
+its dense model's with a pattern of its own, empty charts draw no axes, log axes name powers
+of ten only."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from core.charts.frontier import frontier_figure
+from core.charts.retrieval import delta_bars_figure, metric_vs_dim_figure, tradeoff_figure
+from core.charts.style import model_colors
+from tests.support.eval_result import hand_made_result
+
+
+def _colors(fig) -> dict[str, str]:
+    out = {}
+    for trace in fig.data:
+        if trace.type == "bar":
+            color = trace.marker.line.color
+        else:
+            color = trace.line.color or trace.marker.color
+        if trace.name and isinstance(color, str) and color.startswith("#"):
+            out.setdefault(trace.name.split(" · ")[0], color)
+    return out
+
+
+def test_a_model_keeps_its_colour_on_every_chart():
+    result = hand_made_result()
+    dims = _colors(metric_vs_dim_figure(result.metrics, "ndcg@10"))
+    deltas = _colors(delta_bars_figure(result.deltas, "ndcg@10"))
+    ship = _colors(frontier_figure(result.frontier, "ndcg@10"))
+    assert dims["base"] == ship["base"] != dims["tuned"]
+    assert dims["tuned"] == deltas["tuned"] == ship["tuned"]
+    assert deltas["tuned + BM25 (RRF)"] == deltas["tuned"]  # the hybrid: its model's colour
+    bars = {
+        t.name: t.marker.pattern.shape for t in delta_bars_figure(result.deltas, "ndcg@10").data
+    }
+    assert bars == {"tuned": "", "tuned + BM25 (RRF)": "/", "tuned + BM25 (weighted)": "x"}
+
+
+def test_colours_do_not_shift_with_the_models_a_chart_shows():
+    every = model_colors(["base", "base + BM25 (RRF)", "tuned", "tuned + BM25 (RRF)"])
+    some = model_colors(["base", "tuned"])
+    assert every["tuned"] == some["tuned"] and every["base + BM25 (RRF)"] == every["base"]
+
+
+def test_an_empty_chart_says_so_without_axes():
+    for fig in (
+        delta_bars_figure(hand_made_result().deltas.iloc[0:0], "ndcg@10"),
+        frontier_figure(pd.DataFrame(), "ndcg@10"),
+        tradeoff_figure(hand_made_result().metrics, pd.DataFrame(), "ndcg@10"),
+    ):
+        assert fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False
+        assert fig.layout.annotations and fig.layout.annotations[0].text.startswith("No ")
+
+
+def test_log_axes_name_powers_of_ten_only():
+    assert frontier_figure(hand_made_result().frontier, "ndcg@10").layout.xaxis.dtick == 1
+
+
+def test_a_star_only_ever_marks_a_gold_chunk():
+    from core.evaluation.frontier import frontier_display
+
+    shown = frontier_display(hand_made_result().frontier, 1000, "ndcg@10")
+    assert "★" not in "".join(shown["frontier"]) and "on it" in set(shown["frontier"])
