@@ -27,9 +27,7 @@ def _rows(label: str, result) -> list[str]:  # noqa: ANN001 - RetrievalEvalResul
     from core.evaluation.verdict import deltas_display
 
     primary = result.primary_metric
-    rows = result.deltas[
-        (result.deltas["metric"] == primary) & (result.deltas["model"].str.contains("tuned|·"))
-    ]
+    rows = result.deltas[result.deltas["metric"] == primary]  # every compared model vs the base
     rows = rows[~rows["model"].str.contains("BM25")]
     out = []
     for _, r in deltas_display(rows, confidence=result.confidence).iterrows():
@@ -82,26 +80,36 @@ def run(folds: int, epochs: int, batch_size: int, max_seq_length: int, seed: int
     with contextlib.redirect_stdout(sys.stderr):
         fitted = run_crossfit(crossfit.id)
     crossfit_s = time.monotonic() - started
+    return "\n".join(
+        [
+            tables(split, fitted, folds),
+            "",
+            f"Time on this machine: split {split_s:.0f} s (one fine-tune and one evaluation); "
+            f"cross-fit {crossfit_s:.0f} s ({cost.text()})",
+        ]
+    )
+
+
+def tables(split, fitted, folds: int) -> str:  # noqa: ANN001 - RetrievalEvalResults
+    """Both protocols' rows, their verdicts and the fold spread, as markdown."""
     spread = fitted.fold_spread()
-    lines = [
-        "| protocol | questions | dim | base | tuned | Δ (95% CI) | adjusted p | verdict | "
-        "detectable Δ (80% power) |",
-        "|---|---|---|---|---|---|---|---|---|",
-        *_rows("split (test split)", split),
-        *_rows(f"{folds}-fold cross-fit", fitted),
-        "",
-        f"Split: {split.headlines()[0].text}",
-        "",
-        f"Cross-fit: {fitted.headlines()[0].text}",
-        "",
-        "Fold spread (Δ ndcg@10 per fold):",
-        "",
-        spread.pivot_table(index="fold", columns="dim", values="delta").round(3).to_markdown(),
-        "",
-        f"Time on this machine: split {split_s:.0f} s (one fine-tune and one evaluation); "
-        f"cross-fit {crossfit_s:.0f} s ({cost.text()})",
-    ]
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            "| protocol | questions | dim | base | tuned | Δ (95% CI) | adjusted p | verdict | "
+            "detectable Δ (80% power) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *_rows("split (test split)", split),
+            *_rows(f"{folds}-fold cross-fit", fitted),
+            "",
+            f"Split: {split.headlines()[0].text}",
+            "",
+            f"Cross-fit: {fitted.headlines()[0].text}",
+            "",
+            "Fold spread (Δ ndcg@10 per fold):",
+            "",
+            spread.pivot_table(index="fold", columns="dim", values="delta").round(3).to_markdown(),
+        ]
+    )
 
 
 def main() -> None:
@@ -112,7 +120,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--tables",
+        nargs=2,
+        metavar=("SPLIT_EVAL", "CROSSFIT_EVAL"),
+        help="only print the tables of two finished retrieval_eval runs (no training)",
+    )
     args = parser.parse_args()
+    if args.tables:
+        from core.evaluation.results import load_retrieval_eval
+
+        split, fitted = (load_retrieval_eval(run_id) for run_id in args.tables)
+        print(tables(split, fitted, int(fitted.crossfit["folds"])))
+        return
     if "RAGBENCH_DATA_DIR" not in os.environ:
         os.environ["RAGBENCH_DATA_DIR"] = tempfile.mkdtemp(prefix="ragbench-crossfit-")
     print(run(args.folds, args.epochs, args.batch_size, args.max_seq_length, args.seed))

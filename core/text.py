@@ -24,6 +24,18 @@ def normalize_question(text: str) -> str:
     return " ".join(_KEY_TOKEN.findall(text))
 
 
+def cut_at_word(text: str, limit: int) -> str:
+    """`text` when it has at most `limit` characters, else its start cut at the last whole word
+    within `limit`, with ' …' (mid-word only for a first word longer than `limit`)."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    mid_word = not text[limit].isspace() and not head[-1:].isspace()
+    if mid_word and len(head.split()) > 1:
+        head = head.rsplit(None, 1)[0]
+    return head.rstrip() + " …"
+
+
 def words(text: str) -> list[str]:
     """Lower-case word tokens (letters and digits), for n-gram comparison."""
     return _WORD.findall(unicodedata.normalize("NFKC", text).lower())

@@ -26,7 +26,7 @@ def _config_ui(qa_id: str) -> CrossfitConfig | None:
     epochs = cols[1].number_input("Epochs", 1, 20, 2, key="reval_cf_epochs")
     batch = cols[2].number_input("Batch size", 2, 512, 32, key="reval_cf_batch")
     length = cols[3].number_input("Max length", 16, 1024, 256, step=16, key="reval_cf_len")
-    seed = cols[4].number_input("Seed", 0, 2**31 - 1, 42, key="reval_cf_seed")
+    seed = cols[4].number_input("Fold seed", 0, 2**31 - 1, 42, key="reval_cf_seed")
     left, right = st.columns(2)
     bm25 = left.checkbox("BM25 on the same questions", True, key="reval_cf_bm25")
     final = right.checkbox(
@@ -73,7 +73,7 @@ def crossfit_ui() -> None:
         "or its chunks, so all of them count. It judges the recipe (the gain of fine-tuning this "
         "way on this data), and costs K fine-tunes."
     )
-    qa_id = run_picker("qa", "Question set (qa run)", key="reval_cf_qa")
+    qa_id = run_picker("qa", "Question set to cross-fit", key="reval_cf_qa")
     if qa_id is None:
         return
     config = _config_ui(qa_id)

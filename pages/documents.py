@@ -21,6 +21,7 @@ from core.documents.stage import (
 )
 from core.errors import ConfigError, RagbenchError
 from core.runs.folders import Run, list_runs, load_run
+from core.text import cut_at_word
 from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._ui import (
     StreamlitProgress,
@@ -38,6 +39,7 @@ guard_page()  # team mode: nothing of this page before sign-in
 PICK_KEY = "docs_corpus_pick"
 PENDING_KEY = "docs_pending_pick"
 JOBS_KEY = "docs_index"
+HIT_CHARS = 600  # of a search hit's text shown
 STRATEGY_LABELS = {
     "recursive": "Recursive characters (paragraphs, then lines, then words)",
     "token": "Tokens of the embedding model (never longer than it reads)",
@@ -329,7 +331,7 @@ def search_hits_ui(hits: list, chunks: dict) -> None:  # noqa: ANN001 - (id, sco
         chunk = chunks.get(chunk_id)
         if chunk is None:
             continue
-        text = chunk.text if len(chunk.text) <= 600 else chunk.text[:600].rsplit(" ", 1)[0] + " …"
+        text = cut_at_word(chunk.text, HIT_CHARS)
         with st.container(border=True):
             st.markdown(
                 f"**{rank}.** cosine **{score:.3f}** · {chunk.source} · page {chunk.page or '-'}"

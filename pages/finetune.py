@@ -30,6 +30,7 @@ from core.questions.sources import sources_text, structure_only_caution, trainin
 from core.runs.folders import list_runs, load_run
 from core.runs.jobs import JobStatus, job_status, stop_requested, tail_log
 from core.text import demote_headings
+from pages._rerank_ui import reranker_ui
 from pages._ui import (
     act_for_session,
     audited,
@@ -505,3 +506,6 @@ with error_boundary("Fine-tune setup"):
 st.divider()
 with error_boundary("Model runs"):
     runs_ui()
+st.divider()
+with error_boundary("Reranker"):
+    reranker_ui()

@@ -453,7 +453,8 @@ def similarity_ui(result_run_id: str | None) -> None:
         specs = [ModelSpec()]
         if result_run_id:
             info = load_run(result_run_id).read_json("result.json")
-            specs = [ModelSpec.from_dict(m) for m in info["models"] if m["kind"] != "bm25"]
+            kinds = ("base", "tuned")  # embedding models only: no BM25, hybrid or reranked arm
+            specs = [ModelSpec.from_dict(m) for m in info["models"] if m["kind"] in kinds]
         models = {spec.label: load_spec(spec) for spec in specs}
         table = compare_similarity(models, pairs, base_label=specs[0].label)
         st.plotly_chart(similarity_figure(table), key="reval_fig_sim")

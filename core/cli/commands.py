@@ -337,8 +337,11 @@ def eval_retrieval(ctx: Context, qa_run: str, *, models: list[str], options: dic
     from core.evaluation.config import RetrievalEvalConfig
     from core.evaluation.readiness import check_split_size
     from core.evaluation.stage import evaluate_retrieval
+    from core.rerankers import parse_reranker
 
     specs = tuple(parse_model(m) for m in (models or ["default"]))
+    if options.get("rerankers"):  # 'run:ID' texts from the command line or the loop's TOML
+        options = {**options, "rerankers": tuple(map(parse_reranker, options["rerankers"]))}
     if options.get("split") == "all":  # the loop's TOML says "all" as the command line does
         options = {**options, "split": None}
     config = RetrievalEvalConfig(qa_run_id=qa_run, models=specs, **options)

@@ -1,7 +1,8 @@
 """The whole loop from one TOML file: documents, questions (the sample set, the LLM, pairs from
 the documents, or an imported QA file), fine-tune, retrieval eval, a cross-fit (optional) and RAG
 eval, each stage
-through the same command as on its own. With `evaluate_on = "sample"` the model trains on one
+through the same command as on its own; an optional [reranker] is trained after the fine-tune and
+every retriever of the retrieval eval is also evaluated reranked by it. With `evaluate_on = "sample"` the model trains on one
 set (say pairs from the documents, aligned with the sample's splits) and is evaluated on the
 hand-written one. See data/sample/loop.toml."""
 
@@ -22,6 +23,8 @@ from core.cli.commands import (
     rag_eval,
 )
 from core.cli.crossfit import config_from_options, run_crossfit_command
+from core.cli.rerank import config_from_options as reranker_config
+from core.cli.rerank import train_reranker
 from core.errors import ConfigError
 
 
@@ -118,11 +121,17 @@ def run_loop(ctx: Context, config_path: Path) -> dict[str, str]:
             ctx, ids["qa"], options=ft.get("options", {}), base=ft.get("base", "default")
         )
         models.append(f"run:{ids['model']}")
+    rr = config.get("reranker", {})
+    ev_options = dict(config.get("retrieval_eval", {}).get("options", {}))
+    if rr.get("enabled", False):
+        cfg = reranker_config(
+            ids["qa"], rr.get("options", {}), rr.get("start", "default"), rr.get("miner", "default")
+        )
+        ids["reranker"] = train_reranker(ctx, cfg, rr.get("name", ""))
+        ev_options["rerankers"] = [*ev_options.get("rerankers", []), f"run:{ids['reranker']}"]
     ev = config.get("retrieval_eval", {})
     if ev.get("enabled", True):
-        ids["retrieval_eval"] = eval_retrieval(
-            ctx, evaluated, models=models, options=ev.get("options", {})
-        )
+        ids["retrieval_eval"] = eval_retrieval(ctx, evaluated, models=models, options=ev_options)
     cf = config.get("crossfit", {})
     if cf.get("enabled", False):
         ids["crossfit_eval"] = run_crossfit_command(

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.cli import commands, run_commands
 from core.cli import crossfit as crossfit_cli
+from core.cli import rerank as rerank_cli
 from core.cli.loop import run_loop
 from core.cli.output import Output, Printer
 from core.config import apply_offline_env
@@ -25,6 +26,8 @@ EXAMPLES = """examples:
   ragbench import pairs.jsonl --question query --chunk passage
   ragbench finetune QA_RUN --epochs 3 --source-weight cloze=0.5
   ragbench eval-retrieval QA_RUN --model default --model run:MODEL_RUN --bm25
+  ragbench rerank-train QA_RUN --epochs 1       # a cross-encoder reranker on the train split
+  ragbench eval-retrieval QA_RUN --model run:MODEL_RUN --reranker run:RERANKER_RUN --rerank-top 50
   ragbench crossfit QA_RUN --folds 5 --epochs 2 --plan   # what it can detect, what it costs
   ragbench crossfit QA_RUN --folds 5 --epochs 2 --bm25   # every question held out once
   ragbench rag-eval QA_RUN --tuned run:MODEL_RUN --k 5 --limit 20
@@ -201,6 +204,13 @@ def _models(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-frontier", action="store_true", help="skip the dim x precision cells")
     p.add_argument("--deploy-size", type=int, help="chunks in production (memory, advice)")
     p.add_argument("--latency-size", type=int, help="synthetic vectors to time each cell on")
+    p.add_argument(
+        "--reranker",
+        action="append",
+        default=[],
+        help="run:RERANKER_RUN | local:PATH | hub:ID: rerank every retriever's top hits with it",
+    )
+    p.add_argument("--rerank-top", type=int, help="hits each reranker reorders (default 50)")
     p = sub.add_parser("rag-eval", parents=[common], help="RAG answers scored with RAGAS")
     p.add_argument("qa_run")
     p.add_argument("--tuned", help="the tuned retriever: run:MODEL_RUN (none: the base alone)")
@@ -255,7 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("json", "table"), default="json")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     common = _common()
-    for add in (_documents, _questions, _models, crossfit_cli.add_parser, _runs):
+    for add in (
+        _documents,
+        _questions,
+        _models,
+        rerank_cli.add_parser,
+        crossfit_cli.add_parser,
+        _runs,
+    ):
         add(sub, common)
     return parser
 
@@ -379,6 +396,8 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
         commands.finetune(ctx, args.qa_run, options=options, base=args.base)
     elif c == "crossfit":
         crossfit_cli.crossfit(ctx, args)
+    elif c == "rerank-train":
+        rerank_cli.rerank_train(ctx, args)
     elif c == "eval-retrieval":
         options: dict[str, Any] = {
             "include_bm25": args.bm25,
@@ -386,8 +405,14 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
             "primary_metric": args.primary_metric,
             "hybrid": args.hybrid,
             "frontier": not args.no_frontier,
-            **_given(deploy_size=args.deploy_size, latency_size=args.latency_size),
+            **_given(
+                deploy_size=args.deploy_size,
+                latency_size=args.latency_size,
+                rerank_top=args.rerank_top,
+            ),
         }
+        if args.reranker:
+            options["rerankers"] = args.reranker
         if args.dims:
             options["dims"] = tuple(args.dims)
         commands.eval_retrieval(ctx, args.qa_run, models=args.model, options=options)

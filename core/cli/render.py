@@ -59,6 +59,7 @@ def retrieval_text(result: RetrievalEvalResult) -> str:
         f"{result.corpus_size:,} chunks, {result.gold_summary()}",
         *(f"verdict: {h.text}" for h in result.headlines()),
         *([f"lexical: {result.bm25_line()}"] if result.bm25_line() else []),
+        *(f"rerank: {line}" for line in result.rerank_lines()),
         f"how to read it: {method_text(result.primary_metric, result.confidence)}",
         "",
         "every metric per model and dim (values; intervals in the JSON):",
@@ -115,6 +116,9 @@ def retrieval_json(result: RetrievalEvalResult) -> dict[str, Any]:
         "verdicts": [h.to_dict() for h in result.headlines()],
         "metrics": result.metrics.to_dict("records"),
         "deltas": result.deltas.to_dict("records"),
+        "rerank_deltas": []
+        if result.rerank_deltas is None
+        else result.rerank_deltas.to_dict("records"),
         "random_baseline": result.random_baseline,
         "frontier": [] if result.frontier is None else result.frontier.to_dict("records"),
         "recommendation": (rec := result.recommendation()) and rec.to_dict(),

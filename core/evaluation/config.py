@@ -13,6 +13,7 @@ from core.embeddings import (
 from core.evaluation.verdict import (
     PRIMARY_METRIC,
 )
+from core.rerankers import DEFAULT_RERANK_TOP, RerankerSpec, check_rerank_top
 
 DIMS_BELOW_NATIVE = (512, 256, 128, 64)
 
@@ -53,6 +54,15 @@ class RetrievalEvalConfig:
     device: str = "auto"
     batch_size: int = 32
     name: str = ""
+    # retrieve, then rerank (core.evaluation.reranking): each reranker over each arm of these
+    # kinds at its largest dim, its top `rerank_top` reordered
+    rerankers: tuple[RerankerSpec, ...] = ()
+    rerank_top: int = DEFAULT_RERANK_TOP
+    rerank_kinds: tuple[str, ...] = ("base", "tuned", "hybrid", "bm25")
+
+    def __post_init__(self) -> None:
+        if self.rerankers:
+            check_rerank_top(self.rerank_top)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +87,9 @@ class RetrievalEvalConfig:
             "device": self.device,
             "batch_size": self.batch_size,
             "name": self.name,
+            "rerankers": [r.to_dict() for r in self.rerankers],
+            "rerank_top": self.rerank_top,
+            "rerank_kinds": list(self.rerank_kinds),
         }
 
     @classmethod
@@ -84,6 +97,9 @@ class RetrievalEvalConfig:
         values = dict(data)
         values["models"] = tuple(ModelSpec.from_dict(m) for m in values.get("models", []))
         values["dims"] = tuple(int(d) for d in values.get("dims", []))
+        values["rerankers"] = tuple(RerankerSpec.from_dict(r) for r in values.get("rerankers", []))
+        if "rerank_kinds" in values:
+            values["rerank_kinds"] = tuple(values["rerank_kinds"])
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in values.items() if k in known})
 

@@ -28,6 +28,7 @@ from core.runs.folders import Run, load_run, write_text_atomic
 
 METRICS_FILE = "metrics.csv"
 DELTAS_FILE = "deltas.csv"
+RERANK_DELTAS_FILE = "rerank_deltas.csv"
 TRADEOFF_FILE = "tradeoff.csv"
 FRONTIER_FILE = "frontier.csv"
 PER_QUERY_FILE = "per_query.jsonl"
@@ -63,6 +64,9 @@ class RetrievalEvalResult:
     n_clusters: int = 0  # clusters of questions sharing a chunk (0: not recorded)
     query_sources: dict[str, int] = field(default_factory=dict)  # human / llm / heading / cloze
     crossfit: dict[str, Any] | None = None  # core.crossfit: folds, fold models, spread per fold
+    # each reranked arm against the retriever it reranks (core.evaluation.reranking), adjusted
+    # in the same family as `deltas`; None when nothing was reranked
+    rerank_deltas: pd.DataFrame | None = None
 
     @property
     def primary_metric(self) -> str:
@@ -152,6 +156,12 @@ class RetrievalEvalResult:
         found = headline_verdicts(self.deltas, self.primary_metric, self.caution())
         return order_headlines(found, self.models)
 
+    def rerank_lines(self) -> list[str]:
+        """One sentence per reranked arm against its retriever alone, with the cost per query."""
+        from core.evaluation.reranking import rerank_lines
+
+        return rerank_lines(self.rerank_deltas, self.models, self.primary_metric)
+
     def bm25_line(self) -> str:
         """BM25 alone beside the base, in one sentence ('' when BM25 was not evaluated)."""
         return bm25_line(self.metrics, self.base_label, self.primary_metric)
@@ -218,6 +228,10 @@ def save_retrieval_eval(run: Run, result: RetrievalEvalResult) -> None:
     """Write every artifact of a retrieval_eval run (atomically, one file at a time)."""
     write_text_atomic(run.artifact(METRICS_FILE), result.metrics.to_csv(index=False))
     write_text_atomic(run.artifact(DELTAS_FILE), result.deltas.to_csv(index=False))
+    if result.rerank_deltas is not None:
+        write_text_atomic(
+            run.artifact(RERANK_DELTAS_FILE), result.rerank_deltas.to_csv(index=False)
+        )
     write_text_atomic(run.artifact(TRADEOFF_FILE), result.tradeoff.to_csv(index=False))
     lines = []
     for rec in result.per_query.to_dict(orient="records"):
@@ -320,4 +334,7 @@ def load_retrieval_eval(run: Run | str) -> RetrievalEvalResult:
         n_clusters=int(info.get("n_clusters") or 0),
         query_sources=info.get("query_sources", {}),
         crossfit=info.get("crossfit"),
+        rerank_deltas=read_csv(RERANK_DELTAS_FILE)
+        if run.artifact(RERANK_DELTAS_FILE).exists()
+        else None,
     )

@@ -267,21 +267,30 @@ def deltas_frame(
     base_label: str,
     config: RetrievalEvalConfig,
     clusters: np.ndarray | None = None,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> pd.DataFrame:
-    """Every tuned model and hybrid minus the base, per dim and metric, compared whole clusters
-    at a time, with the verdict columns of core.evaluation.verdict: one family per metric over
-    every compared (model, dim) of this evaluation, adjusted by max-T over the same cluster
-    sign-flip draws; the primary metric's family decides the headline."""
+    """Every tuned model, hybrid and reranked arm minus the base, per dim and metric, compared
+    whole clusters at a time, with the verdict columns of core.evaluation.verdict: one family per
+    metric over every compared (model, dim) of this evaluation, adjusted by max-T over the same
+    cluster sign-flip draws; the primary metric's family decides the headline. `extra` adds
+    (model, reference) comparisons at the model's dim to the same family (a reranked arm against
+    the retriever it reranks), with the reference as `base_model`."""
     base = {s.dim: s for s in scored if s.label == base_label}
-    compared = [s for s in scored if s.kind in ("tuned", "hybrid") and s.dim in base]
+    kinds = ("tuned", "hybrid", "reranked")
+    pairs = [(s, base[s.dim]) for s in scored if s.kind in kinds and s.dim in base]
+    arms = {(s.label, s.dim): s for s in scored}
+    for model, reference in extra:
+        for s in [s for s in scored if s.label == model and reference != base_label]:
+            if (reference, s.dim) in arms:
+                pairs.append((s, arms[(reference, s.dim)]))
     alpha = alpha_of(config.confidence)
     rows = []
-    for name in metric_names(KS) if compared else []:
-        diffs = np.stack([s.per_query[name] - base[s.dim].per_query[name] for s in compared], 1)
+    for name in metric_names(KS) if pairs else []:
+        diffs = np.stack([s.per_query[name] - ref.per_query[name] for s, ref in pairs], 1)
         family = maxt_adjust(diffs, clusters, config.n_permutations, config.seed, alpha)
-        for j, s in enumerate(compared):
+        for j, (s, ref) in enumerate(pairs):
             cmp = compare_paired(
-                base[s.dim].per_query[name],
+                ref.per_query[name],
                 s.per_query[name],
                 name,
                 clusters=clusters,
@@ -294,7 +303,7 @@ def deltas_frame(
             rows.append(
                 {
                     "model": s.label,
-                    "base_model": base_label,
+                    "base_model": ref.label,
                     "dim": s.dim,
                     "metric": name,
                     "k": parse_metric(name)[1],
@@ -362,7 +371,7 @@ def tradeoff_frame(scored: Sequence[DimScores]) -> pd.DataFrame:
                 "latency_ms": s.latency_ms,
             }
             for s in scored
-            if s.dim is not None and s.kind != "hybrid"
+            if s.dim is not None and s.kind not in ("hybrid", "reranked")
         ],
         columns=["model", "dim", "bytes_per_vector", "latency_ms"],
     )

@@ -51,6 +51,7 @@ from core.evaluation.model_scoring import (
 from core.evaluation.models import check_model_lineage, model_labels, model_notes
 from core.evaluation.plan import evaluation_plan
 from core.evaluation.random_ranker import random_ranker_expected
+from core.evaluation.reranking import rerank_pairs, score_reranked, split_rerank_deltas
 from core.evaluation.results import RetrievalEvalResult, save_retrieval_eval
 from core.evaluation.scoring import (
     deltas_frame,
@@ -69,6 +70,7 @@ from core.formatting import questions_text
 from core.progress import ProgressCallback, StepPlan, StopCheck
 from core.questions.dataset import load_qa
 from core.questions.splits import question_clusters
+from core.rerankers import resolve_reranker
 from core.runs.folders import Run, create_run, load_run
 from core.runs.guard import stage_run
 
@@ -86,6 +88,8 @@ def _check_config(config: RetrievalEvalConfig) -> None:
             f"{config.primary_metric!r} is not a metric ragbench computes.",
             fix=f"pick the primary metric from {', '.join(metric_names(KS))}",
         )
+    for spec in config.rerankers:  # a missing, unfinished or untrained reranker: refused now
+        resolve_reranker(spec, for_ranking=True)
 
 
 def _resolve(config: RetrievalEvalConfig) -> EvalInputs:
@@ -160,6 +164,8 @@ def create_retrieval_eval_run(config: RetrievalEvalConfig) -> Run:
     parents = {"qa": inputs.qa_run.id}
     for n, model_run in enumerate(r for r in inputs.model_runs if r is not None):
         parents["model" if n == 0 else f"model_{n + 1}"] = model_run.id
+    for n, spec in enumerate(r for r in config.rerankers if r.source == "run"):
+        parents["reranker" if n == 0 else f"reranker_{n + 1}"] = spec.ref
     labels = inputs.labels
     return create_run(
         "retrieval_eval",
@@ -253,10 +259,12 @@ def _evaluate(
         score_model(index, inputs, chroma_settings, plan, scored)
     if config.include_bm25:
         score_bm25(inputs, plan, scored)
+    if config.rerankers:
+        score_reranked(inputs, plan, scored)
     baseline = random_ranker_expected(len(inputs.chunks), [len(g) for g in inputs.gold], KS)
     plan.check_stop()  # the last chance: nothing is saved before the end
     with plan.step(steps.PAIRED_STEP):
-        deltas = deltas_frame(scored.scores, labels[0], config, inputs.clusters)
+        deltas, rerank_deltas = _deltas(inputs, scored)
     with plan.step(steps.ROWS_STEP):
         per_query, flips = _rows_and_flips(inputs, scored)
     with plan.step(steps.SIMILARITY_STEP) if config.similarity_csv else nullcontext():
@@ -298,6 +306,7 @@ def _evaluate(
         frontier=frontier,
         n_clusters=inputs.n_clusters,
         query_sources=inputs.sources(),
+        rerank_deltas=rerank_deltas,
     )
     with plan.step(steps.SAVE_STEP):
         save_retrieval_eval(run, result)
@@ -315,12 +324,22 @@ def _evaluate(
     return result
 
 
+def _deltas(inputs: EvalInputs, scored: Scored) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(every arm against the base, every reranked arm against its retriever, None when none
+    was reranked): one family."""
+    base, pairs = inputs.labels[0], rerank_pairs(scored.models)
+    deltas = deltas_frame(scored.scores, base, inputs.config, inputs.clusters, pairs)
+    if not pairs:
+        return deltas, None
+    return split_rerank_deltas(deltas, base, scored.models)
+
+
 def _rows_and_flips(inputs: EvalInputs, scored: Scored) -> tuple[pd.DataFrame, dict]:
     """The per-question table, and every compared model's flips against the base."""
     labels = inputs.labels
     per_query = per_query_frame(scored.scores, inputs.items, inputs.chunks, inputs.clusters)
     dims_of = {m["label"]: list(m["dims"]) for m in scored.models}
-    kinds = ("tuned", "hybrid")
+    kinds = ("tuned", "hybrid", "reranked")
     compared = [labels[0], *(m["label"] for m in scored.models if m["kind"] in kinds)]
     texts = {c.id: c.text for c in inputs.chunks}
     return per_query, collect_flips(per_query, compared, dims_of, texts, inputs.config.flip_k)

@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from core.embeddings import document_prompt
 from core.errors import RagbenchError, RunError
 from core.finetune.artifacts import CHECKPOINT_DIR, METRICS_FILE, MODEL_DIR, last_checkpoint
+from core.finetune.callback import make_progress_callback
 from core.finetune.config import FinetuneConfig, check_config, resolve_dims, resolve_precision
 from core.finetune.data import FinetuneData, mine_negatives, prepare_data
 from core.finetune.evaluator import (
@@ -42,7 +42,6 @@ from core.finetune.evaluator import (
     build_evaluator,
     evaluate_model,
     headline,
-    parse_eval_metrics,
 )
 from core.runs.folders import Run, load_run
 from core.runs.jobs import append_event, process_start_time, stop_requested
@@ -93,77 +92,6 @@ def _stop_now(run_path: Path) -> bool:
             dist.broadcast(tensor, src=0)
             flag = bool(tensor.item())
     return flag
-
-
-def _make_progress_callback(run_path: Path, emit):  # noqa: ANN001, ANN202
-    """A TrainerCallback that writes progress events and honours the STOP file."""
-    import torch
-    from transformers import TrainerCallback
-
-    class ProgressCallback(TrainerCallback):
-        def __init__(self) -> None:
-            self.stopped = False
-            self.train_seconds = 0.0
-            self.steps_timed = 0
-            self._step_start: float | None = None
-            self.evals: list[dict[str, Any]] = []
-
-        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-            emit(
-                {"event": "train_begin", "total_steps": state.max_steps, "step": state.global_step}
-            )
-
-        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-            self._step_start = time.monotonic()
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            if self._step_start is not None:
-                self.train_seconds += time.monotonic() - self._step_start
-                self.steps_timed += 1
-            if _stop_now(run_path):
-                self.stopped = True
-                control.should_training_stop = True
-                control.should_save = True  # a checkpoint at this step, so resume starts here
-            return control
-
-        def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            if self.stopped:
-                control.should_evaluate = False  # stop promptly; the final evaluation follows
-            return control
-
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
-            logs = logs or {}
-            if "loss" not in logs:
-                return
-            rate = self.steps_timed / self.train_seconds if self.train_seconds > 0 else None
-            remaining = max(0, state.max_steps - state.global_step)
-            event = {
-                "event": "log",
-                "step": state.global_step,
-                "total_steps": state.max_steps,
-                "epoch": round(float(state.epoch or 0), 4),
-                "loss": float(logs["loss"]),
-                "lr": float(logs.get("learning_rate", 0.0)),
-                "steps_per_s": round(rate, 4) if rate else None,
-                "eta_s": round(remaining / rate, 1) if rate else None,
-            }
-            if torch.cuda.is_available():
-                event["gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-            emit(event)
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001
-            per_dim = parse_eval_metrics(metrics or {})
-            if not per_dim:
-                return
-            record = {
-                "epoch": round(float(state.epoch or 0), 4),
-                "step": state.global_step,
-                "metrics": {str(d): m for d, m in per_dim.items()},
-            }
-            self.evals.append(record)
-            emit({"event": "eval", "phase": "epoch", HEADLINE_METRIC: headline(per_dim), **record})
-
-    return ProgressCallback()
 
 
 def _build_loss(model: SentenceTransformer, cfg: FinetuneConfig, dims, weights):  # noqa: ANN001, ANN202
@@ -365,7 +293,7 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
     train_ds = _train_dataset(setup, emit)
     for warning in setup.warnings:
         logger.warning(warning)
-    callback = _make_progress_callback(run.path, emit)
+    callback = make_progress_callback(run.path, emit, _stop_now)
     trainer = SentenceTransformerTrainer(
         model=setup.model,
         args=_training_args(run, setup, train_ds),
@@ -462,7 +390,7 @@ def _finish(run: Run, setup: _Setup, trainer, callback, metrics, status: str, em
     native_key = str(max(setup.dims))
     run.set_status(
         status,
-        error=_stop_note(trainer.state, setup.cfg) if stopped else "",
+        error=stop_note(trainer.state, setup.cfg) if stopped else "",
         hint="" if not stopped else "resume to continue from the last checkpoint",
         steps=trainer.state.global_step,
         dims=list(setup.dims),
@@ -475,7 +403,7 @@ def _finish(run: Run, setup: _Setup, trainer, callback, metrics, status: str, em
     emit({"event": "end", "status": status})
 
 
-def _stop_note(state, cfg: FinetuneConfig) -> str:  # noqa: ANN001 - a transformers TrainerState
+def stop_note(state, cfg: FinetuneConfig) -> str:  # noqa: ANN001 - a transformers TrainerState
     """What a stopped run's model is: the one at the stop; near the base model when the stop
     came before or inside the warm-up (the learning rate still rising from 0)."""
     step, total = int(state.global_step), int(state.max_steps or 0)

@@ -15,6 +15,7 @@ from core.questions.gate import REASONS
 from core.questions.qa_runs import corpus_of, save_qa_run
 from core.questions.splits import SplitConfig, assign_splits
 from core.runs.folders import Run, load_run
+from core.text import cut_at_word
 
 if TYPE_CHECKING:
     pass
@@ -56,7 +57,7 @@ def review_rows(
 
     def passage(item: QAItem) -> str:
         text = " ".join((item.positive or texts.get(item.chunk_id, "")).split())
-        return text if len(text) <= PASSAGE_CHARS else text[:PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+        return cut_at_word(text, PASSAGE_CHARS)
 
     return [
         {

@@ -29,6 +29,7 @@ from core.report.tables import (
 )
 from core.runs.folders import Run, load_run
 from core.runs.lineage import lineage_chain, lineage_of
+from core.text import cut_at_word
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -112,9 +113,7 @@ def _summary_text(summary: Mapping[str, Any], most: int = 8) -> str:
         elif isinstance(value, (dict, list)):
             value = f"{len(value)} item(s)"
         text = str(value)
-        if len(text) > 60:
-            text = text[:60].rsplit(" ", 1)[0] + " …"
-        parts.append(f"{key}: {text}")
+        parts.append(f"{key}: {cut_at_word(text, 60)}")
     more = len(summary) - most
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
@@ -309,6 +308,7 @@ def _verdict_html(result: RetrievalEvalResult) -> str:
     parts.extend(f"<p><b>{_e(h.text)}</b></p>" for h in result.headlines())
     if result.bm25_line():
         parts.append(f"<p>{_e(result.bm25_line())}</p>")
+    parts.extend(f"<p>{_e(line)}</p>" for line in result.rerank_lines())
     parts.append("<ul>")
     parts.extend(f"<li>{_e(s)}</li>" for s in sentences)
     parts.append(

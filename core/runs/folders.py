@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 
 RunKind = Literal[
-    "corpus", "index", "qa", "model", "crossfit", "retrieval_eval", "rag", "ragas_eval"
+    "corpus", "index", "qa", "model", "reranker", "crossfit", "retrieval_eval", "rag", "ragas_eval"
 ]
 
 
@@ -39,6 +39,7 @@ RUN_KINDS: tuple[str, ...] = (
     "index",
     "qa",
     "model",
+    "reranker",
     "crossfit",
     "retrieval_eval",
     "rag",
@@ -49,6 +50,7 @@ KIND_LABELS: dict[str, str] = {  # what a user calls each kind
     "index": "Chroma indexings",
     "qa": "Question sets",
     "model": "Tuned models",
+    "reranker": "Rerankers",
     "crossfit": "Cross-fits",
     "retrieval_eval": "Retrieval evals",
     "rag": "RAG answer runs",

@@ -82,3 +82,18 @@ def test_a_small_split_is_asked_about_before_it_runs(app, two_sets):
     assert app.button(key="reval_run").disabled
     app.checkbox(key=f"reval_few_{mine.id}_test").check().run()
     assert not app.button(key="reval_run").disabled
+
+
+def test_the_model_the_user_works_on_is_the_one_the_evaluation_pages_preselect(app, two_sets):
+    """The model carries too: a newer model run does not push the session's own aside."""
+    from core.runs.folders import create_run
+
+    _, mine, _ = two_sets
+    models = [create_run("model", name=n, parents={"qa": mine.id}) for n in ("mine", "newer")]
+    for run in models:
+        run.set_status("done")
+    _open(app, "retrieval_eval.py", current_qa=mine.id, current_model=models[0].id)
+    assert app.multiselect(key=f"reval_models_{mine.id}").value == [models[0].id]
+    app.switch_page(page_path("rag_eval.py")).run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key=f"rag_tuned_{mine.id}").value == models[0].id

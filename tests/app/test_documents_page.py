@@ -65,6 +65,18 @@ def test_indexing_runs_in_the_background_and_the_page_says_how_it_ended():
     at.text_input(key="docs_query").set_value("How do I upgrade Debian?").run()
     assert not at.exception and not at.error
     assert any("faq" in m.value.lower() for m in at.markdown)  # hits with their source
+    # Issue 26: the fifth hit was cut mid-word. Each hit is its chunk's text, or its start up to
+    # a whole word and ' …'.
+    from core.documents.corpus import load_chunks
+
+    texts = [c.text for c in load_chunks(list_runs("corpus")[0].id)]
+    hits = [t.value for t in at.text]
+    assert len(hits) == 5
+    for hit in hits:
+        stem = hit.removesuffix(" …")
+        assert hit in texts or any(
+            t.startswith(stem) and t[len(stem)].isspace() for t in texts if len(t) > len(stem)
+        ), hit
 
 
 def test_invalid_chunking_settings_disable_building():

@@ -65,6 +65,7 @@ def finished_model_run(qa_id: str, status: str = "done", error: str = "", hint: 
                 "ndcg@10": values,
             },
         )
+    append_event(run.path, {"event": "phase", "message": "saving the model"})  # its last phase
     metrics = {
         "metric": "ndcg@10",
         "dims": [384, 64],
@@ -177,6 +178,9 @@ def test_finished_run_shows_metrics_download_and_card(app):
     open_page(app)
     assert app.session_state["ft_run_id"] == run.id
     assert any("Done" in s.value for s in app.success)
+    # Issue 26: "step 15/15 · saving the model" showed under "Done.": a finished job names how
+    # it ended, not the phase it was last in.
+    assert [p.proto.text for p in app.get("progress")] == ["step 6/6 · done"]
     table = app.dataframe[0].value
     assert list(table["dim"]) == [384, 64]
     assert round(float(table["Δ"].iloc[0]), 2) == 0.21
@@ -257,3 +261,28 @@ def test_a_set_only_from_the_documents_warns_that_its_validation_flatters(app):
     save_qa(qa, [i.model_copy(update={"origin": origins[n % 2]}) for n, i in enumerate(items)])
     open_page(app)
     assert [i for i in app.info if "the validation curves flatter the model" in i.value]
+
+
+def test_the_reranker_section_says_the_offline_start_is_weak_and_starts_a_job(app, monkeypatch):
+    _, qa = make_qa_run(n_chunks=40)
+    launched = []
+
+    def fake_start_job(run, module="core.finetune.job", args=(), env=None):
+        # Stand-in for the subprocess: the reranker job module is named, the run is made.
+        launched.append((run.id, module))
+        return os.getpid()
+
+    monkeypatch.setattr("core.rerank.control.start_job", fake_start_job)
+    open_page(app)
+    assert any("randomly initialised scoring head" in w.value for w in app.warning)
+    app.number_input(key="ft_rr_epochs").set_value(2).run()
+    app.button(key="ft_rr_start_job").click().run()
+    assert not app.exception, app.exception
+    assert [m for _, m in launched] == ["core.rerank.job"]
+    run = load_run(launched[0][0])
+    assert run.kind == "reranker" and run.manifest.parents == {"qa": qa.id}
+    assert (
+        run.manifest.config["epochs"] == 2 and run.manifest.config["start"]["source"] == "default"
+    )
+    app.text_input(key="ft_rr_start").set_value("run:nope").run()
+    assert any("nope" in e.value for e in app.error)

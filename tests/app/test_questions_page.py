@@ -284,3 +284,16 @@ def test_pairs_from_the_documents_are_previewed_then_saved_and_picked():
     at.run()
     assert at.selectbox(key="qa_run_pick").value == run.id
     assert {i.source for i in load_qa(run)} == {"heading", "cloze"}
+
+
+def test_the_find_a_chunk_panel_stays_open_after_a_search():
+    """Issue 26: the 'Find a chunk id' panel collapsed after each search."""
+    sample_corpus()
+    at = page().run()
+    at.button(key="qa_sample_load").click().run()
+    panel = next(e for e in at.expander if e.label == "Find a chunk id")
+    assert not panel.proto.expanded  # nothing searched yet: closed
+    at.text_input(key="qa_chunk_search").input("lead-in").run()
+    assert not at.exception, at.exception
+    panel = next(e for e in at.expander if e.label == "Find a chunk id")
+    assert panel.proto.expanded

@@ -105,6 +105,29 @@ def test_page_shows_a_finished_run_and_says_not_significant(app, finished_eval):
     assert not app.exception, app.exception
 
 
+def test_while_a_new_evaluation_runs_the_shown_result_says_it_is_the_earlier_one(
+    app, finished_eval
+):
+    import os
+
+    from core.runs.jobs import process_start_time
+
+    live = create_run("retrieval_eval", name="a new evaluation")
+    me = os.getpid()  # an alive process stands in for the job's
+    live.set_status(
+        "running", job_module="core.evaluation.job", pid=me, pid_started=process_start_time(me)
+    )
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="reval_pick").value == finished_eval.run_id
+    notes = [i.value for i in app.info]
+    assert (
+        f"Evaluation {live.id} is running: the results below are of the earlier run "
+        f"{finished_eval.run_id}; the new one shows here when it ends." in notes
+    ), notes
+
+
 def test_run_button_evaluates_the_base_model(app, qa_run, minilm):
     app.run()
     app.switch_page(PAGE).run()
@@ -150,6 +173,17 @@ def test_the_cross_fit_section_offers_question_sets_but_not_fold_sets(app, qa_ru
     assert fold_set.id not in picker.options
     assert app.number_input(key="reval_cf_folds").value == 5
     assert app.button(key="reval_cf_start").label == "Start cross-fit"
+
+
+def test_no_two_pickers_on_the_page_share_a_label(app, qa_run):
+    """A browser (and a screen reader) finds a control by its label: the cross-fit section's
+    question-set picker must not carry the same label as the evaluation's own."""
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    labels = [w.label for w in [*app.selectbox, *app.multiselect, *app.number_input]]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    assert not twice, twice
 
 
 def test_a_cross_fitted_result_shows_its_fold_spread(app, finished_eval):

@@ -12,7 +12,7 @@ import pytest
 
 from core.evaluation.results import load_retrieval_eval
 from core.formatting import fmt_ci
-from core.runs.folders import list_runs
+from core.runs.folders import list_runs, load_run
 from core.runs.lineage import lineage_chain
 from tests.app.conftest import page_path
 from tests.unit.test_report import build_world
@@ -118,6 +118,13 @@ def test_page_compares_two_retrieval_runs(app, world):
 def test_inspect_shows_the_full_lineage_and_delete_still_cascades(app, world):
     app.run()
     app.switch_page(PAGE).run()
+    # Issue 26: the picker listed bare ids; it names each run, then its kind and id.
+    evaluation = load_run(world["eval"])
+    assert evaluation.manifest.name
+    assert (
+        f"{evaluation.manifest.name} · retrieval_eval · {evaluation.id}"
+        in app.selectbox(key="runs_selected").options
+    )
     app.selectbox(key="runs_selected").set_value(world["eval"]).run()
     assert not app.exception, app.exception
     text = " ".join(m.value for m in app.markdown)

@@ -96,7 +96,7 @@ def test_viewers_read_members_run_owners_delete_and_the_audit_log_has_it_all(tea
     click(member, "Use the sample corpus")
     expect_text(member, r"1 document\(s\), 2\d\d chunks")
     click(member, "^Index into Chroma$")
-    expect_text(member, r"chunk\(s\) embedded", timeout_s=600)
+    expect_text(member, r"chunk\(s\) added", timeout_s=600)
     no_exception(member)
 
     # A viewer (an email on no list) sees the member's run but cannot start anything.

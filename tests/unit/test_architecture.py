@@ -25,16 +25,27 @@ HEAVY = ("torch", "sentence_transformers", "ragas", "transformers", "chromadb", 
 HEAVY_BY_DESIGN = {"core.finetune.job", "core.rag.judges"}
 
 # The stages, in the order data flows; a stage may import the ones before it.
-STAGES = ("documents", "questions", "evaluation", "finetune", "crossfit", "rag", "report")
+STAGES = (
+    "documents",
+    "questions",
+    "evaluation",
+    "finetune",
+    "rerank",
+    "crossfit",
+    "rag",
+    "report",
+)
 MAY_IMPORT = {
     "documents": set(),
     "questions": {"documents"},
     "evaluation": {"documents", "questions"},
     "finetune": {"documents", "questions", "evaluation"},  # never rag
+    # a cross-encoder trained on the fine-tune's pairs, negatives mined with its guard-rails
+    "rerank": {"documents", "questions", "evaluation", "finetune"},
     # K fine-tunes of one recipe and the evaluation over every question
     "crossfit": {"documents", "questions", "evaluation", "finetune"},
     "rag": {"documents", "questions", "evaluation"},  # never finetune
-    "report": {"documents", "questions", "evaluation", "finetune", "crossfit", "rag"},
+    "report": {"documents", "questions", "evaluation", "finetune", "rerank", "crossfit", "rag"},
 }
 # Cross-cutting modules at the bottom: every stage may use them, they use no stage.
 CROSS_CUTTING = (
@@ -47,6 +58,7 @@ CROSS_CUTTING = (
     "embeddings",
     "embedding_cache",
     "deferred_model",  # a model known by its recorded facts until it must encode
+    "rerankers",  # cross-encoders: loading one and reordering a list (retrieval eval, the RAG chain)
     "llm",
     "charts",
     "runs",

@@ -63,3 +63,17 @@ def test_a_star_only_ever_marks_a_gold_chunk():
 
     shown = frontier_display(hand_made_result().frontier, 1000, "ndcg@10")
     assert "★" not in "".join(shown["frontier"]) and "on it" in set(shown["frontier"])
+
+
+def test_the_matryoshka_panel_names_the_dims_once_so_no_labels_overlap():
+    """Issue 26: every model's '384d', '256d' labels were drawn, on top of one another."""
+    tradeoff = pd.DataFrame(
+        [
+            {"model": m, "dim": d, "bytes_per_vector": 4 * d, "latency_ms": d / 100}
+            for m in ("base", "tuned")
+            for d in (384, 256)
+        ]
+    )
+    fig = tradeoff_figure(hand_made_result().metrics, tradeoff, "ndcg@10")
+    modes = {(t.name, "text" in t.mode) for t in fig.data}
+    assert modes == {("base", True), ("tuned", False)}

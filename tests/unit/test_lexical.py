@@ -4,6 +4,8 @@ when a lexical or hybrid retriever scored higher, and no figure reads 'inf'."""
 
 from __future__ import annotations
 
+import copy
+
 import pandas as pd
 
 from core.evaluation.frontier import frontier_display, recommend
@@ -92,3 +94,40 @@ def test_the_deltas_table_and_sentences_lead_with_the_tuned_model_as_the_headlin
     sentences = delta_sentences(result)
     assert sentences[0].startswith("tuned vs base at 384d")
     assert sentences[-1].startswith("tuned + BM25 (weighted) vs base at 384d")
+
+
+def _hybrids_of_the_base(result):
+    """The hand-made result with its hybrids fused from the base ('base + BM25 (…)'), as an
+    evaluation of a base and a tuned model makes them: their labels sort before 'tuned', so an
+    order by name (or by the stage's rows) puts them first."""
+    names = {f"tuned + BM25 ({f})": f"base + BM25 ({f})" for f in ("RRF", "weighted")}
+    result.models = copy.deepcopy(result.models)  # the support module's list stays as it is
+    for m in result.models:
+        if m["label"] in names:
+            m["label"], m["ref"] = names[m["label"]], "base"
+    for frame in (result.metrics, result.deltas):
+        frame["model"] = frame["model"].replace(names)
+    return result
+
+
+def test_the_report_s_verdict_leads_with_tuned_vs_base_then_the_hybrids_then_bm25_alone():
+    """Issue 26, item 2 ('same order in the report'): the report's verdict, its sentences and
+    its deltas table put tuned vs base first, name the weighted hybrid BM25 alone, and give
+    BM25 alone a line of its own."""
+    from core.report.tables import delta_sentences, deltas_table
+
+    result = _hybrids_of_the_base(hand_made_result())
+    assert delta_sentences(result)[0].startswith("tuned vs base at 384d")
+    assert list(dict.fromkeys(deltas_table(result)["model"])) == [
+        "tuned",
+        "base + BM25 (RRF)",
+        "base + BM25 (weighted)",
+    ]
+    from core.report.html import _verdict_html  # the report's verdict section
+
+    html = _verdict_html(result)
+    tuned = html.index("No significant difference between tuned and base")
+    rrf = html.index("base + BM25 (RRF) is significantly better")
+    weighted = html.index("base + BM25 (weighted) is BM25 alone: its weight, 0.0 × dense")
+    bm25 = html.index("BM25 alone (lexical, no embedding): ndcg@10 0.928")
+    assert tuned < rrf < weighted < bm25

@@ -58,10 +58,10 @@ def test_a_model_stopped_in_the_warm_up_says_it_is_nearly_the_base_model():
     from types import SimpleNamespace
 
     from core.finetune.config import FinetuneConfig
-    from core.finetune.trainer import _stop_note
+    from core.finetune.trainer import stop_note
 
     cfg = FinetuneConfig(qa_run_id="qa", warmup_ratio=0.1)
-    at = lambda step: _stop_note(SimpleNamespace(global_step=step, max_steps=30), cfg)  # noqa: E731
+    at = lambda step: stop_note(SimpleNamespace(global_step=step, max_steps=30), cfg)  # noqa: E731
     assert at(0).endswith("the base model unchanged: no training step ran.")
     assert (
         "barely changed from the base model: it stopped at step 2 of 30, inside the warm-up (the first 3 steps"
