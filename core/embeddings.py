@@ -19,6 +19,7 @@ import numpy as np
 
 from core.errors import BackendError, ConfigError
 from core.progress import ProgressCallback, ProgressTracker, StopCheck
+from core.runs.folders import RUN_MODEL_DIR
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -101,7 +102,6 @@ def describe_device(device: str) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-RUN_MODEL_DIR = "model"  # a model run's saved sentence-transformers folder
 MODEL_CARD = "README.md"  # its model card, written by sentence-transformers on save
 
 

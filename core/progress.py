@@ -134,6 +134,15 @@ class StepPlan:
         self._costs[name] = max(float(cost), 1e-6)
         self._done.setdefault(name, 0.0)
 
+    def _insert_next(self, name: str) -> None:
+        """Plan `name` right after the last step that has begun, so positions count up."""
+        names = list(self._costs)
+        begun = [n for n, step in enumerate(names) if self._done[step] > 0]
+        at = begun[-1] + 1 if begun else 0
+        order = [*names[:at], name, *names[at:]]
+        self._costs = {n: self._costs.get(n, 1e-6) for n in order}
+        self._done = {n: self._done.get(n, 0.0) for n in order}
+
     def names(self) -> list[str]:
         """The planned steps, in order."""
         return list(self._costs)
@@ -147,8 +156,8 @@ class StepPlan:
     def step(self, name: str, per_unit: float | None = None) -> Iterator[ProgressCallback]:
         """Run one planned step: reports its start and end; yields a callback for the step's own
         ProgressEvents (a sub-stage's), which become this plan's events. Checks for a stop."""
-        if name not in self._costs:
-            self.add(name, 0.0)
+        if name not in self._costs:  # unplanned: it runs now, after the steps already begun
+            self._insert_next(name)
         self._report(name, "")
         restated = [per_unit is None]
 

@@ -11,6 +11,7 @@ import functools
 
 import streamlit as st
 
+from core.charts.training import loss_figure, ndcg_figure
 from core.embeddings import ModelSpec, run_model_dir
 from core.errors import ConfigError
 from core.finetune.artifacts import last_checkpoint, model_zip_bytes, read_metrics, validation_table
@@ -296,44 +297,6 @@ def new_finetune_ui() -> None:
             st.rerun()
 
 
-def loss_figure(status: JobStatus):  # noqa: ANN201 - a plotly Figure
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    if status.losses:
-        steps, losses = zip(*status.losses, strict=True)
-        fig.add_trace(go.Scatter(x=list(steps), y=list(losses), mode="lines", name="train loss"))
-    fig.update_layout(
-        title="Training loss (MatryoshkaLoss, summed over dims)",
-        xaxis_title="step",
-        yaxis_title="loss",
-        height=300,
-        margin={"t": 40, "b": 30},
-    )
-    return fig
-
-
-def ndcg_figure(status: JobStatus):  # noqa: ANN201 - a plotly Figure
-    import plotly.graph_objects as go
-
-    points: dict[str, list[tuple[float, float]]] = {}
-    for ev in status.evals:
-        for dim, value in (ev.get("ndcg@10") or {}).items():
-            points.setdefault(dim, []).append((float(ev.get("epoch", 0)), float(value)))
-    fig = go.Figure()
-    for dim in sorted(points, key=int, reverse=True):
-        xs, ys = zip(*points[dim], strict=True)
-        fig.add_trace(go.Scatter(x=list(xs), y=list(ys), mode="lines+markers", name=f"dim {dim}"))
-    fig.update_layout(
-        title="Validation ndcg@10 per dim (epoch 0 = base model)",
-        xaxis_title="epoch",
-        yaxis_title="ndcg@10",
-        height=300,
-        margin={"t": 40, "b": 30},
-    )
-    return fig
-
-
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -369,6 +332,19 @@ def progress_ui(status: JobStatus, stopping: bool = False) -> None:
 
 
 @st.fragment(run_every=2)
+def stop_text(status: JobStatus) -> str:
+    """What a requested stop will leave: a model at this step, or none before training starts."""
+    if not status.step:
+        return (
+            "the job stops before training starts (it may finish the step it is in first, such "
+            "as validating the base model) and saves no model."
+        )
+    return (
+        "the job ends this step, saves the model and validates it at every dim; on a CPU that "
+        "can take a minute."
+    )
+
+
 def live_ui(run_id: str) -> None:
     """Polls the run folder every 2 s while the job runs."""
     act_for_session()  # a fragment's rerun runs only this function: say who acts again
@@ -377,8 +353,7 @@ def live_ui(run_id: str) -> None:
         st.rerun()  # the whole page, to show the finished view
     if stop_requested(load_run(run_id).path):
         st.markdown(
-            f"{STATUS_ICONS['stopped']} **Stopping** (pid {status.pid}): the job ends this step, "
-            "saves the model and validates it at every dim; on a CPU that can take a minute."
+            f"{STATUS_ICONS['stopped']} **Stopping** (pid {status.pid}): {stop_text(status)}"
         )
         progress_ui(status, stopping=True)
         return

@@ -34,7 +34,7 @@ from core.rag.side_by_side import (
 from core.rag.summary import scoring_status, summary_display, summary_table
 from core.report.tables import ragas_deltas_table
 from core.runs.folders import list_runs, load_run
-from core.runs.lineage import model_run_label, model_runs_for_qa
+from core.runs.lineage import model_run_label, model_runs_for_qa, preferred_model
 from core.spreadsheet import csv_bytes
 from pages._jobs_ui import ended_job, ended_notice, running_panel
 from pages._ui import (
@@ -138,14 +138,14 @@ def judge_ui(settings: LLMSettings, n_references: int) -> RagasConfig | None:
     )
 
 
-def tuned_ui(qa_id: str, names: dict[str, str]) -> str | None:
-    """The tuned retriever: the session's current model when it is one of `names`, else the
-    newest; None for base only."""
-    current = current_run("model")
+def tuned_ui(qa_id: str, model_runs: list, names: dict[str, str]) -> str | None:
+    """The tuned retriever: the session's current model when it finished, else the newest
+    finished one (core.runs.lineage.preferred_model); None for base only."""
+    first = preferred_model(model_runs, current_run("model"))
     return st.selectbox(
         "Tuned retriever (model run)",
         [None, *names],
-        index=1 + list(names).index(current) if current in names else 1 if names else 0,
+        index=1 + list(names).index(first) if first in names else 0,
         format_func=lambda rid: "none: base only" if rid is None else names.get(rid, rid),
         key=f"rag_tuned_{qa_id}",  # one choice per question set (labels depend on it)
         on_change=lambda: remember_run("model", st.session_state.get(f"rag_tuned_{qa_id}")),
@@ -165,7 +165,7 @@ def setup_ui() -> dict | None:
     settings = llm_settings()
     left, right = st.columns(2)
     with left:
-        tuned_id = tuned_ui(qa_id, names)
+        tuned_id = tuned_ui(qa_id, model_runs, names)
         tuned_run = load_run(tuned_id) if tuned_id else None
         base = base_model_of([tuned_run])
         st.caption(

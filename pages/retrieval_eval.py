@@ -38,7 +38,7 @@ from core.formatting import questions_text
 from core.report.tables import delta_sentences
 from core.runs.folders import load_run
 from core.runs.jobs import running_jobs
-from core.runs.lineage import model_run_label, model_runs_for_qa
+from core.runs.lineage import model_run_label, model_runs_for_qa, preferred_model
 from core.spreadsheet import export_bytes
 from pages._crossfit_ui import crossfit_ui, fold_spread_ui
 from pages._jobs_ui import ended_job, running_panel
@@ -53,6 +53,7 @@ from pages._ui import (
     remember_run,
     run_picker,
 )
+from pages._verdict_ui import verdict_ui
 
 guard_page()  # team mode: nothing of this page before sign-in
 
@@ -105,7 +106,7 @@ def setup_ui() -> RetrievalEvalConfig | None:
         tuned = st.multiselect(
             "Fine-tuned models",
             list(names),
-            default=[current] if current in names else list(names)[:1],
+            default=[first] if (first := preferred_model(model_runs, current)) else [],
             format_func=lambda rid: names.get(rid, rid),
             # One selection per question set: the labels say "trained on …" relative to the set,
             # and a selection kept across sets would be dropped when its labels change.
@@ -273,27 +274,6 @@ def ship_ui(result: RetrievalEvalResult) -> None:
         key="reval_frontier_table",
     )
     st.caption(ship_caption(result.frontier, result.primary_metric, result.frontier_tolerance))
-
-
-def verdict_ui(result: RetrievalEvalResult) -> None:
-    """The headline verdict of each tuned model (core.evaluation.verdict), first thing on the
-    page; then the hybrids' and BM25 alone's, under their own caption."""
-    lexical = set(result.model_labels(("hybrid", "bm25")))
-    said = False
-    for headline in result.headlines():
-        if headline.model in lexical and not said:
-            st.caption("BM25 and the hybrids (lexical baselines), each against the base:")
-            said = True
-        if headline.better and not headline.worse:
-            st.success(headline.text)
-        elif headline.worse:
-            st.error(headline.text)
-        else:
-            st.info(headline.text)
-    if result.bm25_line():
-        if not said:
-            st.caption("BM25 (a lexical baseline) against the base:")
-        st.info(result.bm25_line())
 
 
 def flips_ui(result: RetrievalEvalResult) -> None:

@@ -16,6 +16,7 @@ from core.runs.audit import audit_path, read_audit
 from core.runs.folders import KIND_LABELS, RUN_KINDS, Run, list_runs, load_run, run_rows
 from core.runs.lineage import descendants_of, lineage_chain
 from pages._ui import audited, chroma_settings, error_boundary, guard_page, llm_settings, locked
+from pages._verdict_ui import verdict_ui
 
 guard_page()  # team mode: nothing of this page before sign-in
 
@@ -81,6 +82,10 @@ def retrieval_comparison_ui(comparison: Comparison) -> None:
         )
     st.plotly_chart(comparison_figure(comparison.retrieval, metric), key="runs_compare_fig")
     for run_id, result in comparison.retrieval_results.items():
+        if result.deltas.empty and not result.bm25_line():
+            continue
+        st.markdown(f"**Verdict of {run_id}**")
+        verdict_ui(result)  # the same lines as the Retrieval eval page
         if result.deltas.empty:
             continue
         st.markdown(f"**Tuned vs base in {run_id}**")

@@ -38,7 +38,7 @@ def frontier_figure(
     fig.update_layout(
         title={
             "text": f"What to ship: {metric} against bytes per vector<br><sup>"
-            "every model, dim and precision · dotted: the frontier · star: reference · ring: "
+            "every model, dim and precision · dotted: the frontier · diamond: reference · ring: "
             "recommended</sup>"
         },
         # Powers of ten only: plotly's minor log ticks read '6 7 8 9 10 2 3'.
@@ -88,7 +88,7 @@ def _cells(fig: go.Figure, frontier: pd.DataFrame) -> None:
 def _marks(
     fig: go.Figure, frontier: pd.DataFrame, recommended: tuple[str, int, str] | None
 ) -> None:
-    """The frontier line, the reference's star and the recommended cell's ring."""
+    """The frontier line, the reference's diamond and the recommended cell's ring."""
     import plotly.graph_objects as go
 
     best = frontier[frontier["pareto"]].sort_values("bytes_per_vector")
@@ -109,7 +109,7 @@ def _marks(
             y=ref["value"],
             mode="markers",
             name="reference",
-            marker={"symbol": "star", "size": 18, "color": "rgba(0,0,0,0)", "line": {"width": 2}},
+            marker={"symbol": "diamond-open", "size": 16, "line": {"width": 2}},
             hoverinfo="skip",
         )
     )

@@ -86,14 +86,18 @@ def tuned_first(frame: pd.DataFrame, models: Sequence[dict[str, Any]]) -> pd.Dat
     the hybrids, each in the evaluation's order (rows of one model keep their order)."""
     if frame.empty or "model" not in frame:
         return frame
+    return frame.iloc[tuned_first_order(list(frame["model"]), models)].reset_index(drop=True)
+
+
+def tuned_first_order(labels: Sequence[str], models: Sequence[dict[str, Any]]) -> list[int]:
+    """Positions of `labels` (model labels) in the headlines' order: tuned models first, then the
+    hybrids, each in the evaluation's order; equal labels keep their order."""
     kind = {m.get("label"): m.get("kind") for m in models}
     place = {m.get("label"): n for n, m in enumerate(models)}
     key = [
-        (kind.get(m) in LEXICAL_KINDS, place.get(m, len(place)), n)
-        for n, m in enumerate(frame["model"])
+        (kind.get(m) in LEXICAL_KINDS, place.get(m, len(place)), n) for n, m in enumerate(labels)
     ]
-    order = sorted(range(len(frame)), key=key.__getitem__)
-    return frame.iloc[order].reset_index(drop=True)
+    return sorted(range(len(labels)), key=key.__getitem__)
 
 
 def bm25_line(metrics: pd.DataFrame, base_label: str, metric: str) -> str:

@@ -118,15 +118,15 @@ def evaluation_plan(
         plan.add(BM25_STEP, n * n_corpus * BM25_S)
     n_scored = sum(len(d) for d in model_dims.values()) + 2 * hybrid * len(model_dims) + bm25
     n_compared = max(0, n_scored - len(next(iter(model_dims.values()), [])) - bm25)
-    plan.add(BOOTSTRAP_STEP, n_scored * n_resamples * n_clusters * BOOTSTRAP_S)
-    per_metric = len(metric_names()) * n_permutations * n_clusters
+    per_metric = len(metric_names()) * n_permutations * n_clusters  # in the stage's order:
     plan.add(PAIRED_STEP, per_metric * max(1, n_compared) * PERMUTATION_S)
     plan.add(ROWS_STEP, n * n_scored * ROWS_S)
+    if similarity:
+        plan.add(SIMILARITY_STEP, SIMILARITY_S)
+    plan.add(BOOTSTRAP_STEP, n_scored * n_resamples * n_clusters * BOOTSTRAP_S)
     if frontier:
         n_cells = 5 * sum(len(d) for d in model_dims.values())
         cell_draws = n_cells * (2 * n_resamples + n_permutations) * n_clusters
         plan.add(FRONTIER_STEP, cell_draws * CELL_STATS_S + LATENCY_S)
-    if similarity:
-        plan.add(SIMILARITY_STEP, SIMILARITY_S)
     plan.add(SAVE_STEP, n * n_scored * SAVE_S)
     return plan

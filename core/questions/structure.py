@@ -89,6 +89,18 @@ GENERIC_HEADINGS = frozenset(
     )
 )
 _CODE = re.compile(r"[`{}$=<>|\\]|--|\s-\w\b")
+# An index by another name ("Function and variable index", "Index of concepts"): no topic.
+_INDEX_WORDS = (
+    r"(?:function|variable|concept|general|subject|command|keyword|program|option|method|class|"
+    r"type|name|topic|author|file|package|symbol|operator|macro|alphabetical|and|&|,)s?"
+)
+_INDEX_HEADING = re.compile(
+    rf"(?i)(?:{_INDEX_WORDS}\s+){{0,4}}index(?:es)?|index\s+of\s+(?:{_INDEX_WORDS}\s*)+"
+)
+# A cross-reference, not a statement ("See Chapter 9 [R Bugs], page 45, for more details.").
+_CROSS_REFERENCE = re.compile(
+    r"(?i)^\(?see\b.{0,80}\b(?:chapter|section|page|appendix|figure|table)\s+[\w.]+"
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘(\[]?[A-Z0-9])")
 
 
@@ -106,7 +118,7 @@ def heading_rejection(title: str, heading: Heading, body: str) -> Rejection | No
         r"(?i)(chapter|section|part|appendix)\s+[\w.]+", title
     ):
         return Rejection("numbers_only", f"{heading.title!r} has no words")
-    if normalize_question(title) in GENERIC_HEADINGS:
+    if normalize_question(title) in GENERIC_HEADINGS or _INDEX_HEADING.fullmatch(title.strip()):
         return Rejection("generic_heading", f"{title!r} names no topic")
     if heading.repeats >= RUNNING_PAGES:
         return Rejection("running_header", f"{title!r} is in the margin of {heading.repeats} pages")
@@ -279,6 +291,8 @@ def cloze_sentences(text: str) -> list[str]:
             if sum(c.isalpha() for c in visible) < 0.75 * len(visible) or "..." in sentence:
                 continue
             if _CODE.search(sentence):  # a command line or markup, not prose
+                continue
+            if _CROSS_REFERENCE.match(sentence):  # points elsewhere, says nothing itself
                 continue
             out.append(sentence)
     return out

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.charts.comparison import comparison_figure, ragas_comparison_figure
+from core.evaluation.lexical import tuned_first_order
 from core.evaluation.seen import seen_display
 from core.evaluation.verdict import method_text
 from core.report.comparison import HEADLINE_METRICS, _run_label, _short
@@ -161,11 +162,12 @@ def _flips_html(result: RetrievalEvalResult) -> str:
             mark = "★ " if cid in gold else ""
             css = ' class="gold"' if cid in gold else ""
             items.append(
-                f"<li{css}>{mark}<code>{_e(cid)}</code> {_e(texts.get(cid, '')[:160])}</li>"
+                f"<li{css}>{mark}<code>{_e(cid)}</code> {_e(cut_at_word(texts.get(cid, ''), 160))}</li>"
             )
         return f'<ol class="top">{"".join(items)}</ol>'
 
-    for comp in comparisons:
+    order = tuned_first_order([c.get("model", "") for c in comparisons], result.models)
+    for comp in (comparisons[n] for n in order):  # tuned vs base first, as the verdict
         dim = "—" if comp.get("dim") is None else f"{comp['dim']}d"
         k = comp.get("k", result.flips.get("k", 5))
         parts.append(
@@ -385,6 +387,8 @@ def _verdict_summary(comparison: Comparison) -> str:
     items = []
     for result in comparison.retrieval_results.values():
         items.extend(h.text for h in result.headlines())
+        if result.bm25_line():
+            items.append(result.bm25_line())
     for run_id, result in comparison.ragas_results.items():
         for _, row in ragas_deltas_table(result).iterrows():
             items.append(

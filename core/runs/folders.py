@@ -34,6 +34,8 @@ RunKind = Literal[
 RunStatus = Literal["pending", "running", "done", "failed", "stopped"]
 
 
+RUN_MODEL_DIR = "model"  # a model run's saved sentence-transformers folder
+
 RUN_KINDS: tuple[str, ...] = (
     "corpus",
     "index",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import LineageError, RunError
-from core.runs.folders import RUN_KINDS, list_runs, load_run
+from core.runs.folders import RUN_KINDS, RUN_MODEL_DIR, list_runs, load_run
 
 if TYPE_CHECKING:
     from core.runs.folders import Run
@@ -81,13 +81,15 @@ def check_same_lineage(a: Run, b: Run, kind: str = "corpus", root: Path | None =
 def model_runs_for_qa(qa_run_id: str, root: Path | None = None) -> tuple[list[Run], int]:
     """Finished model runs fine-tuned on this qa run's corpus (on this question set or another
     one of the same corpus: the evaluation counts what they saw), newest first, and how many
-    model runs of other corpora were left out."""
+    model runs of other corpora were left out. A stopped run counts only when it saved a model."""
     qa_run = load_run(qa_run_id, root=root)
     ok: list[Run] = []
     hidden = 0
     for run in list_runs("model", root=root):
         if run.manifest.status not in ("done", "stopped"):
             continue
+        if run.manifest.status == "stopped" and not (run.path / RUN_MODEL_DIR).is_dir():
+            continue  # stopped before training: no model to evaluate
         try:
             check_same_lineage(run, qa_run, kind="corpus", root=root)
         except RunError:  # LineageError is a RunError
@@ -95,6 +97,21 @@ def model_runs_for_qa(qa_run_id: str, root: Path | None = None) -> tuple[list[Ru
             continue
         ok.append(run)
     return ok, hidden
+
+
+def preferred_model(runs: Sequence[Run], current: str | None) -> str | None:
+    """The model run a picker shows first: the session's current one when it finished, else the
+    newest finished one; a stopped run (a model cut short, maybe barely trained) only when no run
+    finished."""
+    done = [r.id for r in runs if r.manifest.status == "done"]
+    ids = [r.id for r in runs]
+    if current in done:
+        return current
+    if done:
+        return done[0]
+    if current in ids:
+        return current
+    return ids[0] if ids else None
 
 
 def model_run_label(run: Run, qa_run_id: str, root: Path | None = None) -> str:

@@ -97,3 +97,21 @@ def test_the_model_the_user_works_on_is_the_one_the_evaluation_pages_preselect(a
     app.switch_page(page_path("rag_eval.py")).run()
     assert not app.exception, app.exception
     assert app.selectbox(key=f"rag_tuned_{mine.id}").value == models[0].id
+
+
+def test_a_stopped_fine_tune_that_saved_no_model_is_never_preselected(app, two_sets):
+    """After a fine-tune stopped before training (no model saved) the evaluation pages offer the
+    finished model, not the empty run (an evaluation with it could only fail)."""
+    from core.runs.folders import create_run
+
+    _, mine, _ = two_sets
+    done = create_run("model", name="tuned", parents={"qa": mine.id})
+    done.set_status("done")
+    empty = create_run("model", name="stop-test", parents={"qa": mine.id})
+    empty.set_status("stopped")
+    _open(app, "retrieval_eval.py", current_qa=mine.id, current_model=empty.id)
+    picker = app.multiselect(key=f"reval_models_{mine.id}")
+    assert picker.value == [done.id] and empty.id not in picker.options
+    app.switch_page(page_path("rag_eval.py")).run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key=f"rag_tuned_{mine.id}").value == done.id

@@ -172,6 +172,28 @@ def test_start_launches_a_job_and_the_live_view_can_stop_it(app, monkeypatch):
     assert not [b for b in app.button if b.key == "ft_stop"]
 
 
+def test_a_stop_before_the_first_step_says_no_model_will_be_saved(app, monkeypatch):
+    """Seen in a browser tour: stopped while the base model was validated, the page promised a
+    saved model; the run ended "Stopped before training started; no model was saved"."""
+    make_qa_run(n_chunks=40)
+    launched = []
+
+    def fake_start_job(run, module="core.finetune.job", args=(), env=None):
+        launched.append(run.id)
+        run.set_status("running", pid=os.getpid(), pid_started=process_start_time(os.getpid()))
+        append_event(run.path, {"event": "phase", "message": "evaluating the base model"})
+        return os.getpid()
+
+    monkeypatch.setattr("core.finetune.control.start_job", fake_start_job)
+    open_page(app)
+    app.button(key="ft_start").click().run()
+    app.button(key="ft_stop").click().run()
+    app.run()
+    stopping = [m.value for m in app.markdown if "**Stopping**" in m.value]
+    assert stopping and "saves no model" in stopping[0], stopping
+    assert "saves the model" not in stopping[0]
+
+
 def test_finished_run_shows_metrics_download_and_card(app):
     _, qa = make_qa_run(n_chunks=40)
     run = finished_model_run(qa.id)

@@ -78,6 +78,10 @@ def test_page_compares_evaluation_runs_and_offers_the_report(app, world):
     assert len(picker.options) == 3  # two retrieval evaluations and the RAGAS run
     assert picker.value == [world["eval"]]  # the newest base-vs-tuned evaluation by default
     assert any("Tuned vs base" in m.value for m in app.markdown)
+    # the comparison shows the evaluation's verdict, the very lines the Retrieval eval page shows
+    shown = [m.value for m in [*app.info, *app.success, *app.error]]
+    verdicts = [h.text for h in load_retrieval_eval(world["eval"]).headlines()]
+    assert verdicts and all(v in shown for v in verdicts), (verdicts, shown)
 
     picker.set_value([world["eval"], world["ragas"]]).run()
     assert not app.exception, app.exception

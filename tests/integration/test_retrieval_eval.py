@@ -193,6 +193,11 @@ def test_stage_end_to_end_saves_a_run_equal_to_sentence_transformers(minilm, sam
         result.corpus_size == N_PASSAGES and result.n_queries == N_QUERIES
     )  # the train item is left out
     assert events and events[-1].message == "done"
+    # the progress line counts its steps up, never back ("similarity (31/32)", "what to ship (30/32)")
+    import re
+
+    positions = [int(m.group(1)) for e in events if (m := re.search(r"\((\d+)/\d+\)", e.message))]
+    assert positions and positions == sorted(positions), " | ".join(e.message for e in events)
 
     metrics = pd.read_csv(run.artifact("metrics.csv"))
     assert list(metrics.columns[:4]) == ["model", "kind", "dim", "metric"]

@@ -63,6 +63,9 @@ def test_a_star_only_ever_marks_a_gold_chunk():
 
     shown = frontier_display(hand_made_result().frontier, 1000, "ndcg@10")
     assert "★" not in "".join(shown["frontier"]) and "on it" in set(shown["frontier"])
+    figure = frontier_figure(hand_made_result().frontier, "ndcg@10")
+    symbols = {str(t.marker.symbol) for t in figure.data if t.marker and t.marker.symbol}
+    assert not any(s.startswith("star") for s in symbols), symbols  # the reference: a diamond
 
 
 def test_the_matryoshka_panel_names_the_dims_once_so_no_labels_overlap():
@@ -77,3 +80,24 @@ def test_the_matryoshka_panel_names_the_dims_once_so_no_labels_overlap():
     fig = tradeoff_figure(hand_made_result().metrics, tradeoff, "ndcg@10")
     modes = {(t.name, "text" in t.mode) for t in fig.data}
     assert modes == {("base", True), ("tuned", False)}
+
+
+def test_a_fine_tunes_charts_say_what_they_wait_for_instead_of_empty_axes():
+    """Seen while the base model was evaluated: both fine-tune charts drew axes from -1 to 4."""
+    from core.charts.training import loss_figure, ndcg_figure
+    from core.runs.jobs import JobStatus
+
+    waiting = JobStatus(run_id="m", status="running", pid=1, alive=True)
+    for fig in (loss_figure(waiting), ndcg_figure(waiting)):
+        assert not fig.data and fig.layout.xaxis.visible is False
+        assert fig.layout.annotations[0].text.split(":")[1].strip().startswith("shows")
+    going = JobStatus(
+        run_id="m",
+        status="running",
+        pid=1,
+        alive=True,
+        losses=[(1, 3.4), (2, 3.1)],
+        evals=[{"epoch": 0, "ndcg@10": {"384": 0.8, "64": 0.6}}],
+    )
+    assert list(loss_figure(going).data[0].y) == [3.4, 3.1]
+    assert [t.name for t in ndcg_figure(going).data] == ["dim 384", "dim 64"]

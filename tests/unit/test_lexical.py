@@ -131,3 +131,33 @@ def test_the_report_s_verdict_leads_with_tuned_vs_base_then_the_hybrids_then_bm2
     weighted = html.index("base + BM25 (weighted) is BM25 alone: its weight, 0.0 × dense")
     bm25 = html.index("BM25 alone (lexical, no embedding): ndcg@10 0.928")
     assert tuned < rrf < weighted < bm25
+
+
+def test_the_reports_summary_and_flips_lead_with_tuned_vs_base_and_cut_at_a_word():
+    """The report's top summary carries BM25 alone's line as the page does; its flipped questions
+    list tuned vs base before the hybrids, and cut each passage at a whole word."""
+    from types import SimpleNamespace
+
+    from core.report.html import _flips_html, _verdict_summary
+
+    result = _hybrids_of_the_base(hand_made_result())
+    summary = _verdict_summary(SimpleNamespace(retrieval_results={"r": result}, ragas_results={}))
+    assert "BM25 alone (lexical, no embedding): ndcg@10 0.928" in summary
+    passage = "word " * 40  # 200 characters: cut at 160, on a word
+    row = {
+        "query_id": "q1",
+        "question": "What is it?",
+        "gold_ids": ["c1"],
+        "base_rank": 7,
+        "model_rank": 1,
+        "base_top": ["c2"],
+        "model_top": ["c1"],
+    }
+    comparisons = [
+        {"model": label, "dim": 384, "k": 5, "gained": [row], "lost": []}
+        for label in ("base + BM25 (RRF)", "base + BM25 (weighted)", "tuned")
+    ]
+    result.flips = {"comparisons": comparisons, "texts": {"c1": passage, "c2": passage}}
+    html = _flips_html(result)
+    assert html.index("tuned vs") < html.index("base + BM25 (RRF) vs")
+    assert "word word …" in html and "wor …" not in html and "wo<" not in html

@@ -181,3 +181,26 @@ def test_a_heading_whose_section_fills_its_chunk_keeps_that_chunk_alone():
         {only.id: only.text},
     )
     assert item.gold_ids == [only.id] and "Choosing a mirror" not in item.positive
+
+
+def test_an_index_by_another_name_and_a_cross_reference_make_no_pair():
+    """Seen on the R manuals: 'Function and variable index' became a test question whose gold
+    chunk is a list of page numbers, and 'See Chapter 9 [R Bugs], page 45, for more details.' a
+    cloze query; neither names a topic. Headings that merely contain the word stay."""
+    from core.documents.headings import Heading
+    from core.questions.structure import heading_rejection
+
+    body = "A section body long enough to be a section of its own. " * 5
+
+    def rejected(title: str):
+        heading = Heading(title=title, level=1, page=3, origin="font", start=0, end=len(title))
+        found = heading_rejection(title, heading, body)
+        return found.reason if found else None
+
+    for title in ("Function and variable index", "Concept Index", "Index of functions"):
+        assert rejected(title) == "generic_heading", title
+    for title in ("Creating an index", "Indexing data frames", "R index of packages"):
+        assert rejected(title) is None, title
+    reference = "See Chapter 9 [R Bugs], page 45, for more details."
+    statement = "See the examples below for the most common ways to import a file."
+    assert cloze_sentences(f"{reference} {statement} {SENTENCE}") == [statement, SENTENCE]

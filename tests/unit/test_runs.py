@@ -114,6 +114,29 @@ def test_model_runs_for_qa_lists_the_corpus_models_and_hides_other_corpora():
     assert "trained on" not in model_run_label(mine, q1.id)
 
 
+def test_a_stopped_run_without_a_model_is_not_offered_and_a_finished_one_comes_first():
+    from core.embeddings import RUN_MODEL_DIR
+    from core.runs.lineage import model_runs_for_qa, preferred_model
+
+    c = create_run("corpus")
+    q = create_run("qa", parents={"corpus": c.id})
+    done = create_run("model", name="tuned", parents={"qa": q.id})
+    done.set_status("done")
+    cut = create_run("model", name="stopped in training", parents={"qa": q.id})
+    (cut.path / RUN_MODEL_DIR).mkdir()  # the model at the stop
+    cut.set_status("stopped")
+    empty = create_run("model", name="stopped before training", parents={"qa": q.id})
+    empty.set_status("stopped")  # no model folder: nothing to evaluate
+    runs, _ = model_runs_for_qa(q.id)
+    assert [r.id for r in runs] == [cut.id, done.id]  # newest first, the empty one left out
+    # the session's current model, when it finished; else the newest finished one
+    assert preferred_model(runs, done.id) == done.id
+    assert preferred_model(runs, cut.id) == done.id
+    assert preferred_model(runs, empty.id) == done.id
+    assert preferred_model([cut], cut.id) == cut.id  # only a stopped one: offered
+    assert preferred_model([], None) is None
+
+
 def test_damaged_qa_file_names_run_and_line():
     from core.questions.dataset import QA_FILE, QAItem, load_qa, save_qa
 
