@@ -331,7 +331,6 @@ def progress_ui(status: JobStatus, stopping: bool = False) -> None:
         st.warning(warning)
 
 
-@st.fragment(run_every=2)
 def stop_text(status: JobStatus) -> str:
     """What a requested stop will leave: a model at this step, or none before training starts."""
     if not status.step:
@@ -345,6 +344,7 @@ def stop_text(status: JobStatus) -> str:
     )
 
 
+@st.fragment(run_every=2)
 def live_ui(run_id: str) -> None:
     """Polls the run folder every 2 s while the job runs."""
     act_for_session()  # a fragment's rerun runs only this function: say who acts again
