@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.rerank                      # 2 epochs each, max length 256
     .venv/bin/python -m bench.rerank --epochs 1 --max-seq-length 128
+    RAGBENCH_DATA_DIR=DIR .venv/bin/python -m bench.rerank --table RETRIEVAL_EVAL_RUN
 
 Ingests the Debian FAQ, loads the hand-written questions, fine-tunes the packaged MiniLM and
 trains a cross-encoder reranker (offline: MiniLM's transformer with a new scoring head, a weak
@@ -9,7 +10,9 @@ start) on the same train split with hard negatives, then evaluates base, tuned, 
 hybrids, and base and tuned each reranked over their top 50, on the test split against the
 whole corpus. Prints the primary metric of every arm with its interval, the paired verdicts
 (one max-T family) and the measured reranking latency per question, through the functions the
-pages call. Runs go to a temporary data directory unless RAGBENCH_DATA_DIR is set.
+pages call, then which lever helps (core.evaluation.levers) and the reranker's own validation
+verdict. Runs go to a temporary data directory unless RAGBENCH_DATA_DIR is set. `--table` prints
+the same summary from a finished evaluation run, without training.
 """
 
 from __future__ import annotations
@@ -66,13 +69,22 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
             rerank_kinds=("base", "tuned"),
         )
     )
+    extra = f"Training took {trained_s:.0f} s, the whole run {time.monotonic() - started:.0f} s"
+    return summary(result, extra)
+
+
+def summary(result, extra: str = "") -> str:  # noqa: ANN001 - a RetrievalEvalResult
+    """The markdown table, the verdicts, the levers and the reranker's validation verdict."""
+    from core.rerankers import validation_verdict
+    from core.runs.folders import load_run
+
     primary = result.primary_metric
     metrics = result.metrics[result.metrics["metric"] == primary]
     metrics = metrics.sort_values("dim", ascending=False).drop_duplicates("model")
     deltas = result.deltas[result.deltas["metric"] == primary].set_index(["model", "dim"])
     latency = {m["label"]: m.get("rerank_latency_ms") for m in result.models}
     lines = [
-        f"{corpus.n_chunks} chunks; test split: {result.gold_summary()}.",
+        f"{result.corpus_size} chunks; test split: {result.gold_summary()}.",
         "",
         f"| arm | {primary} (95% CI) | Δ vs base | verdict vs base | rerank ms / question |",
         "|---|---|---|---|---|",
@@ -91,14 +103,25 @@ def run(epochs: int, batch_size: int, max_seq_length: int, seed: int) -> str:
         "",
         *(f"Verdict: {h.text}" for h in result.headlines()),
         *(f"Rerank: {line}" for line in result.rerank_lines()),
-        "",
-        f"Training took {trained_s:.0f} s, the whole run {time.monotonic() - started:.0f} s "
-        f"(evaluation run {result.run_id}).",
+        *([f"Levers: {result.levers_text()}"] if result.levers_text() else []),
     ]
+    specs = [m.get("reranker_spec") or m for m in result.models if m.get("kind") == "reranked"]
+    rankers = {s["ref"] for s in specs if s.get("source") == "run"}
+    for ranker in sorted(rankers):
+        info = load_run(ranker).manifest.summary
+        verdict = validation_verdict(info.get("ndcg@10_retriever"), info.get("ndcg@10_after"))
+        lines += [f"Reranker {ranker}: {verdict}"] if verdict else []
+    lines += ["", f"{extra} (evaluation run {result.run_id})." if extra else
+              f"Evaluation run {result.run_id}."]  # fmt: skip
     return "\n".join(lines)
 
 
 def main() -> None:
+    if "--table" in sys.argv:
+        from core.evaluation.results import load_retrieval_eval
+
+        print(summary(load_retrieval_eval(sys.argv[sys.argv.index("--table") + 1])))
+        return
     recipe_main("python -m bench.rerank", __doc__, "ragbench-rerank-", run)
 
 

@@ -137,14 +137,15 @@ def resolve_model_path(spec: ModelSpec, runs_root: Path | None = None) -> str:
             )
         return str(path)
     if spec.source == "run":
-        from core.runs.folders import load_run
+        from core.runs.folders import load_run, status_phrase
 
         run = load_run(spec.ref, root=runs_root)
         if run.kind != "model":
             raise ConfigError(f"Run {spec.ref} is a {run.kind} run, not a model run.")
         if run.manifest.status not in ("done", "stopped"):
             raise ConfigError(
-                f"Model run {spec.ref} is {run.manifest.status}; it has no finished model."
+                f"Model run {spec.ref} {status_phrase(run.manifest.status)}; "
+                "it has no finished model."
             )
         path = run_model_dir(run)
         if not (path / "config.json").exists() and not (path / "modules.json").exists():

@@ -57,3 +57,9 @@ def duration_text(seconds: float) -> str:
     if minutes < 60:
         return f"about {minutes} min"
     return f"about {minutes // 60} h {minutes % 60:02d} min"
+
+
+def count_text(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 file', '3 files': the noun agrees with the number; `plural` for nouns that do not
+    just take an 's'."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -107,7 +107,7 @@ def resolve_reranker(spec: RerankerSpec, *, for_ranking: bool = False) -> tuple[
     """(folder or hub id, whether it is already a trained cross-encoder). `for_ranking` refuses
     a start that has no trained scoring head (the default, or a folder that is no cross-encoder):
     it would rank at random."""
-    from core.runs.folders import load_run
+    from core.runs.folders import load_run, status_phrase
 
     if spec.source == "default":
         path, trained = str(default_model_path()), False
@@ -135,7 +135,8 @@ def resolve_reranker(spec: RerankerSpec, *, for_ranking: bool = False) -> tuple[
         folder = run_model_dir(run)
         if run.manifest.status not in ("done", "stopped") or not (folder / "config.json").exists():
             raise ConfigError(
-                f"Reranker run {spec.ref} is {run.manifest.status}; it has no finished model.",
+                f"Reranker run {spec.ref} {status_phrase(run.manifest.status)}; it has no "
+                "finished model.",
                 fix="wait for its training to finish, or pick another",
             )
         path, trained = str(folder), True
@@ -254,6 +255,44 @@ def check_rerank_top(top: int) -> int:
             f"{MAX_RERANK_TOP} kept (default {DEFAULT_RERANK_TOP})",
         )
     return int(top)
+
+
+def validation_verdict(retriever: Any, after: Any, top: Any = DEFAULT_RERANK_TOP) -> str:
+    """One sentence on a trained reranker's validation: whether reranking the miner's top N
+    with it beat the miner's own order (ndcg@10), '' when either figure is missing. A reranker
+    that orders worse than its retriever would lower retrieval wherever it is used."""
+    if not isinstance(retriever, (int, float)) or not isinstance(after, (int, float)):
+        return ""
+    if after < retriever:
+        return (
+            f"On validation this reranker orders the miner's top {top} worse than the miner "
+            f"itself (ndcg@10 {after:.3f} against {retriever:.3f}): reranking with it would "
+            "lower retrieval. Train it longer or on more questions, or start from a "
+            "cross-encoder already trained for ranking."
+        )
+    return (
+        f"On validation this reranker orders the miner's top {top} better than the miner "
+        f"itself (ndcg@10 {after:.3f} against {retriever:.3f}); the test split is judged by "
+        "Retrieval eval."
+    )
+
+
+def finished_rerankers(qa_run_id: str) -> list[Any]:
+    """Reranker runs trained on this question set that can rank (done, or stopped with a saved
+    model), newest first. Only this set's: a reranker trained on another set of the same
+    corpus may have trained on this set's test passages."""
+    from core.runs.folders import list_runs
+
+    out = []
+    for run in list_runs(RERANKER_KIND):
+        if run.manifest.parents.get("qa") != qa_run_id:
+            continue
+        try:
+            resolve_reranker(RerankerSpec("run", run.id), for_ranking=True)
+        except ConfigError:
+            continue
+        out.append(run)
+    return out
 
 
 def reranker_label(spec: RerankerSpec) -> str:

@@ -1,6 +1,7 @@
 """Streamlit-only: the Fine-tune page's reranker section: train a cross-encoder on a question set
 as a background job (core.rerank), follow it with Stop, and list finished rerankers with their
-validation figures. Evaluating one is the Retrieval eval's job (and `eval-retrieval --reranker`)."""
+validation figures; and the Retrieval eval page's choice of rerankers to evaluate (retrieve, then
+rerank: core.evaluation.reranking)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ import streamlit as st
 from core.errors import RagbenchError
 from core.rerank.config import RerankerConfig, check_reranker_config
 from core.rerank.control import start_reranker, stop_reranker
-from core.rerankers import parse_reranker, resolve_reranker
+from core.rerankers import (
+    DEFAULT_RERANK_TOP,
+    MAX_RERANK_TOP,
+    MIN_RERANK_TOP,
+    RerankerSpec,
+    finished_rerankers,
+    parse_reranker,
+    resolve_reranker,
+    validation_verdict,
+)
 from core.runs.folders import list_runs
 from pages._jobs_ui import ended_job, ended_notice, running_panel
-from pages._ui import locked, run_picker
+from pages._ui import locked, resend_label, run_picker
 
 KEY = "ft_rr"
 
@@ -58,6 +68,15 @@ def _finished_table() -> None:
     st.caption("Validation ndcg@10 of the miner's top N, reranked (the test split is scored by "
                "Retrieval eval, with `--reranker run:ID` on the command line):")  # fmt: skip
     st.dataframe(rows, hide_index=True, key=f"{KEY}_runs")
+    for r in runs:
+        summary = r.manifest.summary
+        verdict = validation_verdict(
+            summary.get("ndcg@10_retriever"),
+            summary.get("ndcg@10_after"),
+            r.manifest.config.get("rerank_top", DEFAULT_RERANK_TOP),
+        )
+        if verdict and summary.get("ndcg@10_after", 0) < summary.get("ndcg@10_retriever", 0):
+            st.warning(f"{r.manifest.name or r.id}: {verdict}")
 
 
 def reranker_ui() -> None:
@@ -84,3 +103,75 @@ def reranker_ui() -> None:
                 st.toast(f"Reranker training {run.id} started in the background.")
                 st.rerun()
     _finished_table()
+
+
+def rerank_choice_ui(
+    qa_id: str, n_questions: int | None = None
+) -> tuple[tuple[RerankerSpec, ...], int]:
+    """The Retrieval eval's reranker choice: (rerankers trained on this question set to
+    evaluate, passages reranked per question). Nothing chosen: ((), default top)."""
+    from core.evaluation.plan import RERANK_S_PER_PAIR
+
+    runs = finished_rerankers(qa_id)
+    with st.expander("Rerank (retrieve, then rerank)", expanded=False):
+        if not runs:
+            st.caption(
+                "No reranker trained on this question set yet: train one in the Fine-tune "
+                "page's *Reranker* section to compare reranking with fine-tuning and fusion."
+            )
+            return (), DEFAULT_RERANK_TOP
+        names = {r.id: f"{r.manifest.name or r.id} · {r.manifest.status}" for r in runs}
+        resend_label(f"reval_rerankers_{qa_id}")
+        chosen = st.multiselect(
+            "Rerankers",
+            list(names),
+            default=[],
+            format_func=lambda rid: names.get(rid, rid),
+            key=f"reval_rerankers_{qa_id}",
+            help="Each retriever (base, tuned, BM25, hybrids) is evaluated again with its top N "
+            "reordered by the reranker, in the same paired tests.",
+        )
+        top = st.number_input(
+            "Rerank the top N hits",
+            MIN_RERANK_TOP,
+            MAX_RERANK_TOP,
+            DEFAULT_RERANK_TOP,
+            step=10,
+            key="reval_rerank_top",
+        )
+        if chosen and n_questions:
+            seconds = n_questions * int(top) * RERANK_S_PER_PAIR
+            st.caption(
+                f"About {seconds / 60:.0f} min per retriever reranked on 2 CPU cores "
+                f"({n_questions} questions × {int(top)} passages; a GPU is far faster)."
+            )
+        for run in runs:
+            summary = run.manifest.summary
+            after, retriever = summary.get("ndcg@10_after"), summary.get("ndcg@10_retriever")
+            if run.id in chosen and isinstance(after, float) and isinstance(retriever, float):
+                if after < retriever:
+                    st.warning(f"{names[run.id]}: {validation_verdict(retriever, after)}")
+    return tuple(RerankerSpec("run", rid) for rid in chosen), int(top)
+
+
+def rag_reranker_ui(qa_id: str) -> str:
+    """The RAG eval's optional reranked retriever: 'run:ID' of a reranker trained on this
+    question set, or '' for none."""
+    runs = finished_rerankers(qa_id)
+    if not runs:
+        return ""
+    names = {r.id: f"{r.manifest.name or r.id} · {r.manifest.status}" for r in runs}
+    resend_label(f"rag_reranker_{qa_id}")
+    chosen = st.selectbox(
+        "Also answer with a reranker: the tuned (or base) model's top 50, reranked",
+        [None, *names],
+        format_func=lambda rid: "no reranker" if rid is None else names.get(rid, rid),
+        key=f"rag_reranker_{qa_id}",
+    )
+    if chosen is None:
+        return ""
+    summary = runs[[r.id for r in runs].index(chosen)].manifest.summary
+    after, retriever = summary.get("ndcg@10_after"), summary.get("ndcg@10_retriever")
+    if isinstance(after, float) and isinstance(retriever, float) and after < retriever:
+        st.warning(validation_verdict(retriever, after))
+    return f"run:{chosen}"

@@ -313,6 +313,15 @@ def preselect(kind: str, key: str, runs: list) -> None:  # noqa: ANN001 - core.r
         st.session_state[key] = wanted
 
 
+def resend_label(key: str) -> None:
+    """Before a keyed selectbox whose option labels change while its value stays (a run's
+    status in its label): set its value again, so Streamlit sends the label it has now. For an
+    unchanged value Streamlit (1.67) leaves the browser showing the label it sent last, such as
+    '· running ·' after the job ended."""
+    if key in st.session_state:
+        st.session_state[key] = st.session_state[key]
+
+
 def run_picker(
     kind: str, label: str, key: str, statuses: tuple[str, ...] = ("done",)
 ) -> str | None:

@@ -1,6 +1,6 @@
 """The verdict of a retrieval evaluation as the pages show it: each tuned model's headline first,
 then the hybrids' and BM25 alone's under their own caption (the Retrieval eval page and the Runs
-page's comparison show the same lines)."""
+page's comparison show the same lines), then which lever helps and reranking's own tests."""
 
 from __future__ import annotations
 
@@ -28,3 +28,7 @@ def verdict_ui(result: RetrievalEvalResult) -> None:
         if not said:
             st.caption("BM25 (a lexical baseline) against the base:")
         st.info(result.bm25_line())
+    for line in result.rerank_lines():
+        st.info(line)
+    if result.levers_text():
+        st.markdown(f"**{result.levers_text()}**")

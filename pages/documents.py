@@ -20,6 +20,7 @@ from core.documents.stage import (
     sample_files,
 )
 from core.errors import ConfigError, RagbenchError
+from core.formatting import count_text
 from core.runs.folders import Run, list_runs, load_run
 from core.text import cut_at_word
 from pages._jobs_ui import ended_job, ended_notice, running_panel
@@ -298,18 +299,7 @@ def corpus_ui(files: list[UploadedFile]) -> str | None:
         ok_names = [r.name for r in reports if r.status == "ok"]
         left, right = st.columns(2)
         with left:
-            fresh = [f for f in files if f.name not in held_names(run, files)]
-            if files and not fresh:
-                st.caption(f"This corpus run already holds the {len(files)} uploaded file(s).")
-            if st.button(
-                f"Add the {len(fresh)} new uploaded file(s) to this corpus (new run)",
-                disabled=locked("run") or not fresh,
-                key="docs_add",
-            ):
-                progress = StreamlitProgress("Adding documents")
-                with error_boundary("Adding documents"):
-                    result = add_or_reuse(corpus_id, files, on_progress=progress)
-                    switch_to(result)
+            add_files_ui(run, files)
         with right:
             doomed = st.selectbox("Document", ok_names, key="docs_delete_pick")
             if st.button(
@@ -323,6 +313,31 @@ def corpus_ui(files: list[UploadedFile]) -> str | None:
                     result = remove_documents(corpus_id, [doomed], on_progress=progress)
                     switch_to(result)
     return corpus_id
+
+
+def add_files_ui(run: Run, files: list[UploadedFile]) -> None:
+    """Add the uploaded files the corpus run lacks (a new run); with none to add, say why
+    instead of offering a button that adds nothing."""
+    if not files:
+        st.caption("To add documents to this corpus, upload them under 1. Build a corpus.")
+        return
+    fresh = [f for f in files if f.name not in held_names(run, files)]
+    if not fresh:
+        st.caption(
+            f"All {count_text(len(files), 'uploaded file')} are already in this corpus run."
+            if len(files) > 1
+            else "The uploaded file is already in this corpus run."
+        )
+        return
+    if st.button(
+        f"Add the {count_text(len(fresh), 'new uploaded file')} to this corpus (new run)",
+        disabled=locked("run"),
+        key="docs_add",
+    ):
+        progress = StreamlitProgress("Adding documents")
+        with error_boundary("Adding documents"):
+            result = add_or_reuse(run.id, files, on_progress=progress)
+            switch_to(result)
 
 
 def search_hits_ui(hits: list, chunks: dict) -> None:  # noqa: ANN001 - (id, score), Chunk

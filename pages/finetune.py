@@ -41,6 +41,7 @@ from pages._ui import (
     locked,
     preselect,
     remember_run,
+    resend_label,
     run_picker,
 )
 
@@ -335,8 +336,8 @@ def stop_text(status: JobStatus) -> str:
     """What a requested stop will leave: a model at this step, or none before training starts."""
     if not status.step:
         return (
-            "the job stops before training starts (it may finish the step it is in first, such "
-            "as validating the base model) and saves no model."
+            "the job stops before training starts (validating the base model stops at its next "
+            "batch) and saves no model."
         )
     return (
         "the job ends this step, saves the model and validates it at every dim; on a CPU that "
@@ -457,6 +458,7 @@ def runs_ui() -> None:
         r.id: f"{r.manifest.name} · {r.manifest.status} · {r.manifest.created_at[:16]}"
         for r in runs
     }
+    resend_label(RUN_KEY)  # the status in the label changes while the pick stays
     run_id = st.selectbox(
         "Model run",
         options,

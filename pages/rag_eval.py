@@ -37,6 +37,7 @@ from core.runs.folders import list_runs, load_run
 from core.runs.lineage import model_run_label, model_runs_for_qa, preferred_model
 from core.spreadsheet import csv_bytes
 from pages._jobs_ui import ended_job, ended_notice, running_panel
+from pages._rerank_ui import rag_reranker_ui
 from pages._ui import (
     audited,
     chroma_settings,
@@ -179,6 +180,7 @@ def setup_ui() -> dict | None:
             value=False,
             key="rag_hybrid",
         )
+        reranker = rag_reranker_ui(qa_id)
         dim = st.selectbox(
             "Dimension",
             DIM_CHOICES,
@@ -204,7 +206,7 @@ def setup_ui() -> dict | None:
     n_questions = int(limit) or None
     estimate = estimate_judge_calls(n_questions or 1, ragas_config, int(k))
     per_retriever = sum(estimate.values())
-    retrievers = (2 if tuned_id else 1) + int(hybrid)
+    retrievers = (2 if tuned_id else 1) + int(hybrid) + int(bool(reranker))
     if per_retriever:
         st.caption(
             f"Judge requests before caching: about {per_retriever * retrievers:,}"
@@ -225,6 +227,7 @@ def setup_ui() -> dict | None:
             hybrid=hybrid,
             rag_config=RagConfig(k=int(k), dim=dim, limit=n_questions),
             ragas_config=ragas_config,
+            reranker=reranker,
         ),
         "settings": settings,
     }

@@ -36,12 +36,13 @@ from core.evaluation.similarity import compare_similarity, load_similarity_pairs
 from core.evaluation.verdict import PRIMARY_METRIC, deltas_display, method_text
 from core.formatting import questions_text
 from core.report.tables import delta_sentences
-from core.runs.folders import load_run
+from core.runs.folders import load_run, status_phrase
 from core.runs.jobs import running_jobs
 from core.runs.lineage import model_run_label, model_runs_for_qa, preferred_model
 from core.spreadsheet import export_bytes
 from pages._crossfit_ui import crossfit_ui, fold_spread_ui
 from pages._jobs_ui import ended_job, running_panel
+from pages._rerank_ui import rerank_choice_ui
 from pages._ui import (
     audited,
     cached_model,
@@ -138,6 +139,7 @@ def setup_ui() -> RetrievalEvalConfig | None:
         chroma = st.checkbox(
             "Check against the Chroma collections where they exist", value=True, key="reval_chroma"
         )
+        rerankers, rerank_top = rerank_choice_ui(qa_run.id, split_size(qa_id, split).n_questions)
         with st.expander("Statistics", expanded=False):
             latency_size = st.number_input(
                 "Latency measured on (synthetic vectors)",
@@ -179,6 +181,8 @@ def setup_ui() -> RetrievalEvalConfig | None:
         seed=int(seed),
         primary_metric=str(primary),
         chroma_check=None if chroma else False,
+        rerankers=rerankers,
+        rerank_top=rerank_top,
     )
 
 
@@ -370,7 +374,7 @@ def downloads_ui(run_id: str) -> None:
 def results_ui(run_id: str) -> None:
     run = load_run(run_id)
     if run.manifest.status != "done":
-        st.warning(f"Run {run_id} is {run.manifest.status}. {run.manifest.error or ''}")
+        st.warning(f"Run {run_id} {status_phrase(run.manifest.status)}. {run.manifest.error or ''}")
         return
     result = cached_result(run_id, run.manifest.updated_at)
     metric = st.selectbox(

@@ -366,6 +366,34 @@ def eval_retrieval(ctx: Context, qa_run: str, *, models: list[str], options: dic
     return result.run_id
 
 
+def _rag_metrics(metrics: list[str] | None, backend: str) -> list[str]:
+    """The RAGAS metrics asked for, checked; by default the judge-free ones with the embedded
+    LLM, else the default set."""
+    from core.rag.metrics import DEFAULT_METRICS, METRICS, NON_LLM_METRICS
+
+    chosen = metrics or list(NON_LLM_METRICS if backend == "embedded" else DEFAULT_METRICS)
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown:
+        raise ConfigError(
+            f"Unknown metric(s) {', '.join(unknown)}.", fix=f"choose from {', '.join(METRICS)}"
+        )
+    return chosen
+
+
+def _judge(llm: Any, metrics: list[str], judge_url: str, judge_model: str) -> Any:
+    """The RAGAS judge: None when no chosen metric needs one, else the answering LLM, or the
+    OpenAI-compatible server at `judge_url`."""
+    from core.config import LLMSettings
+    from core.llm.client import make_llm
+    from core.rag.metrics import METRICS
+
+    if not any(METRICS[m].needs_llm for m in metrics):
+        return None
+    if not judge_url:
+        return llm
+    return make_llm(LLMSettings(backend="openai", base_url=judge_url, model=judge_model))
+
+
 def rag_eval(
     ctx: Context,
     qa_run: str,
@@ -379,49 +407,47 @@ def rag_eval(
     judge_url: str = "",
     judge_model: str = "",
     hybrid: bool = False,
+    reranker: str = "",
 ) -> str:
     """Answer with the base (and tuned) retriever and score with RAGAS; the ragas_eval run id.
 
     The answering LLM comes from the RAGBENCH_LLM_* settings (the embedded model by default);
     the judge is that same LLM unless --judge-url names another OpenAI-compatible server. With
     only judge-free metrics (the default with the embedded model) no judge is used at all.
-    `hybrid` adds a third retriever: the tuned (or base) model + BM25, fused by rank."""
-    from core.config import LLMSettings
+    `hybrid` adds a retriever: the tuned (or base) model + BM25, fused by rank; `reranker`
+    ('run:ID', 'local:…') another: the tuned (or base) model's top N reranked."""
     from core.embeddings import base_model_of, load_model
     from core.llm.client import make_llm
     from core.rag.answering import RagConfig
+    from core.rag.job import RagEvalRequest, retriever_choices
     from core.rag.judges import SentenceTransformerEmbeddings
-    from core.rag.metrics import DEFAULT_METRICS, METRICS, NON_LLM_METRICS, RagasConfig
+    from core.rag.metrics import RagasConfig
     from core.rag.results import load_ragas_eval
-    from core.rag.stage import RetrieverChoice, compare_retrievers
+    from core.rag.stage import compare_retrievers
+    from core.rerankers import parse_reranker, resolve_reranker
     from core.runs.folders import load_run
 
     settings = llm_settings_from_env()
-    chosen = metrics or list(NON_LLM_METRICS if settings.backend == "embedded" else DEFAULT_METRICS)
-    unknown = [m for m in chosen if m not in METRICS]
-    if unknown:
-        raise ConfigError(
-            f"Unknown metric(s) {', '.join(unknown)}.", fix=f"choose from {', '.join(METRICS)}"
-        )
+    chosen = _rag_metrics(metrics, settings.backend)
     ragas_config = RagasConfig(metrics=tuple(chosen), repeats=repeats, strictness=strictness)
     tuned_spec = parse_model(tuned) if tuned else None
     tuned_run = load_run(tuned_spec.ref) if tuned_spec and tuned_spec.source == "run" else None
     base_spec = parse_model(base) if base else base_model_of([tuned_run])
     llm = make_llm(settings)
-    needs_judge = any(METRICS[m].needs_llm for m in chosen)
-    judge = None
-    if needs_judge:
-        judge = llm
-        if judge_url:
-            judge_settings = LLMSettings(backend="openai", base_url=judge_url, model=judge_model)
-            judge = make_llm(judge_settings)
-    base_model = load_model(base_spec)
-    retrievers = [RetrieverChoice("base", base_model, base_spec)]
-    if tuned_spec is not None:
-        retrievers.append(RetrieverChoice("tuned", load_model(tuned_spec), tuned_spec))
-    if hybrid:
-        last = retrievers[-1]
-        retrievers.append(RetrieverChoice(f"{last.label} + BM25", last.model, last.spec, True))
+    judge = _judge(llm, chosen, judge_url, judge_model)
+    request = RagEvalRequest(
+        qa_run_id=qa_run,
+        base=base_spec,
+        tuned=tuned_spec,
+        hybrid=hybrid,
+        rag_config=RagConfig(**(rag or {})),
+        ragas_config=ragas_config,
+        reranker=reranker,
+    )
+    if reranker:
+        resolve_reranker(parse_reranker(reranker), for_ranking=True)  # refused before any work
+    retrievers = retriever_choices(request, load_model)
+    base_model = retrievers[0].model
     run = compare_retrievers(
         qa_run,
         retrievers,
@@ -430,7 +456,7 @@ def rag_eval(
         embeddings=SentenceTransformerEmbeddings(
             base_model, label=f"{base_spec.label} (base model)"
         ),
-        rag_config=RagConfig(**(rag or {})),
+        rag_config=request.rag_config,
         ragas_config=ragas_config,
         chroma=chroma_settings_from_env(),
         on_progress=ctx.progress,

@@ -2,7 +2,8 @@
 the documents, or an imported QA file), fine-tune, retrieval eval, a cross-fit (optional) and RAG
 eval, each stage
 through the same command as on its own; an optional [reranker] is trained after the fine-tune and
-every retriever of the retrieval eval is also evaluated reranked by it. With `evaluate_on = "sample"` the model trains on one
+every retriever of the retrieval eval is also evaluated reranked by it (with `rerank = true` in
+[rag_eval], RAG eval also answers with the tuned model reranked by it). With `evaluate_on = "sample"` the model trains on one
 set (say pairs from the documents, aligned with the sample's splits) and is evaluated on the
 hand-written one. See data/sample/loop.toml."""
 
@@ -150,6 +151,7 @@ def run_loop(ctx: Context, config_path: Path) -> dict[str, str]:
             metrics=rag.get("metrics"),
             repeats=int(rag.get("repeats", 1)),
             hybrid=bool(rag.get("hybrid", False)),
+            reranker=f"run:{ids['reranker']}" if "reranker" in ids and rag.get("rerank") else "",
         )
     ctx.out.emit(
         {"stage": "loop", "runs": ids}, "runs: " + ", ".join(f"{k} {v}" for k, v in ids.items())

@@ -224,6 +224,13 @@ def _models(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-url", default="", help="an OpenAI-compatible judge (default: the LLM)")
     p.add_argument("--judge-model", default="")
     p.add_argument("--hybrid", action="store_true", help="also the tuned (or base) model + BM25")
+    p.add_argument(
+        "--reranker",
+        default="",
+        help="also the tuned (or base) model with its top N reranked: run:RERANKER_RUN, "
+        "local:<cross-encoder folder> or hub:<id> (online)",
+    )
+    p.add_argument("--rerank-top", type=int, help="hits the reranker reorders (default 50)")
 
 
 def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -422,7 +429,7 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
             args.qa_run,
             tuned=args.tuned,
             base=args.base,
-            rag=_given(k=args.k, dim=args.dim, limit=args.limit),
+            rag=_given(k=args.k, dim=args.dim, limit=args.limit, rerank_top=args.rerank_top),
             metrics=[m.strip() for m in args.metrics.split(",") if m.strip()]
             if args.metrics
             else None,
@@ -431,6 +438,7 @@ def dispatch(args: argparse.Namespace, ctx: commands.Context) -> None:
             judge_url=args.judge_url,
             judge_model=args.judge_model,
             hybrid=args.hybrid,
+            reranker=args.reranker,
         )
     elif c == "compare":
         run_commands.compare(ctx, args.runs)

@@ -103,6 +103,7 @@ def train_reranker(ctx: Context, cfg: Any, name: str = "", *, background: bool =
     from core.finetune.artifacts import read_metrics
     from core.rerank.control import create_reranker_run, start_reranker
     from core.rerank.trainer import run_rerank_train
+    from core.rerankers import validation_verdict
     from core.runs.folders import load_run
 
     if background:
@@ -125,6 +126,9 @@ def train_reranker(ctx: Context, cfg: Any, name: str = "", *, background: bool =
         {"stage": "rerank-train", "reranker_run": run.id, "status": status, "metrics": metrics},
         f"reranker run {run.id}: {status}; validation ndcg@10 of the miner's top "
         f"{cfg.rerank_top}: miner alone {summary.get('ndcg@10_retriever')}, reranker before "
-        f"{summary.get('ndcg@10_before')}, after {summary.get('ndcg@10_after')}",
+        f"{summary.get('ndcg@10_before')}, after {summary.get('ndcg@10_after')}. "
+        + validation_verdict(
+            summary.get("ndcg@10_retriever"), summary.get("ndcg@10_after"), cfg.rerank_top
+        ),
     )
     return run.id

@@ -34,7 +34,7 @@ def resume_crossfit(run_id: str) -> Run:
     """Run a stopped or failed cross-fit again: the finished folds are kept, the next
     unfinished one starts over."""
     from core.errors import RunError
-    from core.runs.folders import load_run
+    from core.runs.folders import load_run, status_phrase
     from core.runs.jobs import start_job
 
     run = load_run(run_id)
@@ -42,7 +42,8 @@ def resume_crossfit(run_id: str) -> Run:
         raise RunError(f"Run {run_id} is a {run.kind} run, not a cross-fit.")
     if run.manifest.status not in ("stopped", "failed"):
         raise RunError(
-            f"Cross-fit {run_id} is {run.manifest.status}; only a stopped or failed one resumes."
+            f"Cross-fit {run_id} {status_phrase(run.manifest.status)}; only a stopped or "
+            "failed one resumes."
         )
     start_job(run, module=JOB_MODULE)
     return run

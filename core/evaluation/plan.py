@@ -31,6 +31,7 @@ SAVE_S = 5.0e-5  # per question x scored (model, dim)
 CELL_STATS_S = 1.3e-9  # per cell x (resamples + permutations) x cluster
 LATENCY_S = 4.0  # the frontier's latency on synthetic vectors (once per machine)
 SIMILARITY_S = 2.0
+RERANK_S_PER_PAIR = 0.11  # a (question, passage) pair, MiniLM-size cross-encoder, 2 CPU cores
 
 
 def corpus_step(label: str) -> str:
@@ -65,6 +66,7 @@ ROWS_STEP = "per-question table and flips"
 FRONTIER_STEP = "what to ship: cell statistics and latency"
 SIMILARITY_STEP = "general similarity"
 SAVE_STEP = "saving"
+RERANK_STEP = "reranking"
 
 
 def add_model_steps(
@@ -106,8 +108,10 @@ def evaluation_plan(
     n_permutations: int,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    rerank: tuple[int, int] = (0, 0),
 ) -> StepPlan:
-    """Every step of one evaluation, in the order it runs, with its estimated cost."""
+    """Every step of one evaluation, in the order it runs, with its estimated cost. `rerank` is
+    (reranked arms, passages reranked per question)."""
     plan = StepPlan("retrieval eval", on_progress, should_stop)
     n_corpus, n, _ = sizes
     if bm25 or hybrid:
@@ -116,8 +120,12 @@ def evaluation_plan(
         add_model_steps(plan, label, dims, sizes, frontier=frontier, hybrid=hybrid, chroma=chroma)
     if bm25:
         plan.add(BM25_STEP, n * n_corpus * BM25_S)
+    n_arms, top = rerank
+    if n_arms:
+        plan.add(RERANK_STEP, n_arms * n * top * RERANK_S_PER_PAIR)
     n_scored = sum(len(d) for d in model_dims.values()) + 2 * hybrid * len(model_dims) + bm25
-    n_compared = max(0, n_scored - len(next(iter(model_dims.values()), [])) - bm25)
+    n_compared = max(0, n_scored - len(next(iter(model_dims.values()), [])) - bm25) + 2 * n_arms
+    n_scored += n_arms
     per_metric = len(metric_names()) * n_permutations * n_clusters  # in the stage's order:
     plan.add(PAIRED_STEP, per_metric * max(1, n_compared) * PERMUTATION_S)
     plan.add(ROWS_STEP, n * n_scored * ROWS_S)

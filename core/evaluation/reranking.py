@@ -25,8 +25,10 @@ import numpy as np
 import pandas as pd
 
 from core.evaluation.metrics import SEARCH_DEPTH
+from core.evaluation.plan import RERANK_S_PER_PAIR, RERANK_STEP
 from core.evaluation.scoring import DimScores, score_ranking
 from core.formatting import fmt_ci
+from core.progress import ProgressEvent
 from core.rerankers import (
     PairScorer,
     RerankerSpec,
@@ -37,16 +39,24 @@ from core.rerankers import (
 )
 
 if TYPE_CHECKING:
+    from core.evaluation.config import RetrievalEvalConfig
     from core.evaluation.model_scoring import EvalInputs, Scored
     from core.progress import StepPlan
 
 RERANKED_KIND = "reranked"
 RERANKABLE_KINDS = ("base", "tuned", "hybrid", "bm25")
-RERANK_S_PER_PAIR = 0.11  # a pair, MiniLM-size cross-encoder, 2 CPU cores at load 8 (bench.rerank)
 
 
-def rerank_step(label: str) -> str:
-    return f"{label}: reranking"
+def planned_arms(config: RetrievalEvalConfig) -> int:
+    """How many reranked arms an evaluation will score (for its step plan): each reranker over
+    each retriever arm of the configured kinds."""
+    if not config.rerankers:
+        return 0
+    kinds, n_models = set(config.rerank_kinds), len(config.models)
+    n = ("base" in kinds) + ("tuned" in kinds) * (n_models - 1)
+    n += ("hybrid" in kinds) * 2 * n_models * bool(config.hybrid)
+    n += ("bm25" in kinds) * bool(config.include_bm25)
+    return n * len(config.rerankers)
 
 
 def arm_label(retriever: str, n_rerankers: int, index: int) -> str:
@@ -103,35 +113,53 @@ def score_reranked(inputs: EvalInputs, plan: StepPlan, scored: Scored, loader: A
     arms = _arms(scored, config.rerank_kinds)
     texts, questions = inputs.texts, inputs.questions
     top = min(config.rerank_top, len(texts), SEARCH_DEPTH)
-    for n_spec, spec in enumerate(specs):
-        model = (loader or (lambda s: load_cross_encoder(s, config.device)))(spec)
-        score = pair_scorer(model, batch_size=config.batch_size)
-        for arm in arms:
-            label = arm_label(arm.label, len(specs), n_spec)
-            plan.add(rerank_step(label), len(questions) * top * RERANK_S_PER_PAIR)
-            with plan.step(rerank_step(label)):
-                idx, values = rerank_ranking(arm.top_idx, questions, texts, score, top)
-                result = score_ranking(label, RERANKED_KIND, arm.dim, idx, values, inputs.gold)
-                candidates = [[texts[int(i)] for i in row[:top]] for row in arm.top_idx]
-                latency = measure_rerank_latency(score, questions, candidates)
-            scored.scores.append(result)
-            retriever = next(m for m in scored.models if m["label"] == arm.label)
-            scored.models.append(
-                {
-                    "source": RERANKED_KIND,  # not a model to load: a retriever and a reranker
-                    "ref": arm.label,
-                    "reranker_spec": RerankerSpec.from_dict(spec).to_dict(),
-                    "label": label,
-                    "kind": RERANKED_KIND,
-                    "retriever": arm.label,
-                    "retriever_kind": arm.kind,
-                    "reranker": reranker_label(spec),
-                    "rerank_top": top,
-                    "rerank_latency_ms": round(latency, 2),
-                    "native_dim": retriever.get("native_dim"),
-                    "dims": [arm.dim] if arm.dim is not None else [],
-                }
-            )
+    total, done = len(specs) * len(arms), 0
+    plan.add(RERANK_STEP, total * len(questions) * top * RERANK_S_PER_PAIR)
+    with plan.step(RERANK_STEP) as report:
+        for n_spec, spec in enumerate(specs):
+            model = (loader or (lambda s: load_cross_encoder(s, config.device)))(spec)
+            score = pair_scorer(model, batch_size=config.batch_size)
+            for arm in arms:
+                label = arm_label(arm.label, len(specs), n_spec)
+                report(ProgressEvent(RERANK_STEP, done, total, f"{label} ({done + 1}/{total})"))
+                _score_arm(inputs, scored, arm, label, spec, score, top)
+                done += 1
+                plan.check_stop()
+
+
+def _score_arm(
+    inputs: EvalInputs,
+    scored: Scored,
+    arm: DimScores,
+    label: str,
+    spec: Any,
+    score: PairScorer,
+    top: int,
+) -> None:
+    """One retriever arm reranked: its scores and its model facts added to `scored`."""
+    texts, questions = inputs.texts, inputs.questions
+    idx, values = rerank_ranking(arm.top_idx, questions, texts, score, top)
+    result = score_ranking(label, RERANKED_KIND, arm.dim, idx, values, inputs.gold)
+    candidates = [[texts[int(i)] for i in row[:top]] for row in arm.top_idx]
+    latency = measure_rerank_latency(score, questions, candidates)
+    scored.scores.append(result)
+    retriever = next(m for m in scored.models if m["label"] == arm.label)
+    scored.models.append(
+        {
+            "source": RERANKED_KIND,  # not a model to load: a retriever and a reranker
+            "ref": arm.label,
+            "reranker_spec": RerankerSpec.from_dict(spec).to_dict(),
+            "label": label,
+            "kind": RERANKED_KIND,
+            "retriever": arm.label,
+            "retriever_kind": arm.kind,
+            "reranker": reranker_label(spec),
+            "rerank_top": top,
+            "rerank_latency_ms": round(latency, 2),
+            "native_dim": retriever.get("native_dim"),
+            "dims": [arm.dim] if arm.dim is not None else [],
+        }
+    )
 
 
 def rerank_pairs(models: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:

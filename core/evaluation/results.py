@@ -162,6 +162,13 @@ class RetrievalEvalResult:
 
         return rerank_lines(self.rerank_deltas, self.models, self.primary_metric)
 
+    def levers_text(self) -> str:
+        """Which of fine-tuning, fusion and reranking helps here, by how much and at what cost
+        per question (core.evaluation.levers); '' with fewer than two levers evaluated."""
+        from core.evaluation.levers import levers_text
+
+        return levers_text(self.deltas, self.models, self.primary_metric, self.base_label)
+
     def bm25_line(self) -> str:
         """BM25 alone beside the base, in one sentence ('' when BM25 was not evaluated)."""
         return bm25_line(self.metrics, self.base_label, self.primary_metric)

@@ -51,7 +51,12 @@ from core.evaluation.model_scoring import (
 from core.evaluation.models import check_model_lineage, model_labels, model_notes
 from core.evaluation.plan import evaluation_plan
 from core.evaluation.random_ranker import random_ranker_expected
-from core.evaluation.reranking import rerank_pairs, score_reranked, split_rerank_deltas
+from core.evaluation.reranking import (
+    planned_arms,
+    rerank_pairs,
+    score_reranked,
+    split_rerank_deltas,
+)
 from core.evaluation.results import RetrievalEvalResult, save_retrieval_eval
 from core.evaluation.scoring import (
     deltas_frame,
@@ -224,6 +229,7 @@ def _plan(
         n_permutations=config.n_permutations,
         on_progress=on_progress,
         should_stop=should_stop,
+        rerank=(planned_arms(config), config.rerank_top),
     )
 
 

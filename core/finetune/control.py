@@ -12,7 +12,7 @@ from core.errors import ConfigError, RunError
 from core.finetune.artifacts import CHECKPOINT_DIR, METRICS_FILE, last_checkpoint
 from core.finetune.config import default_dims, describe_base_model
 from core.finetune.trainer import run_finetune
-from core.runs.folders import Run, create_run, load_run
+from core.runs.folders import Run, create_run, load_run, status_phrase
 from core.runs.guard import discard_on_failure
 from core.runs.jobs import request_stop, start_job
 
@@ -81,7 +81,8 @@ def create_resumed_run(run_id: str) -> Run:
         raise ConfigError(f"Run {run_id} is a {old.kind} run, not a model run.")
     if old.manifest.status not in ("stopped", "failed"):
         raise RunError(
-            f"Run {run_id} is {old.manifest.status}; only a stopped or failed fine-tune resumes.",
+            f"Run {run_id} {status_phrase(old.manifest.status)}; only a stopped or failed "
+            "fine-tune resumes.",
             fix="start a new fine-tune",
         )
     checkpoint = last_checkpoint(old)

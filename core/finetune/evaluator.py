@@ -3,6 +3,7 @@ dim over the whole corpus, and its flat metric keys read back as {dim: {metric: 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -68,6 +69,28 @@ def headline(per_dim: dict[int, dict[str, float]]) -> dict[str, float]:
     return {str(d): m[HEADLINE_METRIC] for d, m in sorted(per_dim.items(), reverse=True)}
 
 
-def evaluate_model(model, evaluator) -> dict[int, dict[str, float]]:  # noqa: ANN001
-    """Run the per-dim evaluator once: {dim: {metric: value}}."""
-    return parse_eval_metrics(evaluator(model))
+class EvaluationStopped(Exception):
+    """An evaluation given up because `should_stop()` said so (the run's STOP file)."""
+
+
+def evaluate_model(
+    model,  # noqa: ANN001 - a SentenceTransformer
+    evaluator,  # noqa: ANN001 - a SequentialEvaluator
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[int, dict[str, float]]:
+    """Run the per-dim evaluator once: {dim: {metric: value}}. With `should_stop`, it is asked
+    before every batch the model encodes (each dim encodes the whole corpus again), and True
+    raises EvaluationStopped: a stop waits for one batch, not for the whole validation."""
+    if should_stop is None:
+        return parse_eval_metrics(evaluator(model))
+
+    def check(_module, _args) -> None:  # noqa: ANN001 - a forward pre-hook
+        if should_stop():
+            raise EvaluationStopped
+
+    # encode() calls the model (not .forward) once per batch, so a pre-hook sees every batch.
+    handle = model.register_forward_pre_hook(check)
+    try:
+        return parse_eval_metrics(evaluator(model))
+    finally:
+        handle.remove()

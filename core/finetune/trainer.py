@@ -12,7 +12,9 @@ How it works:
    Matryoshka dimension, trains with sentence-transformers' trainer (NO_DUPLICATES batches, the
    model's query prompt on the anchors, per-epoch evaluation), and writes `progress.jsonl`,
    `metrics.json` (base and final ndcg@10 per dimension), the model and its card.
-4. Stop: a `STOP` file makes the trainer save a checkpoint and the model, then end `stopped`.
+4. Stop: a `STOP` file makes the trainer save a checkpoint and the model, then end `stopped`;
+   before the first step (the base model's validation included, at its next batch) the run
+   ends `stopped` with no model.
    Resume: `resume_finetune(run_id)` continues from the last checkpoint in a NEW model run (the
    stopped run's weights never change under its id).
 
@@ -39,6 +41,7 @@ from core.finetune.config import FinetuneConfig, check_config, resolve_dims, res
 from core.finetune.data import FinetuneData, mine_negatives, prepare_data
 from core.finetune.evaluator import (
     HEADLINE_METRIC,
+    EvaluationStopped,
     build_evaluator,
     evaluate_model,
     headline,
@@ -209,7 +212,8 @@ def _start_metrics(run: Run, setup: _Setup, *, resume: bool, emit, main: bool): 
     if "base" in metrics:
         return checkpoint, metrics
     emit({"event": "phase", "message": "evaluating the base model"})
-    base = evaluate_model(setup.model, setup.evaluator)
+    # On a big corpus this takes minutes: a stop ends it at the next batch (EvaluationStopped).
+    base = evaluate_model(setup.model, setup.evaluator, should_stop=lambda: _stop_now(run.path))
     metrics = {
         "metric": HEADLINE_METRIC,
         "dims": list(setup.dims),
@@ -289,7 +293,10 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
     from transformers.trainer_callback import PrinterCallback
 
     setup = _set_up(cfg, data, emit)
-    checkpoint, metrics = _start_metrics(run, setup, resume=resume, emit=emit, main=main)
+    try:
+        checkpoint, metrics = _start_metrics(run, setup, resume=resume, emit=emit, main=main)
+    except EvaluationStopped:
+        return _stopped_before_training(run, emit, main)
     train_ds = _train_dataset(setup, emit)
     for warning in setup.warnings:
         logger.warning(warning)
@@ -325,16 +332,21 @@ def _train(run: Run, cfg: FinetuneConfig, *, resume: bool, emit, main: bool) -> 
             sources=setup.data.sources,
         )
     if _stop_now(run.path):
-        if main:
-            run.set_status("stopped", error="Stopped before training started; no model was saved.")
-            emit({"event": "end", "status": "stopped"})
-        return "stopped"
+        return _stopped_before_training(run, emit, main)
     emit({"event": "phase", "message": "training"})
     trainer.train(resume_from_checkpoint=checkpoint)
     status = "stopped" if callback.stopped else "done"
     if main:
         _finish(run, setup, trainer, callback, metrics, status, emit)
     return status
+
+
+def _stopped_before_training(run: Run, emit, main: bool) -> str:  # noqa: ANN001
+    """End the run `stopped` when the stop came before the first training step."""
+    if main:
+        run.set_status("stopped", error="Stopped before training started; no model was saved.")
+        emit({"event": "end", "status": "stopped"})
+    return "stopped"
 
 
 def _final_metrics(setup: _Setup, trainer, callback, emit) -> dict[int, dict[str, float]]:  # noqa: ANN001
@@ -413,9 +425,14 @@ def stop_note(state, cfg: FinetuneConfig) -> str:  # noqa: ANN001 - a transforme
     if step <= warmup:
         return (
             f"{text} barely changed from the base model: it stopped at step {step} of {total}, "
-            f"inside the warm-up (the first {warmup} steps, the learning rate rising from 0)."
+            f"inside the warm-up ({first_steps(warmup)}, the learning rate rising from 0)."
         )
     return f"{text} the one at the stop (step {step} of {total})."
+
+
+def first_steps(n: int) -> str:
+    """'the first step' or 'the first 12 steps'."""
+    return "the first step" if n == 1 else f"the first {n:,} steps"
 
 
 def _total_steps(n_pairs: int, cfg: FinetuneConfig) -> int:

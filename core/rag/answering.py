@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from core.embeddings import ModelSpec
     from core.llm.client import LLM
     from core.rag.chain import QueryEncoder, SearchFn
+    from core.rerankers import PairScorer
 
 
 SAMPLES_FILE = "samples.jsonl"
@@ -95,6 +96,8 @@ class RagConfig:
     split: str | None = "test"
     limit: int | None = None  # answer only the first N questions (a quick demo)
     hybrid: bool = False  # fuse the dense hits with BM25 by reciprocal rank fusion
+    reranker: str = ""  # a cross-encoder over the top `rerank_top` ('run:ID', 'local:…')
+    rerank_top: int = 50
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -105,9 +108,36 @@ class RagConfig:
             raise ConfigError(f"Max tokens must be at least 1, got {self.max_tokens}.")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"Limit must be at least 1 question, got {self.limit}.")
+        if self.reranker:
+            from core.rerankers import check_rerank_top, parse_reranker
+
+            parse_reranker(self.reranker)
+            check_rerank_top(self.rerank_top)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "prompt_version": PROMPT_VERSION}
+
+
+def _retriever(
+    chunks: Sequence[Chunk],
+    encode: QueryEncoder,
+    search: SearchFn,
+    config: RagConfig,
+    rerank: PairScorer | None,
+) -> Any:
+    """The chain's retriever for `config`: dense, fused with BM25 when hybrid, reranked over
+    the top N when a reranker is set (`rerank`, or the one the config names, loaded)."""
+    if config.reranker and rerank is None:
+        rerank = reranker_scorer(config.reranker)
+    return make_retriever(
+        encode,
+        search,
+        chunks,
+        k=config.k,
+        lexical=bm25_search(chunks) if config.hybrid else None,
+        rerank=rerank if config.reranker else None,
+        rerank_top=config.rerank_top,
+    )
 
 
 def answer_questions(
@@ -120,12 +150,13 @@ def answer_questions(
     config: RagConfig,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    rerank: PairScorer | None = None,
 ) -> list[RagSample]:
     """Answer every question with the RAG chain; a question whose LLM call failed keeps its
-    retrieved contexts, an empty response and the error (it is never dropped)."""
+    retrieved contexts, an empty response and the error (it is never dropped). With
+    `config.reranker`, `rerank` (or the reranker loaded from the config) reorders the top N."""
     by_id = {c.id: c for c in chunks}
-    lexical = bm25_search(chunks) if config.hybrid else None
-    retriever = make_retriever(encode, search, chunks, k=config.k, lexical=lexical)
+    retriever = _retriever(chunks, encode, search, config, rerank)
     chain = build_rag_chain(
         retriever,
         make_chat_model(llm, config.temperature, config.max_tokens),
@@ -240,6 +271,37 @@ def load_questions(qa_run_id: str, config: RagConfig) -> tuple[Run, str, list[QA
     return qa_run, corpus_run_id, items, chunks
 
 
+def reranker_scorer(reranker: str, device: str = "auto") -> PairScorer:
+    """The pair scorer of a reranker given as text ('run:ID', 'local:/path', 'hub:id')."""
+    from core.rerankers import load_cross_encoder, pair_scorer, parse_reranker
+
+    return pair_scorer(load_cross_encoder(parse_reranker(reranker), device))
+
+
+def _rag_parents(
+    qa_run: Run, model_spec: ModelSpec | None, config: RagConfig, *, check_reranker: bool
+) -> dict[str, str]:
+    """A rag run's parents: the qa run, the model run (same corpus) and the reranker run;
+    refuses a model run of another kind or corpus, and (`check_reranker`) a reranker that
+    cannot rank, before any run exists."""
+    parents = {"qa": qa_run.id}
+    if model_spec is not None and model_spec.source == "run":
+        model_run = load_run(model_spec.ref)
+        if model_run.kind != "model":
+            raise ConfigError(f"Run {model_run.id} is a {model_run.kind} run, not a model run.")
+        check_same_lineage(model_run, qa_run, kind="corpus")
+        parents["model"] = model_run.id
+    if config.reranker:
+        from core.rerankers import parse_reranker, resolve_reranker
+
+        spec = parse_reranker(config.reranker)
+        if check_reranker:
+            resolve_reranker(spec, for_ranking=True)
+        if spec.source == "run":
+            parents["reranker"] = spec.ref
+    return parents
+
+
 def generate_answers(
     qa_run_id: str,
     *,
@@ -253,19 +315,14 @@ def generate_answers(
     name: str = "",
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    rerank: PairScorer | None = None,
 ) -> Run:
     """Answer a qa run's questions with one retriever and save a `rag` run.
 
     Parents: the qa run, and the model run when `model_spec` is a fine-tune run (which must come
     from the same corpus). Summary: questions, answered, failed, gold-in-top-k rate."""
     qa_run, corpus_run_id, items, chunks = load_questions(qa_run_id, config)
-    parents = {"qa": qa_run.id}
-    if model_spec is not None and model_spec.source == "run":
-        model_run = load_run(model_spec.ref)
-        if model_run.kind != "model":
-            raise ConfigError(f"Run {model_run.id} is a {model_run.kind} run, not a model run.")
-        check_same_lineage(model_run, qa_run, kind="corpus")
-        parents["model"] = model_run.id
+    parents = _rag_parents(qa_run, model_spec, config, check_reranker=rerank is None)
     run = create_run(
         "rag",
         name=name
@@ -295,6 +352,7 @@ def generate_answers(
             config=config,
             on_progress=on_progress,
             should_stop=should_stop,
+            rerank=rerank,
         )
     save_samples(run, samples)
     usage = usage_delta(usage_before, llm.usage.to_dict())

@@ -1,6 +1,7 @@
 """The LangChain RAG chain: a retriever that embeds the question with the model's query prompt
 (truncated to the chosen Matryoshka dim) and asks an injected search function (Chroma in the app,
-exact search in tests) for the top k chunks; our LLM as the chat model (cache, retries, limits,
+exact search in tests) for the top k chunks, optionally fused with BM25 and reranked by a
+cross-encoder over its top N (core.rerankers); our LLM as the chat model (cache, retries, limits,
 token counts); a prompt with numbered passages. LangChain is imported inside functions."""
 
 from __future__ import annotations
@@ -110,6 +111,27 @@ def chroma_search(settings: ChromaSettings, collection: str) -> SearchFn:
     return run
 
 
+def search_hits(retriever: Any, questions: list[str]) -> list[list[tuple[str, float]]]:
+    """A ChunkRetriever's top k (chunk id, score) per question: dense, or dense and BM25 fused
+    by RRF; with a reranker, the top `rerank_top` of that reordered by it, then the top k."""
+    r = retriever
+    depth = max(r.k, r.rerank_top) if r.rerank is not None else r.k
+    if r.lexical is None:
+        hits = r.search(r.encode(questions), depth)
+    else:
+        from core.evaluation.hybrid import fuse_hits
+
+        dense = r.search(r.encode(questions), FUSION_DEPTH)
+        lexical = r.lexical(questions, FUSION_DEPTH)
+        hits = [fuse_hits(d, w, depth) for d, w in zip(dense, lexical, strict=True)]
+    if r.rerank is None:
+        return hits
+    from core.rerankers import rerank_hits
+
+    texts = {cid: chunk.text for cid, chunk in r.chunks.items()}
+    return [rerank_hits(q, h, texts, r.rerank)[: r.k] for q, h in zip(questions, hits, strict=True)]
+
+
 @functools.cache
 def _langchain_classes() -> tuple[type, type]:
     """The retriever and chat-model classes, defined on first use (LangChain is heavy)."""
@@ -131,6 +153,8 @@ def _langchain_classes() -> tuple[type, type]:
         chunks: dict[str, Any]
         k: int = 5
         lexical: Any = None  # with BM25: the two rankings fused by RRF (a hybrid retriever)
+        rerank: Any = None  # a PairScorer: the top `rerank_top` hits reordered, then the top k
+        rerank_top: int = 50
         _prefetched: dict[str, list[tuple[str, float]]] = PrivateAttr(default_factory=dict)
         _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
@@ -155,13 +179,7 @@ def _langchain_classes() -> tuple[type, type]:
             return hit
 
         def _search(self, questions: list[str]) -> list[list[tuple[str, float]]]:
-            if self.lexical is None:
-                return self.search(self.encode(questions), self.k)
-            from core.evaluation.hybrid import fuse_hits
-
-            dense = self.search(self.encode(questions), FUSION_DEPTH)
-            lexical = self.lexical(questions, FUSION_DEPTH)
-            return [fuse_hits(d, w, self.k) for d, w in zip(dense, lexical, strict=True)]
+            return search_hits(self, questions)
 
         def _get_relevant_documents(
             self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -255,12 +273,24 @@ def make_retriever(
     chunks: Sequence[Chunk],
     k: int = 5,
     lexical: LexicalSearchFn | None = None,
+    rerank: Callable[[Sequence[tuple[str, str]]], np.ndarray] | None = None,
+    rerank_top: int = 50,
 ) -> Any:
     """A LangChain retriever over our chunks (returns Documents with chunk_id, score, rank);
-    with `lexical`, a hybrid: dense and BM25 hits fused by reciprocal rank fusion."""
+    with `lexical`, a hybrid: dense and BM25 hits fused by reciprocal rank fusion; with `rerank`
+    (a core.rerankers.PairScorer), the top `rerank_top` hits reordered by the cross-encoder
+    before the top k are kept (their score is then the reranker's)."""
     retriever_cls, _ = _langchain_classes()
     by_id = {c.id: c for c in chunks}
-    return retriever_cls(encode=encode, search=search, chunks=by_id, k=k, lexical=lexical)
+    return retriever_cls(
+        encode=encode,
+        search=search,
+        chunks=by_id,
+        k=k,
+        lexical=lexical,
+        rerank=rerank,
+        rerank_top=rerank_top,
+    )
 
 
 def make_chat_model(llm: LLM, temperature: float = 0.0, max_tokens: int = 256) -> Any:

@@ -31,7 +31,8 @@ JOB_MODULE = "core.rag.job"
 @dataclass(frozen=True)
 class RagEvalRequest:
     """What to compare: the qa run, the base model, an optional tuned one, whether to add a
-    hybrid (the last model fused with BM25), how to answer and what to score."""
+    hybrid (the last model fused with BM25) and the last model reranked by a cross-encoder
+    (`reranker`: 'run:ID', …, over `rag_config.rerank_top`), how to answer and what to score."""
 
     qa_run_id: str
     base: ModelSpec
@@ -39,12 +40,17 @@ class RagEvalRequest:
     hybrid: bool
     rag_config: RagConfig
     ragas_config: RagasConfig
+    reranker: str = ""
 
     @property
     def labels(self) -> list[str]:
         """The retrievers' labels, in the order they answer."""
-        labels = ["base", *(["tuned"] if self.tuned is not None else [])]
-        return [*labels, f"{labels[-1]} + BM25"] if self.hybrid else labels
+        models = ["base", *(["tuned"] if self.tuned is not None else [])]
+        return [
+            *models,
+            *([f"{models[-1]} + BM25"] if self.hybrid else []),
+            *([f"{models[-1]} + reranker"] if self.reranker else []),
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -54,6 +60,7 @@ class RagEvalRequest:
             "base": self.base.to_dict(),
             "tuned": None if self.tuned is None else self.tuned.to_dict(),
             "hybrid": self.hybrid,
+            "reranker": self.reranker,
             "rag_config": asdict(self.rag_config),
             "ragas_config": self.ragas_config.to_dict(),
         }
@@ -70,6 +77,7 @@ class RagEvalRequest:
             base=ModelSpec.from_dict(data["base"]),
             tuned=ModelSpec.from_dict(data["tuned"]) if data.get("tuned") else None,
             hybrid=bool(data.get("hybrid")),
+            reranker=str(data.get("reranker") or ""),
             rag_config=RagConfig(**rag),
             ragas_config=RagasConfig.from_dict(data["ragas_config"]),
         )
@@ -77,15 +85,20 @@ class RagEvalRequest:
 
 def retriever_choices(request: RagEvalRequest, load: Any) -> list[RetrieverChoice]:
     """The retrievers of a request, each model loaded with `load(spec)` (the page's cached
-    loader, or load_model in a job): base, tuned, and the hybrid of the last one."""
+    loader, or load_model in a job): base, tuned, the hybrid of the last one, and the last one
+    reranked."""
     from core.rag.stage import RetrieverChoice
 
     choices = [RetrieverChoice("base", load(request.base), request.base)]
     if request.tuned is not None:
         choices.append(RetrieverChoice("tuned", load(request.tuned), request.tuned))
+    last = choices[-1]
     if request.hybrid:
-        last = choices[-1]
-        choices.append(RetrieverChoice(request.labels[-1], last.model, last.spec, hybrid=True))
+        label = f"{last.label} + BM25"
+        choices.append(RetrieverChoice(label, last.model, last.spec, hybrid=True))
+    if request.reranker:
+        label = f"{last.label} + reranker"
+        choices.append(RetrieverChoice(label, last.model, last.spec, reranker=request.reranker))
     return choices
 
 

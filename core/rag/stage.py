@@ -288,6 +288,7 @@ class RetrieverChoice:
     model: Any
     spec: Any  # core.embeddings.ModelSpec
     hybrid: bool = False  # the model's hits fused with BM25 (reciprocal rank fusion)
+    reranker: str = ""  # the model's top N reordered by this cross-encoder ('run:ID', …)
 
 
 def compare_retrievers(
@@ -351,7 +352,7 @@ def _answer_all(
             model=choice.model,
             model_spec=choice.spec,
             llm=llm,
-            config=dataclasses.replace(rag_config, hybrid=choice.hybrid),
+            config=dataclasses.replace(rag_config, hybrid=choice.hybrid, reranker=choice.reranker),
             chroma=chroma,
             retriever_label=choice.label,
             on_progress=labelled(on_progress, which),

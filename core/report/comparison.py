@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.errors import InputError, RunError
-from core.runs.folders import Run, load_run
+from core.runs.folders import Run, load_run, status_phrase
 from core.runs.lineage import lineage_of
 
 if TYPE_CHECKING:
@@ -92,7 +92,8 @@ def load_eval_runs(run_ids: Sequence[str]) -> list[Run]:
             )
         if run.manifest.status != "done":
             raise InputError(
-                f"Run {run.id} is {run.manifest.status}, not done.",
+                f"Run {run.id} {status_phrase(run.manifest.status)}; only finished (done) "
+                "runs can be reported.",
                 found=run.manifest.error or "",
                 fix="pick a finished evaluation run",
             )

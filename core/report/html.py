@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.charts.comparison import comparison_figure, ragas_comparison_figure
-from core.evaluation.lexical import tuned_first_order
 from core.evaluation.seen import seen_display
 from core.evaluation.verdict import method_text
+from core.formatting import count_text
 from core.report.comparison import HEADLINE_METRICS, _run_label, _short
+from core.report.flips import CSS as FLIPS_CSS
+from core.report.flips import flips_html as _flips_html
 from core.report.redaction import redact, scrub_text
 from core.report.tables import (
     delta_sentences,
@@ -29,6 +31,7 @@ from core.report.tables import (
     ragas_display_table,
 )
 from core.runs.folders import Run, load_run
+from core.runs.labels import HIDDEN_SUMMARY_KEYS, parent_label, summary_label
 from core.runs.lineage import lineage_chain, lineage_of
 from core.text import cut_at_word
 
@@ -38,9 +41,6 @@ if TYPE_CHECKING:
     from core.evaluation.results import RetrievalEvalResult
     from core.rag.results import RagasEvalResult
     from core.report.comparison import Comparison
-
-
-MAX_FLIPS = 50  # flipped questions listed per side in the HTML (all of them are in flips.json)
 
 
 _CSS = """
@@ -55,6 +55,7 @@ padding:.4em .8em;margin:.4em 0}.caption{color:#555;font-size:.9em}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
 details{margin:.3em 0}code{font-size:.9em}.gold{background:#e6f4e6}
 ol.top{margin:.2em 0;padding-left:1.6em}
+details.all>summary{cursor:pointer;color:#335}
 """
 
 
@@ -105,17 +106,21 @@ class _Figures:
 
 
 def _summary_text(summary: Mapping[str, Any], most: int = 8) -> str:
-    """A run's summary as 'key: value' pairs (numbers rounded, long values shortened at a word),
-    never raw JSON cut mid-string."""
+    """A run's summary as 'label: value' pairs in words (core.runs.labels; numbers rounded, a
+    list of numbers listed, long values shortened at a word, job bookkeeping left out), never
+    raw JSON cut mid-string."""
+    shown = [(k, v) for k, v in summary.items() if k not in HIDDEN_SUMMARY_KEYS]
     parts = []
-    for key, value in list(summary.items())[:most]:
+    for key, value in shown[:most]:
         if isinstance(value, float):
             value = f"{value:.4g}"
+        elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+            value = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
         elif isinstance(value, (dict, list)):
-            value = f"{len(value)} item(s)"
+            value = count_text(len(value), "item")
         text = str(value)
-        parts.append(f"{key}: {cut_at_word(text, 60)}")
-    more = len(summary) - most
+        parts.append(f"{summary_label(key)}: {cut_at_word(text, 60)}")
+    more = len(shown) - most
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
@@ -132,7 +137,9 @@ def _lineage_html(run_ids: Sequence[str], lineage: Sequence[Run]) -> str:
                 "name": r.manifest.name,
                 "status": r.manifest.status,
                 "created": r.manifest.created_at[:19],
-                "parents": ", ".join(f"{k}: {v}" for k, v in r.manifest.parents.items()),
+                "parents": ", ".join(
+                    f"{parent_label(k)}: {v}" for k, v in r.manifest.parents.items()
+                ),
                 "summary": _summary_text(redact(r.manifest.summary)),
             }
             for r in lineage
@@ -145,62 +152,6 @@ def _lineage_html(run_ids: Sequence[str], lineage: Sequence[Run]) -> str:
             f"<details><summary>{_e(run.kind)} <code>{_e(run.id)}</code> · {_e(run.manifest.name)}"
             f"</summary>{_json_block(run.manifest.config)}</details>"
         )
-    return "".join(parts)
-
-
-def _flips_html(result: RetrievalEvalResult) -> str:
-    comparisons = result.flips.get("comparisons", [])
-    if not comparisons:
-        return '<p class="caption">No flips: flips need a tuned model evaluated with the base.</p>'
-    texts = result.flips.get("texts", {})
-    base = result.flips.get("base", result.base_label)
-    parts = []
-
-    def ranked(ids: Sequence[str], gold: set[str]) -> str:
-        items = []
-        for cid in ids:
-            mark = "★ " if cid in gold else ""
-            css = ' class="gold"' if cid in gold else ""
-            items.append(
-                f"<li{css}>{mark}<code>{_e(cid)}</code> {_e(cut_at_word(texts.get(cid, ''), 160))}</li>"
-            )
-        return f'<ol class="top">{"".join(items)}</ol>'
-
-    order = tuned_first_order([c.get("model", "") for c in comparisons], result.models)
-    for comp in (comparisons[n] for n in order):  # tuned vs base first, as the verdict
-        dim = "—" if comp.get("dim") is None else f"{comp['dim']}d"
-        k = comp.get("k", result.flips.get("k", 5))
-        parts.append(
-            f"<h4>{_e(comp['model'])} vs {_e(base)} at {_e(dim)}, hit@{k}: "
-            f"{len(comp['gained'])} gained, {len(comp['lost'])} lost</h4>"
-        )
-        for side, title in (
-            ("gained", f"Base miss → {comp['model']} hit"),
-            ("lost", f"Base hit → {comp['model']} miss"),
-        ):
-            rows = comp[side]
-            parts.append(f"<h5>{_e(title)} ({len(rows)})</h5>")
-            if not rows:
-                parts.append('<p class="caption">None.</p>')
-                continue
-            body = []
-            for row in rows[:MAX_FLIPS]:
-                gold = set(row["gold_ids"])
-                body.append(
-                    "<tr>"
-                    f"<td>{_e(row['question'])}<br><span class='caption'>{_e(row['query_id'])}</span></td>"
-                    f"<td class='num'>{_e(row['base_rank'] or '>100')} → {_e(row['model_rank'] or '>100')}</td>"
-                    f"<td>{ranked(row['base_top'], gold)}</td>"
-                    f"<td>{ranked(row['model_top'], gold)}</td>"
-                    "</tr>"
-                )
-            parts.append(
-                "<table><thead><tr><th>question</th><th>gold rank base → tuned</th>"
-                f"<th>{_e(base)} top {k}</th><th>{_e(comp['model'])} top {k}</th></tr></thead>"
-                f"<tbody>{''.join(body)}</tbody></table>"
-            )
-            if len(rows) > MAX_FLIPS:
-                parts.append(f'<p class="caption">{len(rows) - MAX_FLIPS} more in flips.json.</p>')
     return "".join(parts)
 
 
@@ -261,13 +212,7 @@ def _retrieval_html(
     parts.append(_table(headline.drop(columns=["run"]), numeric=HEADLINE_METRICS))
     parts.append(figures.div(metric_vs_dim_figure(result.metrics, "ndcg@10")))
     if not result.deltas.empty:
-        parts.append("<h3>Tuned vs base: deltas</h3>")
-        # The warnings go below the table, once each: in a column they wrap a word a line.
-        table = deltas_table(result)
-        warnings = list(dict.fromkeys(w for w in table.get("warning", []) if w))
-        shown = table.drop(columns=["warning"], errors="ignore")
-        parts.append(_table(shown, numeric=("base", "tuned", "delta")))
-        parts.extend(f"<div class='warn'>{_e(w)}</div>" for w in warnings)
+        parts.append(_deltas_html(result))
         parts.append(figures.div(delta_bars_figure(result.deltas, "ndcg@10")))
     parts.append(_ship_html(result, figures))
     if not result.tradeoff.empty:
@@ -300,6 +245,35 @@ def _retrieval_html(
     return "".join(parts)
 
 
+def _deltas_html(result: RetrievalEvalResult) -> str:
+    """The primary metric's deltas (the verdict's rows) in the open, its warnings below, and
+    every headline metric's deltas in a folded table: all kept (a report is an archive), the
+    long table folded (it alone was ~4,800 px on an evaluation with BM25 and hybrids)."""
+    # The warnings go below their table, once each: in a column they wrap a word a line.
+    # The primary metric may be one outside the headline four (any metric@k can be chosen).
+    table = deltas_table(result, tuple(dict.fromkeys((result.primary_metric, *HEADLINE_METRICS))))
+    is_primary = table["metric"] == result.primary_metric
+    warned = table.get("warning", pd.Series("", index=table.index)).fillna("")
+    primary_warnings = list(dict.fromkeys(w for w in warned[is_primary] if w))
+    other_warnings = [
+        w for w in dict.fromkeys(warned[~is_primary]) if w and w not in primary_warnings
+    ]
+    shown = table.drop(columns=["warning"], errors="ignore")
+    numeric = ("base", "tuned", "delta")
+    metrics = ", ".join(dict.fromkeys(shown["metric"]))
+    parts = [
+        f"<h3>Tuned vs base: deltas of {_e(result.primary_metric)}, the verdict's metric</h3>",
+        _table(shown[is_primary], numeric=numeric),
+        *(f"<div class='warn'>{_e(w)}</div>" for w in primary_warnings),
+        f"<details class='all deltas'><summary>All deltas ({len(shown)} rows: {_e(metrics)} "
+        "at every dimension)</summary>",
+        _table(shown, numeric=numeric),
+        *(f"<div class='warn'>{_e(w)}</div>" for w in other_warnings),
+        "</details>",
+    ]
+    return "".join(parts)
+
+
 def _verdict_html(result: RetrievalEvalResult) -> str:
     """The headlines in the page's order (tuned models first, then the hybrids, then BM25
     alone), each delta in a sentence, and how to read them ('' without a comparison)."""
@@ -308,6 +282,8 @@ def _verdict_html(result: RetrievalEvalResult) -> str:
         return ""
     parts = ["<h3>Verdict</h3>"]
     parts.extend(f"<p><b>{_e(h.text)}</b></p>" for h in result.headlines())
+    if result.levers_text():
+        parts.append(f"<p><b>{_e(result.levers_text())}</b></p>")
     if result.bm25_line():
         parts.append(f"<p>{_e(result.bm25_line())}</p>")
     parts.extend(f"<p>{_e(line)}</p>" for line in result.rerank_lines())
@@ -320,7 +296,7 @@ def _verdict_html(result: RetrievalEvalResult) -> str:
 
 
 def _ship_html(result: RetrievalEvalResult, figures: _Figures) -> str:
-    """What to ship: the recommendation, the frontier chart and every cell."""
+    """What to ship: the recommendation, the frontier chart and every cell (folded)."""
     from core.charts.frontier import frontier_figure
     from core.evaluation.frontier import frontier_display, ship_caption
 
@@ -333,7 +309,10 @@ def _ship_html(result: RetrievalEvalResult, figures: _Figures) -> str:
         "<h3>What to ship: model, dimension and precision</h3>"
         f"<p><b>{_e(recommendation.text)}</b></p>"
         + figures.div(frontier_figure(result.frontier, result.primary_metric, picked))
+        + f"<details class='all'><summary>Every cell ({len(shown)} rows: model, dimension and "
+        "precision)</summary>"
         + _table(shown)
+        + "</details>"
         + f"<p class='caption'>{_e(ship_caption(result.frontier, result.primary_metric, result.frontier_tolerance))}</p>"
         + "".join(f"<p class='caption'>Hybrid {_e(n)}.</p>" for n in result.hybrid_notes())
     )
@@ -461,7 +440,7 @@ def render_html(comparison: Comparison, title: str, created_at: str) -> str:
     page_body = scrub_text("\n".join(body))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_e(title)}</title><style>{_CSS}</style>"
+        f"<title>{_e(title)}</title><style>{_CSS}{FLIPS_CSS}</style>"
         "<script type='text/javascript'>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script>"
         f"</head><body>\n{page_body}\n</body></html>\n"

@@ -13,6 +13,7 @@ from typing import Any
 from core.embeddings import model_card_path
 from core.finetune.model_card import END, START, _corpus_id, extend_card
 from core.questions.sources import sources_text, structure_only_caution
+from core.rerankers import validation_verdict
 from core.runs.folders import Run, write_text_atomic
 
 
@@ -26,6 +27,7 @@ def reranker_protocol(run: Run, metrics: dict[str, Any], warnings: list[str]) ->
     start, top = cfg.get("start", {}), metrics.get("rerank_top")
     miner = cfg.get("miner", {})
     retriever, before, after = (metrics.get(k, {}) for k in ("retriever", "before", "after"))
+    verdict = validation_verdict(retriever.get("ndcg@10"), after.get("ndcg@10"), top)
     lines = [
         START,
         "",
@@ -68,6 +70,7 @@ def reranker_protocol(run: Run, metrics: dict[str, Any], warnings: list[str]) ->
         "but this table; report the test split from ragbench's Retrieval eval (retrieve, then "
         "rerank, with intervals and paired tests) as the result.",
         "",
+        *([verdict, ""] if verdict else []),
         "### Cautions and guard-rail warnings",
         "",
     ]

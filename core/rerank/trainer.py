@@ -20,12 +20,13 @@ Heavy libraries (torch, sentence_transformers, datasets) are imported inside fun
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,7 +175,11 @@ def _train(run: Run, cfg: RerankerConfig, emit: Callable) -> str:
     data = prepare_data(cfg.qa_run_id, cfg.source_weights, cfg.seed)
     setup = _set_up(cfg, data, emit)
     emit({"event": "phase", "message": "evaluating the reranker before training"})
-    start = parse_rerank_metrics(setup.evaluator(setup.model))
+    try:
+        with _stoppable(setup.model, lambda: stop_requested(run.path)):
+            start = parse_rerank_metrics(setup.evaluator(setup.model))
+    except ValidationStopped:
+        return _stopped_before_training(run, emit)
     metrics = _start_metrics(setup, start)
     run.write_json(METRICS_FILE, metrics)
     emit({"event": "eval", "phase": "base", "epoch": 0, "step": 0, METRIC: rerank_headline(start)})
@@ -206,14 +211,39 @@ def _train(run: Run, cfg: RerankerConfig, emit: Callable) -> str:
     )
     run.set_status("running", warnings=setup.warnings, device=setup.device, sources=data.sources)
     if stop_requested(run.path):
-        run.set_status("stopped", error="Stopped before training started; no model was saved.")
-        emit({"event": "end", "status": "stopped"})
-        return "stopped"
+        return _stopped_before_training(run, emit)
     emit({"event": "phase", "message": "training"})
     trainer.train()
     status = "stopped" if callback.stopped else "done"
     _finish(run, setup, trainer, callback, metrics, status, emit)
     return status
+
+
+class ValidationStopped(Exception):
+    """A stop asked for while the untrained reranker was being validated."""
+
+
+@contextlib.contextmanager
+def _stoppable(model: Any, should_stop: Callable[[], bool]) -> Iterator[None]:
+    """Within it, every batch the cross-encoder scores first checks `should_stop` and raises
+    ValidationStopped (a forward pre-hook): a Stop is honoured within one batch, not after the
+    whole validation (the evaluator scores every question's candidates in one predict call)."""
+
+    def check(*_: Any) -> None:
+        if should_stop():
+            raise ValidationStopped
+
+    handle = model.register_forward_pre_hook(check)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _stopped_before_training(run: Run, emit: Callable) -> str:
+    run.set_status("stopped", error="Stopped before training started; no model was saved.")
+    emit({"event": "end", "status": "stopped"})
+    return "stopped"
 
 
 def _start_metrics(setup: _Setup, start: dict[str, dict[str, float]]) -> dict[str, Any]:

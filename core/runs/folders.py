@@ -33,6 +33,20 @@ RunKind = Literal[
 
 RunStatus = Literal["pending", "running", "done", "failed", "stopped"]
 
+_STATUS_PHRASES = {
+    "pending": "has not started",
+    "running": "is still running",
+    "done": "is done",
+    "failed": "failed",
+    "stopped": "was stopped",
+}
+
+
+def status_phrase(status: str) -> str:
+    """A run's status as the verb of a sentence: 'Run X failed', 'Run X is still running'
+    (never 'Run X is failed')."""
+    return _STATUS_PHRASES.get(status, f"is {status}")
+
 
 RUN_MODEL_DIR = "model"  # a model run's saved sentence-transformers folder
 

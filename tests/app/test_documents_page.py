@@ -148,3 +148,27 @@ def test_pressing_build_again_selects_the_existing_run_and_makes_no_copy():
         for i in at.info
     ), [i.value for i in at.info]
     assert at.selectbox(key="docs_corpus_pick").value == first.id
+
+
+def test_with_no_new_upload_the_page_says_so_instead_of_an_add_0_files_button():
+    """Issue 26: a disabled 'Add the 0 new uploaded file(s)' button. Nothing uploaded, or only
+    files the run holds: a sentence and no button; a new file: the button, counted in words."""
+    owls = UploadedFile("a.txt", b"Alpha text about owls. " * 20)
+    build_corpus([owls])
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "docs_add"]
+    captions = [c.value for c in at.caption]
+    assert "To add documents to this corpus, upload them under 1. Build a corpus." in captions
+
+    at.file_uploader(key="docs_upload").upload(owls.name, owls.data, "text/plain").run()
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "docs_add"]
+    assert "The uploaded file is already in this corpus run." in [c.value for c in at.caption]
+
+    at.file_uploader(key="docs_upload").upload("b.txt", b"Beta text on bees. " * 20, "text/plain")
+    at.run()
+    assert not at.exception
+    add = at.button(key="docs_add")
+    assert add.label == "Add the 1 new uploaded file to this corpus (new run)"
+    assert not add.disabled

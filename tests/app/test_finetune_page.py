@@ -308,3 +308,22 @@ def test_the_reranker_section_says_the_offline_start_is_weak_and_starts_a_job(ap
     )
     app.text_input(key="ft_rr_start").set_value("run:nope").run()
     assert any("nope" in e.value for e in app.error)
+
+
+def test_the_model_run_picker_shows_the_status_the_run_has_now(app):
+    """Issue 26: the picker read '· running ·' while the box below it said 'Done.'. For a pick
+    that did not change, Streamlit leaves the browser showing the label it sent last, unless
+    the page sends the value (and so its label) again."""
+    _, qa = make_qa_run(n_chunks=40)
+    run = finished_model_run(qa.id, status="running")
+    open_page(app)
+    assert " · running · " in app.selectbox(key="ft_run_id").options[0]
+
+    run.set_status("done")  # the job ends
+    app.run()
+    assert not app.exception
+    assert any("Done" in s.value for s in app.success)
+    picker = app.selectbox(key="ft_run_id")
+    assert picker.value == run.id and picker.options[0].startswith("tuned · done · ")
+    # What the browser shows: Streamlit sends the picked label only with set_value.
+    assert picker.proto.set_value and picker.proto.raw_value == picker.options[0]

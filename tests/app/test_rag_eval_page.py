@@ -135,3 +135,34 @@ def test_without_reference_answers_nothing_uncomputable_is_preselected_nor_a_jud
     assert any("no judge is called for the chosen metrics" in c.value for c in at.caption)
     at.multiselect(key="rag_metrics").set_value([*chosen, "semantic_similarity"]).run()
     assert any("every sample would be skipped" in w.value for w in at.warning)
+
+
+def test_a_reranker_of_this_question_set_can_answer_too(app, monkeypatch):
+    """Issue 29: a reranker can sit between retrieval and the answer; the page offers the
+    rerankers trained on this question set and sends the choice with the request."""
+    from tests.app.test_retrieval_eval_page import _reranker_run
+    from tests.support.faq import faq_corpus, faq_items, faq_qa
+
+    items = faq_items(6)
+    qa = faq_qa(faq_corpus("faq", items), "faq qa", items)
+    reranker = _reranker_run(qa.id, "weak reranker", after=0.16)
+    started = []
+
+    def fake_start(request, *_):  # noqa: ANN001, ANN002, ANN202
+        from core.runs.folders import create_run
+
+        started.append(request)
+        return create_run("ragas_eval", name="x")
+
+    monkeypatch.setattr("core.rag.job.start_rag_eval", fake_start)
+    at = open_page(app)
+    assert not at.exception, at.exception
+    picker = at.selectbox(key=f"rag_reranker_{qa.id}")
+    assert picker.options == ["no reranker", "weak reranker · done"]
+    picker.set_value(reranker.id).run()
+    assert any("worse than the miner itself" in w.value for w in at.warning)
+    at.button(key="rag_run").click().run()
+    assert not at.exception, at.exception
+    (request,) = started
+    assert request.reranker == f"run:{reranker.id}"
+    assert request.labels[-1] == "base + reranker"

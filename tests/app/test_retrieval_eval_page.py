@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import time
 
@@ -208,3 +209,79 @@ def test_a_cross_fitted_result_shows_its_fold_spread(app, finished_eval):
     texts = " ".join(x.value for x in [*app.success, *app.info, *app.error])
     assert "What this judges: the recipe" in texts
     assert "Δ ndcg@10 at 384d runs from -0.020 to +0.040" in texts
+
+
+def _reranker_run(qa_id: str, name: str, after: float, retriever: float = 0.75):
+    """A finished reranker run with a one-score cross-encoder's config (no weights: the page
+    only lists it; nothing here loads it)."""
+    from core.embeddings import run_model_dir
+
+    run = create_run("reranker", name=name, config={"rerank_top": 50}, parents={"qa": qa_id})
+    folder = run_model_dir(run)
+    folder.mkdir(parents=True)
+    config = {"architectures": ["BertForSequenceClassification"], "num_labels": 1}
+    (folder / "config.json").write_text(json.dumps(config))
+    run.set_status("done", **{"ndcg@10_retriever": retriever, "ndcg@10_after": after})
+    return run
+
+
+def test_rerankers_of_this_question_set_can_be_evaluated_and_a_weak_one_is_flagged(
+    app, qa_run, monkeypatch
+):
+    other = faq_qa(faq_corpus("other", faq_items(12)), "other qa", faq_items(12))
+    weak = _reranker_run(qa_run.id, "weak reranker", after=0.16)
+    foreign = _reranker_run(other.id, "another set's reranker", after=0.9)
+    started = []
+    monkeypatch.setattr(
+        "core.evaluation.job.start_retrieval_eval",
+        lambda config, *_: started.append(config) or create_run("retrieval_eval", name="x"),
+    )
+    app.run()
+    app.switch_page(PAGE).run()
+    app.selectbox(key="reval_qa").set_value(qa_run.id).run()
+    assert not app.exception, app.exception
+    picker = app.multiselect(key=f"reval_rerankers_{qa_run.id}")
+    assert picker.options == ["weak reranker · done"]  # never another question set's
+    assert foreign.id not in str(picker.options)
+    picker.set_value([weak.id]).run()
+    assert any("orders the miner's top 50 worse than the miner" in w.value for w in app.warning)
+    assert any("min per retriever reranked" in c.value for c in app.caption)
+    app.number_input(key="reval_rerank_top").set_value(20)
+    app.checkbox(key=f"reval_few_{qa_run.id}_test").check().run()
+    app.button(key="reval_run").click().run()
+    assert not app.exception, app.exception
+    (config,) = started
+    assert [r.ref for r in config.rerankers] == [weak.id] and config.rerank_top == 20
+
+
+def test_with_two_levers_the_page_says_which_helps_after_the_tuned_verdict(app, minilm, qa_run):
+    twin = ModelSpec("local", "minilm-twin")
+    models = {ModelSpec(): minilm, twin: JitteredModel(minilm)}
+    config = RetrievalEvalConfig(
+        qa_run_id=qa_run.id,
+        models=(ModelSpec(), twin),
+        dims=(384,),
+        include_bm25=True,
+        hybrid=True,
+        chroma_check=False,
+        frontier=False,
+        n_resamples=200,
+        n_permutations=500,
+    )
+    result = evaluate_retrieval(config, model_loader=models.__getitem__)
+    expected = result.levers_text()
+    assert expected.startswith("Which lever helps here")
+    assert "fine-tuning (" in expected and "fusion with BM25 (" in expected
+    from core.cli.render import retrieval_text
+    from core.report.html import _verdict_html
+
+    assert f"levers: {expected}" in retrieval_text(result)  # the CLI and the report say it too
+    assert html.escape(expected) in _verdict_html(result)
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    texts = [m.value for m in app.markdown]
+    shown = next(i for i, t in enumerate(texts) if "Which lever helps here" in t)
+    assert texts[shown] == f"**{expected}**"
+    boxes = [*app.success, *app.error, *app.info]
+    assert any("between minilm-twin and" in b.value for b in boxes)  # the tuned verdict too

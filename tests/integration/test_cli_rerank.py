@@ -45,3 +45,16 @@ def test_rerank_train_in_the_background_then_eval_retrieval_with_the_reranker(da
     assert ("BM25 + reranker", "BM25") in pairs
     evaluation = load_run(out["retrieval_eval_run"])
     assert evaluation.manifest.parents["reranker"] == run_id
+
+    # and in the RAG chain: the base model's top 10 reranked before the answer (issue 29)
+    answered = run_cli(
+        "rag-eval", qa.id, "--limit", "2", "--k", "2", "--reranker", f"run:{run_id}",
+        "--rerank-top", "10", data=data_root,
+    )  # fmt: skip
+    assert answered.returncode == 0, answered.stderr[-3000:]
+    ragas = load_run(json.loads(answered.stdout)["ragas_eval_run"])
+    rag_runs = {k: load_run(v) for k, v in ragas.manifest.parents.items() if k.startswith("rag_")}
+    reranked = rag_runs["rag_base + reranker"]
+    assert reranked.manifest.parents["reranker"] == run_id
+    assert reranked.manifest.config["reranker"] == f"run:{run_id}"
+    assert reranked.manifest.summary["n_answered"] == 2

@@ -95,15 +95,20 @@ def test_stop_leaves_a_usable_model_and_resume_finishes_from_the_checkpoint(
         qa_run_id=qa.id, base_model=ModelSpec("local", str(tiny_model)), epochs=2, batch_size=8
     )
     run = model_run(cfg)
-    calls = {"n": 0}
+    calls, started = {"n": 0}, {"yes": False}
 
     def stop_after_three_steps(run_path):
+        if not started["yes"]:  # the base model's validation asks before every batch
+            return False
         calls["n"] += 1  # call 1 is the check before training; then one per step
         return calls["n"] >= 4
 
+    def watch(event):
+        started["yes"] = started["yes"] or event["event"] == "start"
+
     real_stop_requested = core.finetune.trainer.stop_requested
     monkeypatch.setattr("core.finetune.trainer.stop_requested", stop_after_three_steps)
-    assert run_finetune(run) == "stopped"
+    assert run_finetune(run, on_event=watch) == "stopped"
 
     stopped = load_run(run.id)
     assert stopped.manifest.status == "stopped"
@@ -137,6 +142,56 @@ def test_stop_leaves_a_usable_model_and_resume_finishes_from_the_checkpoint(
     metrics = read_metrics(resumed.id)
     assert metrics["steps"] == 2 * 11  # 84 pairs / batch 8 = 11 steps per epoch
     assert metrics["base"] == base_before  # the base model is not re-evaluated on resume
+
+
+@pytest.mark.slow
+def test_a_stop_while_the_base_model_is_validated_ends_the_run_at_the_next_batch(
+    tiny_model, monkeypatch
+):
+    """Issue 26: a Stop while the base model was validated waited for the whole validation
+    (147 s on a real corpus) before the run ended. Now it ends at the next encoded batch:
+    stopped, no model, training never set up."""
+    import functools
+
+    import core.embeddings
+    from core.finetune.evaluator import build_evaluator
+    from core.runs.jobs import STOP_FILE
+
+    _, qa = make_qa_run(n_chunks=40)
+    cfg = FinetuneConfig(
+        qa_run_id=qa.id, base_model=ModelSpec("local", str(tiny_model)), epochs=1, batch_size=8
+    )
+    run = model_run(cfg)
+    batches = {"n": 0}
+
+    def count_and_stop_at_the_second_batch(_module, _args):
+        batches["n"] += 1
+        if batches["n"] == 2:  # the Stop button, pressed mid-validation
+            (run.path / STOP_FILE).write_text("stop", encoding="utf-8")
+
+    real_load_model = core.embeddings.load_model
+
+    def load_counting(*args, **kwargs):
+        model = real_load_model(*args, **kwargs)
+        model.register_forward_pre_hook(count_and_stop_at_the_second_batch)
+        return model
+
+    monkeypatch.setattr("core.embeddings.load_model", load_counting)
+    # Batches of 4: the 40-chunk corpus alone is 10 batches, so the validation has many.
+    monkeypatch.setattr(
+        "core.finetune.trainer.build_evaluator", functools.partial(build_evaluator, batch_size=4)
+    )
+
+    assert run_finetune(run) == "stopped"
+
+    assert batches["n"] == 2  # the batch after the stop never ran
+    manifest = load_run(run.id).manifest
+    assert manifest.status == "stopped"
+    assert manifest.error == "Stopped before training started; no model was saved."
+    events = read_progress(run.id)
+    assert not [e for e in events if e["event"] in ("eval", "start", "train_begin")]
+    assert (events[-1]["event"], events[-1]["status"]) == ("end", "stopped")
+    assert read_metrics(run.id) is None and not (run.path / "model").exists()
 
 
 def test_a_qa_run_without_training_questions_fails_with_message_and_hint():

@@ -4,6 +4,8 @@ against the base and against the retriever in one family, measured latency, save
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -56,7 +58,16 @@ def test_reranked_arms_equal_an_independent_reranking(minilm, tiny_reranker):
     corpus = faq_corpus("faq", items)
     qa = faq_qa(corpus, "faq questions", items)
     spec = RerankerSpec("local", str(tiny_reranker))
-    result = evaluate_retrieval(_config(qa.id, spec), model_loader=lambda _: minilm)
+    events = []
+    result = evaluate_retrieval(
+        _config(qa.id, spec), model_loader=lambda _: minilm, on_progress=events.append
+    )
+    # reranking was planned from the first event (the step count never grows), and says which
+    # arm it reranks
+    counts = {int(m.group(2)) for e in events if (m := re.search(r"\((\d+)/(\d+)\)", e.message))}
+    assert len(counts) == 1
+    assert any(f"reranking ({n}/" in e.message and "+ reranker (1/2)" in e.message
+               for e in events for n in range(1, 30))  # fmt: skip
 
     base, reranked = result.base_label, f"{result.base_label} + reranker"
     assert {m["label"] for m in result.models} >= {reranked, f"{BM25_LABEL} + reranker"}
@@ -115,6 +126,7 @@ def test_reranked_arms_equal_an_independent_reranking(minilm, tiny_reranker):
     assert saved.rerank_deltas is not None and len(saved.rerank_deltas) == len(result.rerank_deltas)
     lines = saved.rerank_lines()
     assert len(lines) == 2 and all("ms per question to rerank" in line for line in lines)
+    assert saved.levers_text() == ""  # reranking is the only lever evaluated here
     assert lines[0].startswith(f"Reranking the top {TOP} of {base} at 384d with cross-encoder")
 
 

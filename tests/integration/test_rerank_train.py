@@ -69,20 +69,46 @@ def test_a_reranker_trains_on_cpu_into_a_run_with_lineage_a_card_and_a_usable_mo
 def test_stop_ends_the_run_stopped_with_a_usable_reranker(monkeypatch):
     _, qa = make_qa_run(n_chunks=10, seed=7)
     run = create_reranker_run(RerankerConfig(qa_run_id=qa.id, num_negatives=2, **FAST))
-    calls = {"n": 0}
+    calls = {"n": 0, "started": False}
 
     def stop_after_two_steps(run_path):
+        if not calls["started"]:
+            return False  # validation checks before each question; not counted here
         calls["n"] += 1  # call 1 is the check before training; then one per step
         return calls["n"] >= 3
 
+    def on_event(event):
+        calls["started"] |= event.get("event") == "start"
+
     monkeypatch.setattr("core.rerank.trainer.stop_requested", stop_after_two_steps)
-    assert run_rerank_train(run) == "stopped"
+    assert run_rerank_train(run, on_event=on_event) == "stopped"
     manifest = load_run(run.id).manifest
     assert manifest.status == "stopped" and manifest.summary["steps"] == 2
     assert "step 2 of 4" in manifest.error
     assert read_metrics(run.id)["stopped_early"] is True
     model = load_cross_encoder(RerankerSpec("run", run.id), device="cpu")
     assert pair_scorer(model)([("q", "p"), ("q", "r")]).shape == (2,)
+
+
+def test_a_stop_while_the_untrained_reranker_is_validated_ends_the_run_at_once(monkeypatch):
+    """The validation before training reranks every validation question's top N (minutes on
+    CPU for a real corpus): a Stop is honoured before the next batch, not after all."""
+    _, qa = make_qa_run(n_chunks=10, seed=7)
+    run = create_reranker_run(RerankerConfig(qa_run_id=qa.id, num_negatives=2, **FAST))
+    checks = {"n": 0}
+    events = []
+
+    def stop_at_the_second_batch(run_path):
+        checks["n"] += 1
+        return checks["n"] >= 2
+
+    monkeypatch.setattr("core.rerank.trainer.stop_requested", stop_at_the_second_batch)
+    assert run_rerank_train(run, on_event=events.append) == "stopped"
+    manifest = load_run(run.id).manifest
+    assert manifest.error == "Stopped before training started; no model was saved."
+    assert checks["n"] == 2  # one batch scored, then the stop
+    assert not [e for e in events if e.get("event") in ("eval", "start")]
+    assert not (run.path / "model").exists()
 
 
 def test_mining_never_picks_a_validation_or_test_chunk(minilm):

@@ -68,3 +68,16 @@ def test_a_model_stopped_in_the_warm_up_says_it_is_nearly_the_base_model():
         in at(2)
     )
     assert at(20).endswith("the one at the stop (step 20 of 30).")
+
+
+def test_a_warm_up_of_one_step_is_the_first_step_not_the_first_1_steps():
+    """Issue 26: 'inside the warm-up (the first 1 steps, ...)'."""
+    from types import SimpleNamespace
+
+    from core.finetune.config import FinetuneConfig
+    from core.finetune.trainer import stop_note
+
+    cfg = FinetuneConfig(qa_run_id="qa", warmup_ratio=0.1)
+    note = stop_note(SimpleNamespace(global_step=1, max_steps=10), cfg)  # warm-up: 1 step
+    assert "inside the warm-up (the first step, the learning rate rising from 0)." in note
+    assert "1 steps" not in note

@@ -359,3 +359,71 @@ def test_a_hybrid_retriever_fuses_dense_and_bm25_by_rank(tmp_path):
     assert len({s.retrieved_ids[0] for s in hybrid}) > 1
     found = [sum(s.gold_rank is not None for s in samples) for samples in (dense, hybrid)]
     assert found[1] > found[0]
+
+
+def test_a_reranked_retriever_reorders_its_top_n_before_keeping_k(tmp_path):
+    """RAG can answer with a reranker between retrieval and the answer: the retriever's top N
+    reordered by the cross-encoder's scores (here a word-overlap scorer anyone can check), then
+    the top k kept; the run records the reranker among its parents and in its config."""
+    qa_id, chunks = make_runs()
+
+    class Blind(FakeEncoder):
+        """A dense model that ranks every chunk the same: only the reranker can tell."""
+
+        def encode(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            return np.ones((len(texts), self.dim), dtype=np.float32)
+
+    def overlap(pairs):  # noqa: ANN001, ANN202
+        words = [(set(re.findall(r"\w+", q.lower())), set(re.findall(r"\w+", p.lower())))
+                 for q, p in pairs]  # fmt: skip
+        return np.array([float(len(q & p)) for q, p in words])
+
+    encoder = Blind()
+    llm = LLM(ScriptedBackend(answer_from_context), cache_dir=tmp_path / "cache")
+    common = {
+        "llm": llm,
+        "encode": model_query_encoder(encoder),
+        "search": fake_search(chunks, encoder),
+        "retriever_label": "base",
+    }
+    dense = load_samples(generate_answers(qa_id, config=RagConfig(k=1), **common).id)
+    reranker = create_run("reranker", name="a reranker", parents={"qa": qa_id})
+    config = RagConfig(k=1, reranker=f"run:{reranker.id}", rerank_top=10)
+    run = generate_answers(qa_id, config=config, rerank=overlap, **common)
+    reranked = load_samples(run.id)
+    assert len({s.retrieved_ids[0] for s in dense}) == 1
+    texts = {c.id: c.text for c in chunks}
+    for sample in reranked:  # the kept passage is the best by the scorer among all chunks
+        best = max(overlap([(sample.user_input, t) for t in TEXTS]))
+        assert overlap([(sample.user_input, texts[sample.retrieved_ids[0]])])[0] == best
+        assert len(sample.retrieved_ids) == 1
+    found = [sum(s.gold_rank is not None for s in samples) for samples in (dense, reranked)]
+    assert found[1] > found[0]
+    saved = load_run(run.id)
+    assert saved.manifest.parents["reranker"] == reranker.id
+    assert saved.manifest.config["reranker"] == f"run:{reranker.id}"
+    assert saved.manifest.config["rerank_top"] == 10
+
+
+def test_a_rag_request_adds_the_last_model_reranked():
+    from core.embeddings import ModelSpec
+    from core.rag.job import RagEvalRequest, retriever_choices
+    from core.rag.metrics import RagasConfig
+
+    request = RagEvalRequest(
+        qa_run_id="qa-x",
+        base=ModelSpec(),
+        tuned=ModelSpec("run", "model-x"),
+        hybrid=True,
+        rag_config=RagConfig(),
+        ragas_config=RagasConfig(),
+        reranker="run:reranker-x",
+    )
+    assert request.labels == ["base", "tuned", "tuned + BM25", "tuned + reranker"]
+    assert RagEvalRequest.from_dict(request.to_dict()) == request
+    choices = retriever_choices(request, lambda spec: spec.label)
+    assert [c.label for c in choices] == request.labels
+    assert choices[-1].reranker == "run:reranker-x" and choices[-1].spec == request.tuned
+    assert not choices[-1].hybrid and choices[2].reranker == ""
+    with pytest.raises(ConfigError, match="Rerank top 5 is outside"):
+        RagConfig(reranker="run:reranker-x", rerank_top=5)

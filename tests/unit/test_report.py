@@ -407,7 +407,7 @@ def test_only_finished_evaluation_runs_can_be_reported(world):
         build_report([world["qa"]])
     failed = create_run("retrieval_eval", name="broken", parents={"qa": world["qa"]})
     failed.set_status("failed", error="boom")
-    with pytest.raises(InputError, match="is failed, not done"):
+    with pytest.raises(InputError, match=r"failed; only finished \(done\) runs can be"):
         compare_runs([failed.id])
     with pytest.raises(InputError, match="No evaluation run"):
         compare_runs([])
@@ -465,5 +465,85 @@ def test_the_report_lists_summaries_in_words_and_warnings_below_their_table(repo
     text = _summary_text(
         {"n_queries": 15, "ndcg": 0.81234, "models": ["a", "b"], "note": "w " * 50}
     )
-    assert text.startswith("n_queries: 15; ndcg: 0.8123; models: 2 item(s); note: w w")
+    assert text.startswith("questions: 15; ndcg: 0.8123; models: 2 items; note: w w")
     assert text.endswith(" …")
+
+
+def test_the_lineage_names_summary_figures_and_parents_in_words_not_keys(world_dir, report):
+    """Issue 26: the lineage showed the manifest's keys (n_queries, qa_run_id, pid, ...)."""
+    import re
+
+    from core.report.html import _summary_text
+
+    summary = {
+        "pid": 4242,
+        "pid_started": 1.5,
+        "job_module": "core.finetune.job",
+        "n_chunks": 248,
+        "qa_run_id": "qa-1",
+        "parent_ids": ["a", "b"],
+        "ndcg_at_10": {"base": 0.5},
+        "dims": [384, 128],
+    }
+    assert _summary_text(summary) == (
+        "chunks: 248; qa run: qa-1; parents: 2 items; ndcg@10: 1 item; dimensions: 384, 128"
+    )
+    _, ids, _ = world_dir
+    lineage = report.html[report.html.index("<h2>Lineage") : report.html.index("<h3>Configs")]
+    assert f"question set: {ids['qa']}" in lineage and f"corpus: {ids['corpus']}" in lineage
+    assert "questions: 15" in lineage
+    # no snake_case key before a colon in the table (ids like 'corpus-2026…' have no colon)
+    assert re.findall(r"\b[a-z]+_[a-z_]+: ", lineage) == []
+
+
+def test_the_report_folds_the_full_deltas_and_each_flip_and_keeps_every_row(world_dir, report):
+    """Issue 26: the report of an evaluation with BM25 and hybrids was ~29,700 px tall, mostly
+    the deltas table and the flipped questions' top-5 lists. The primary metric's deltas stay
+    open; every delta is in a folded table; each flipped question folds to one line. A report
+    is an archive: folded, nothing dropped."""
+    import re
+
+    from core.report.flips import MAX_FLIPS
+
+    _, ids, _ = world_dir
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAGBENCH_DATA_DIR", str(world_dir[0]))
+        result = load_retrieval_eval(ids["eval"])
+    page = report.html
+
+    def rows(fragment: str) -> list[tuple[str, str, str]]:
+        """(model, metric, 95% CI) of each body row of the tables in `fragment`."""
+        found = re.findall(r"<tr>(.*?)</tr>", fragment)
+        cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in found]
+        return [(html.unescape(c[0]), c[2], c[7]) for c in cells if c]
+
+    start = page.index("<h3>Tuned vs base: deltas of ndcg@10, the verdict's metric</h3>")
+    fold = page.index("<details class='all deltas'>", start)
+    (folded,) = re.findall(r"<details class='all deltas'>(.*?)</details>", page, re.S)
+    wanted = result.deltas[result.deltas["metric"].isin(HEADLINE_METRICS)]
+    every = [
+        (m, k, f"[{fmt(lo, True)}, {fmt(hi, True)}]")
+        for m, k, lo, hi in zip(
+            wanted["model"], wanted["metric"], wanted["ci_low"], wanted["ci_high"], strict=True
+        )
+    ]
+    assert sorted(rows(folded)) == sorted(every)  # every delta row, nothing lost
+    assert folded.startswith(f"<summary>All deltas ({len(wanted)} rows: ")
+    opened = rows(page[start:fold])  # outside any <details>
+    assert opened and sorted(opened) == sorted(r for r in every if r[1] == "ndcg@10")
+    assert "<details" not in page[start:fold]
+
+    flips = re.findall(r"<details class='flip'>(.*?)</details>", page, re.S)
+    comparisons = result.flips["comparisons"]
+    flipped = [r for c in comparisons for side in ("gained", "lost") for r in c[side][:MAX_FLIPS]]
+    assert flipped and len(flips) == len(flipped)
+    assert all(f.count('<ol class="top">') == 2 for f in flips)  # both lists, folded
+    assert page.count('<ol class="top">') == 2 * len(flips)  # and none outside a fold
+    for row, flip in zip(flipped[:3], flips, strict=False):
+        summary = flip[: flip.index("</summary>")]
+        assert html.escape(row["question"]) in summary
+        assert f"gold rank {row['base_rank'] or '>100'} → {row['model_rank'] or '>100'}" in (
+            html.unescape(summary)
+        )
+    assert page.count("<details class='comparison' open>") == 1  # tuned vs base, first
+    assert page.count("<details class='comparison'") == len(comparisons)

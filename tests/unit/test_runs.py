@@ -213,3 +213,30 @@ def test_an_interrupted_stage_is_stopped_with_a_readable_reason_not_an_exception
         raise ValueError("bad value")
     assert load_run(failed.id).manifest.status == "failed"
     assert load_run(failed.id).manifest.error == "ValueError: bad value"
+
+
+def test_a_failed_or_stopped_run_is_named_in_a_sentence_that_reads_right(data_root):
+    """Issue 26: 'Model run X is failed'. Each status reads as a verb: failed, was stopped,
+    is still running, has not started."""
+    from core.embeddings import ModelSpec, resolve_model_path
+    from core.errors import ConfigError, InputError
+    from core.finetune.control import resume_finetune
+    from core.report.comparison import compare_runs
+    from core.runs.folders import status_phrase
+
+    model = create_run("model")
+    model.set_status("failed", error="boom")
+    with pytest.raises(ConfigError) as caught:
+        resolve_model_path(ModelSpec("run", model.id))
+    assert str(caught.value).startswith(f"Model run {model.id} failed; it has no finished model.")
+    evaluation = create_run("retrieval_eval")
+    evaluation.set_status("stopped")
+    with pytest.raises(InputError) as caught:
+        compare_runs([evaluation.id])
+    assert str(caught.value).startswith(
+        f"Run {evaluation.id} was stopped; only finished (done) runs can be reported."
+    )
+    model.set_status("running")
+    with pytest.raises(RunError, match=f"Run {model.id} is still running; only a stopped"):
+        resume_finetune(model.id)
+    assert [status_phrase(s) for s in ("pending", "done")] == ["has not started", "is done"]
