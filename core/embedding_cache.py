@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from core.formatting import count_text
+
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "RAGBENCH_EMBEDDING_CACHE"  # "0", "false" or "off" turns the cache off
@@ -140,10 +142,12 @@ class CacheUsage:
 
 
 def usage_text(usage: CacheUsage) -> str:
-    """'Embedding cache: 12.4 MB for 2 model(s) in /data/cache/embeddings', for pages and the CLI."""
+    """'Embedding cache: 12.4 MB for 2 models and prompts in /data/cache/embeddings', for pages
+    and the CLI."""
     size = usage.bytes / 1e6
     return (
-        f"Embedding cache: {size:.1f} MB for {usage.models} model(s) and prompt(s) in {usage.path}"
+        f"Embedding cache: {size:.1f} MB for "
+        f"{count_text(usage.models, 'model and prompt', 'models and prompts')} in {usage.path}"
         if usage.files
         else f"Embedding cache: empty ({usage.path})"
     )

@@ -257,24 +257,42 @@ def check_rerank_top(top: int) -> int:
     return int(top)
 
 
+def validation_worse(retriever: Any, after: Any) -> bool:
+    """Whether a trained reranker's validation ndcg@10 is below its miner's own order."""
+    figures = (retriever, after)
+    return all(isinstance(v, (int, float)) for v in figures) and float(after) < float(retriever)
+
+
 def validation_verdict(retriever: Any, after: Any, top: Any = DEFAULT_RERANK_TOP) -> str:
     """One sentence on a trained reranker's validation: whether reranking the miner's top N
     with it beat the miner's own order (ndcg@10), '' when either figure is missing. A reranker
     that orders worse than its retriever would lower retrieval wherever it is used."""
     if not isinstance(retriever, (int, float)) or not isinstance(after, (int, float)):
         return ""
-    if after < retriever:
+    if validation_worse(retriever, after):
         return (
             f"On validation this reranker orders the miner's top {top} worse than the miner "
             f"itself (ndcg@10 {after:.3f} against {retriever:.3f}): reranking with it would "
             "lower retrieval. Train it longer or on more questions, or start from a "
             "cross-encoder already trained for ranking."
         )
+    word = "no better than" if after == retriever else "better than"
     return (
-        f"On validation this reranker orders the miner's top {top} better than the miner "
-        f"itself (ndcg@10 {after:.3f} against {retriever:.3f}); the test split is judged by "
-        "Retrieval eval."
+        f"On validation this reranker orders the miner's top {top} {word} the miner itself "
+        f"(ndcg@10 {after:.3f} against {retriever:.3f}); the test split is judged by Retrieval "
+        "eval."
     )
+
+
+def reranker_warning(run: Any) -> str:
+    """A finished reranker run's validation verdict when it orders worse than its miner, else
+    '' (what the pickers and the Fine-tune page's list warn with)."""
+    summary = run.manifest.summary
+    retriever, after = summary.get("ndcg@10_retriever"), summary.get("ndcg@10_after")
+    if not validation_worse(retriever, after):
+        return ""
+    top = run.manifest.config.get("rerank_top", DEFAULT_RERANK_TOP)
+    return validation_verdict(retriever, after, top)
 
 
 def finished_rerankers(qa_run_id: str) -> list[Any]:

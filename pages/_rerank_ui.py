@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import RagbenchError
+from core.formatting import count_text, duration_text
 from core.rerank.config import RerankerConfig, check_reranker_config
 from core.rerank.control import start_reranker, stop_reranker
 from core.rerankers import (
@@ -17,8 +18,8 @@ from core.rerankers import (
     RerankerSpec,
     finished_rerankers,
     parse_reranker,
+    reranker_warning,
     resolve_reranker,
-    validation_verdict,
 )
 from core.runs.folders import list_runs
 from pages._jobs_ui import ended_job, ended_notice, running_panel
@@ -66,17 +67,11 @@ def _finished_table() -> None:
         for r in runs
     ]
     st.caption("Validation ndcg@10 of the miner's top N, reranked (the test split is scored by "
-               "Retrieval eval, with `--reranker run:ID` on the command line):")  # fmt: skip
+               "Retrieval eval: its *Rerank* section, or `--reranker run:ID`):")  # fmt: skip
     st.dataframe(rows, hide_index=True, key=f"{KEY}_runs")
     for r in runs:
-        summary = r.manifest.summary
-        verdict = validation_verdict(
-            summary.get("ndcg@10_retriever"),
-            summary.get("ndcg@10_after"),
-            r.manifest.config.get("rerank_top", DEFAULT_RERANK_TOP),
-        )
-        if verdict and summary.get("ndcg@10_after", 0) < summary.get("ndcg@10_retriever", 0):
-            st.warning(f"{r.manifest.name or r.id}: {verdict}")
+        if warning := reranker_warning(r):
+            st.warning(f"{r.manifest.name or r.id}: {warning}")
 
 
 def reranker_ui() -> None:
@@ -106,10 +101,11 @@ def reranker_ui() -> None:
 
 
 def rerank_choice_ui(
-    qa_id: str, n_questions: int | None = None
+    qa_id: str, n_questions: int | None = None, n_retrievers: int = 1
 ) -> tuple[tuple[RerankerSpec, ...], int]:
     """The Retrieval eval's reranker choice: (rerankers trained on this question set to
-    evaluate, passages reranked per question). Nothing chosen: ((), default top)."""
+    evaluate, passages reranked per question). Nothing chosen: ((), default top).
+    `n_retrievers`: the retriever arms each reranker will reorder (for the time estimate)."""
     from core.evaluation.plan import RERANK_S_PER_PAIR
 
     runs = finished_rerankers(qa_id)
@@ -140,17 +136,16 @@ def rerank_choice_ui(
             key="reval_rerank_top",
         )
         if chosen and n_questions:
-            seconds = n_questions * int(top) * RERANK_S_PER_PAIR
+            pairs = n_retrievers * len(chosen) * n_questions * int(top)
+            seconds = pairs * RERANK_S_PER_PAIR
             st.caption(
-                f"About {seconds / 60:.0f} min per retriever reranked on 2 CPU cores "
-                f"({n_questions} questions × {int(top)} passages; a GPU is far faster)."
+                f"Reranking {count_text(n_retrievers, 'retriever')} × "
+                f"{count_text(len(chosen), 'reranker')} × {n_questions} questions × {int(top)} "
+                f"passages: {duration_text(seconds)} on 2 CPU cores (a GPU is far faster)."
             )
         for run in runs:
-            summary = run.manifest.summary
-            after, retriever = summary.get("ndcg@10_after"), summary.get("ndcg@10_retriever")
-            if run.id in chosen and isinstance(after, float) and isinstance(retriever, float):
-                if after < retriever:
-                    st.warning(f"{names[run.id]}: {validation_verdict(retriever, after)}")
+            if run.id in chosen and (warning := reranker_warning(run)):
+                st.warning(f"{names[run.id]}: {warning}")
     return tuple(RerankerSpec("run", rid) for rid in chosen), int(top)
 
 
@@ -170,8 +165,6 @@ def rag_reranker_ui(qa_id: str) -> str:
     )
     if chosen is None:
         return ""
-    summary = runs[[r.id for r in runs].index(chosen)].manifest.summary
-    after, retriever = summary.get("ndcg@10_after"), summary.get("ndcg@10_retriever")
-    if isinstance(after, float) and isinstance(retriever, float) and after < retriever:
-        st.warning(validation_verdict(retriever, after))
+    if warning := reranker_warning(runs[[r.id for r in runs].index(chosen)]):
+        st.warning(warning)
     return f"run:{chosen}"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import streamlit as st
 
@@ -322,6 +324,27 @@ def resend_label(key: str) -> None:
         st.session_state[key] = st.session_state[key]
 
 
+MARKDOWN_MARKS = set("\\`*_[]{}<>#|~$")
+
+
+def plain_markdown(text: str) -> str:
+    """A document's text shown as it is inside Markdown: one paragraph (a line starting '11.'
+    would become a list item) with Markdown's marks escaped."""
+    flat = " ".join(text.split())
+    out = "".join("\\" + c if c in MARKDOWN_MARKS else c for c in flat)
+    marker = re.match(r"(\d+)([.)])", out)  # '11. Escapes' at the start: not a list item
+    if marker:
+        out = f"{marker.group(1)}\\{marker.group(2)}{out[marker.end() :]}"
+    return "\\" + out if out[:1] in ("-", "+", "=") else out
+
+
+def _picker_label(run: Any) -> str:
+    """'name · 2026-12-03T05:44', with the status when the run did not finish ('· failed ·')."""
+    status = run.manifest.status
+    middle = "" if status == "done" else f" · {status}"
+    return f"{run.manifest.name or run.id}{middle} · {run.manifest.created_at[:16]}"
+
+
 def run_picker(
     kind: str, label: str, key: str, statuses: tuple[str, ...] = ("done",)
 ) -> str | None:
@@ -335,8 +358,12 @@ def run_picker(
         st.caption(f"No finished {kind} runs yet.")
         return None
     options = [r.id for r in runs]
-    names = {r.id: f"{r.manifest.name} · {r.manifest.created_at[:16]}" for r in runs}
+    names = {r.id: _picker_label(r) for r in runs}
     preselect(kind, key, runs)
+    if key not in st.session_state:  # nothing carried: the newest finished run, not a failed one
+        st.session_state[key] = next(
+            (r.id for r in runs if r.manifest.status == "done"), runs[0].id
+        )
     by_id = {r.id: r for r in runs}
 
     def picked() -> None:

@@ -31,4 +31,4 @@ def verdict_ui(result: RetrievalEvalResult) -> None:
     for line in result.rerank_lines():
         st.info(line)
     if result.levers_text():
-        st.markdown(f"**{result.levers_text()}**")
+        st.info(result.levers_text(), icon=":material/balance:")

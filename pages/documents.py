@@ -123,13 +123,14 @@ def show_build_result(result: CorpusBuildResult) -> None:
         return
     ok, skipped = result.ok_files, result.skipped_files
     st.success(
-        f"Corpus run **{result.run.id}**: {len(ok)} document(s), {result.n_chunks} chunks"
+        f"Corpus run **{result.run.id}**: {count_text(len(ok), 'document')}, "
+        f"{count_text(result.n_chunks, 'chunk')}"
         + (
-            f", {result.duplicates_removed} duplicate chunk(s) removed"
+            f", {count_text(result.duplicates_removed, 'duplicate chunk')} removed"
             if result.duplicates_removed
             else ""
         )
-        + (f"; {len(skipped)} file(s) skipped" if skipped else "")
+        + (f"; {count_text(len(skipped), 'file')} skipped" if skipped else "")
         + "."
     )
     for warning in result.warnings:

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.documents.corpus import load_chunks
 from core.errors import RagbenchError
-from core.formatting import duration_text
+from core.formatting import count_text, duration_text
 from core.llm.embedded import (
     EMBEDDED_LABEL,
     EMBEDDED_PROMPT_TOKENS_PER_S,
@@ -359,7 +359,10 @@ def import_preview_ui(preview) -> None:  # noqa: ANN001 - core.questions.importi
     near_duplicates_caption(preview.near_duplicates)
     multi = sum(len(i.gold_ids) > 1 for i in preview.items if i.status == "accepted")
     if multi:
-        st.caption(f"{multi} question(s) have their evidence in more than one chunk: all count.")
+        st.caption(
+            f"{count_text(multi, 'question')} {'has its' if multi == 1 else 'have their'} "
+            "evidence in more than one chunk: all count."
+        )
     for note in preview.evidence_notes():
         st.warning(note)
 
@@ -429,7 +432,8 @@ def gate_ui(qa_id: str) -> None:
     multi = load_run(qa_id).manifest.summary.get("n_multi_gold")
     if multi:
         st.caption(
-            f"{multi} question(s) have their evidence in more than one chunk (chunks overlap): "
+            f"{count_text(multi, 'question')} {'has its' if multi == 1 else 'have their'} "
+            "evidence in more than one chunk (chunks overlap): "
             "every such chunk counts as relevant, and they sit in one split."
         )
     failures = report.get("failures", [])
@@ -450,7 +454,7 @@ def gate_ui(qa_id: str) -> None:
             )
     rejected = [i for i in load_qa(qa_id, accepted_only=False) if i.status == "rejected"]
     if rejected:
-        with st.expander(f"{len(rejected)} rejected question(s) and why"):
+        with st.expander(f"{count_text(len(rejected), 'rejected question')} and why"):
             st.dataframe(
                 [
                     {

@@ -10,7 +10,7 @@ import streamlit as st
 from core.charts.rag import ragas_bars_figure
 from core.config import LLMSettings
 from core.embeddings import ModelSpec, base_model_of
-from core.formatting import fmt
+from core.formatting import count_text, fmt
 from core.rag.answering import RagConfig
 from core.rag.job import RagEvalRequest, start_rag_eval, start_retry
 from core.rag.metrics import (
@@ -199,7 +199,9 @@ def setup_ui() -> dict | None:
         )
     with right:
         n_references, n_test = reference_count(qa_id)
-        st.caption(f"Test split: {n_test} question(s), {n_references} with a reference answer.")
+        st.caption(
+            f"Test split: {count_text(n_test, 'question')}, {n_references} with a reference answer."
+        )
         ragas_config = judge_ui(settings, n_references)
     if ragas_config is None:
         return None

@@ -40,6 +40,7 @@ from core.runs.folders import load_run, status_phrase
 from core.runs.jobs import running_jobs
 from core.runs.lineage import model_run_label, model_runs_for_qa, preferred_model
 from core.spreadsheet import export_bytes
+from core.text import cut_at_word
 from pages._crossfit_ui import crossfit_ui, fold_spread_ui
 from pages._jobs_ui import ended_job, running_panel
 from pages._rerank_ui import rerank_choice_ui
@@ -51,6 +52,7 @@ from pages._ui import (
     error_boundary,
     guard_page,
     locked,
+    plain_markdown,
     remember_run,
     run_picker,
 )
@@ -139,7 +141,10 @@ def setup_ui() -> RetrievalEvalConfig | None:
         chroma = st.checkbox(
             "Check against the Chroma collections where they exist", value=True, key="reval_chroma"
         )
-        rerankers, rerank_top = rerank_choice_ui(qa_run.id, split_size(qa_id, split).n_questions)
+        n_dense = 1 + len(tuned)  # the retriever arms a reranker reorders
+        n_retrievers = n_dense + bool(bm25) + 2 * n_dense * bool(hybrid)
+        n_questions = split_size(qa_id, split).n_questions
+        rerankers, rerank_top = rerank_choice_ui(qa_run.id, n_questions, n_retrievers)
         with st.expander("Statistics", expanded=False):
             latency_size = st.number_input(
                 "Latency measured on (synthetic vectors)",
@@ -331,7 +336,7 @@ def flips_ui(result: RetrievalEvalResult) -> None:
                         with col:
                             st.markdown(f"**{title}**")
                             for rank, cid in enumerate(ids, start=1):
-                                text = texts.get(cid, "")[:400]
+                                text = plain_markdown(cut_at_word(texts.get(cid, ""), 400))
                                 if cid in row["gold_ids"]:
                                     st.success(f"{rank}. ★ gold `{cid}`\n\n{text}")
                                 else:
@@ -395,11 +400,11 @@ def results_ui(run_id: str) -> None:
         for sentence in delta_sentences(result, metric):
             st.markdown(f"- {sentence}")
         family = (
-            "the primary metric: it decides the headline verdict"
+            ""  # method_text starts by saying the primary metric decides the verdict
             if metric == result.primary_metric
-            else f"exploratory (the primary metric is {result.primary_metric})"
+            else f"{metric} is exploratory (the primary metric is {result.primary_metric}). "
         )
-        st.caption(f"{metric} is {family}. {method_text(result.primary_metric, result.confidence)}")
+        st.caption(f"{family}{method_text(result.primary_metric, result.confidence)}")
     ship_ui(result)
     st.subheader("Matryoshka trade-off")
     st.plotly_chart(

@@ -8,12 +8,14 @@ import streamlit as st
 from core.charts.comparison import comparison_figure, ragas_comparison_figure
 from core.deletion import delete_with_dependants
 from core.embedding_cache import clear_data_dir_cache, data_dir_cache, usage_text
+from core.formatting import count_text
 from core.report.comparison import EVAL_KINDS, HEADLINE_METRICS, Comparison, compare_runs
 from core.report.export import build_report, report_zip
 from core.report.redaction import redact
 from core.report.tables import deltas_table, headline_table, ragas_deltas_table, ragas_display_table
 from core.runs.audit import audit_path, read_audit
 from core.runs.folders import KIND_LABELS, RUN_KINDS, Run, list_runs, load_run, run_rows
+from core.runs.labels import run_choice, run_title
 from core.runs.lineage import descendants_of, lineage_chain
 from pages._ui import audited, chroma_settings, error_boundary, guard_page, llm_settings, locked
 from pages._verdict_ui import verdict_ui
@@ -84,11 +86,12 @@ def retrieval_comparison_ui(comparison: Comparison) -> None:
     for run_id, result in comparison.retrieval_results.items():
         if result.deltas.empty and not result.bm25_line():
             continue
-        st.markdown(f"**Verdict of {run_id}**")
+        title = run_title(load_run(run_id))
+        st.markdown(f"**Verdict of {title}**")
         verdict_ui(result)  # the same lines as the Retrieval eval page
         if result.deltas.empty:
             continue
-        st.markdown(f"**Tuned vs base in {run_id}**")
+        st.markdown(f"**Tuned vs base in {title}**")
         st.dataframe(deltas_table(result), hide_index=True, key=f"runs_compare_deltas_{run_id}")
 
 
@@ -97,16 +100,17 @@ def ragas_comparison_ui(comparison: Comparison) -> None:
     st.dataframe(ragas_display_table(comparison.ragas), hide_index=True, key="runs_compare_ragas")
     for run_id, ctx in comparison.ragas_context.items():
         random = ", ".join(f"{m} {v:.3f}" for m, v in ctx["random"].items())
+        size = ctx["corpus_size"] if ctx["corpus_size"] is not None else "—"
         st.caption(
-            f"{run_id}: corpus {ctx['corpus_size'] if ctx['corpus_size'] is not None else '—'} "
-            f"chunks · {ctx['n_samples']} questions · top-k {ctx['k'] or '—'} · judge "
-            f"{ctx['judge']}" + (f" · random retriever {random}" if random else "")
+            f"{run_title(load_run(run_id))}: corpus {size} chunks · {ctx['n_samples']} questions"
+            f" · top-k {ctx['k'] or '—'} · judge {ctx['judge']}"
+            + (f" · random retriever {random}" if random else "")
         )
     st.plotly_chart(ragas_comparison_figure(comparison.ragas), key="runs_compare_ragas_fig")
     for run_id, result in comparison.ragas_results.items():
         table = ragas_deltas_table(result)
         if not table.empty:
-            st.markdown(f"**Each retriever minus base in {run_id}**")
+            st.markdown(f"**Each retriever minus base in {run_title(load_run(run_id))}**")
             st.dataframe(table, hide_index=True, key=f"runs_compare_ragas_deltas_{run_id}")
 
 
@@ -126,7 +130,7 @@ def compare_ui() -> None:
             "No finished evaluation runs yet: evaluate on the Retrieval eval or RAG eval page."
         )
         return
-    labels = {r.id: f"{r.kind} · {r.manifest.name} · {r.manifest.created_at[:16]}" for r in evals}
+    labels = {r.id: f"{run_title(r)} · {r.manifest.created_at[:16]}" for r in evals}
     chosen = st.multiselect(
         "Evaluation runs",
         list(labels),
@@ -184,7 +188,8 @@ def audit_ui() -> None:
     if locked("delete"):
         return
     recent = read_audit(limit=AUDIT_SCAN)
-    with st.expander(f"Audit log ({min(len(recent), AUDIT_SHOWN)} latest event(s))"):
+    shown = count_text(min(len(recent), AUDIT_SHOWN), "latest event")
+    with st.expander(f"Audit log ({shown})"):
         chosen = st.multiselect(
             "Kinds of event",
             sorted({e["action"] for e in recent}),
@@ -196,8 +201,8 @@ def audit_ui() -> None:
             st.caption("Nothing recorded yet.")
             return
         st.caption(
-            f"The {len(events)} latest event(s), newest first, from `{audit_path()}` and the "
-            "rotated files beside it (append-only, one JSON line per event)."
+            f"The {count_text(len(events), 'latest event')}, newest first, from "
+            f"`{audit_path()}` and the rotated files beside it (append-only, one JSON line per event)."
         )
         st.dataframe(
             [
@@ -227,7 +232,7 @@ st.dataframe(run_rows(runs), hide_index=True, width="stretch", key="runs_table")
 with st.container(border=True):
     compare_ui()
 
-run_names = {r.id: f"{r.manifest.name or r.kind} · {r.kind} · {r.id}" for r in runs}
+run_names = {r.id: run_choice(r) for r in runs}
 selected = st.selectbox(
     "Inspect a run", list(run_names), format_func=run_names.get, key="runs_selected"
 )
@@ -235,6 +240,7 @@ if selected:
     with error_boundary("Loading the run"):
         run = load_run(selected)
         st.markdown("**Lineage:** " + lineage_chain(run.id))
+        st.caption("Ids: " + lineage_chain(run.id, label=lambda r: r.id))
         if run.manifest.error:
             st.error(run.manifest.error)
         left, right = st.columns(2)

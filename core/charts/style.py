@@ -57,9 +57,9 @@ def hybrid_pattern(label: str) -> str:
 
 
 def empty_figure(fig: go.Figure, text: str) -> go.Figure:
-    """A figure that has nothing to draw says so, without empty axes from -1 to 4."""
+    """A figure that has nothing to draw says so once (no title repeating it), without empty
+    axes from -1 to 4."""
     fig.update_layout(
-        title=text,
         xaxis={"visible": False},
         yaxis={"visible": False},
         annotations=[

@@ -21,7 +21,8 @@ def loss_figure(status: JobStatus) -> go.Figure:
     if not status.losses:
         return empty_figure(fig, "Training loss: shows from the first logged step")
     steps, losses = zip(*status.losses, strict=True)
-    fig.add_trace(go.Scatter(x=list(steps), y=list(losses), mode="lines", name="train loss"))
+    mode = "lines+markers" if len(steps) > 1 else "markers"  # one point drawn as a line: nothing
+    fig.add_trace(go.Scatter(x=list(steps), y=list(losses), mode=mode, name="train loss"))
     fig.update_layout(
         title="Training loss (MatryoshkaLoss, summed over dims)",
         xaxis_title="step",
@@ -45,10 +46,16 @@ def ndcg_figure(status: JobStatus) -> go.Figure:
         return empty_figure(fig, "Validation ndcg@10: shows once the base model is evaluated")
     for dim in sorted(points, key=int, reverse=True):
         xs, ys = zip(*points[dim], strict=True)
-        fig.add_trace(go.Scatter(x=list(xs), y=list(ys), mode="lines+markers", name=f"dim {dim}"))
+        fig.add_trace(
+            go.Scatter(
+                x=list(xs), y=list(ys), mode="lines+markers", name=f"dim {dim}", cliponaxis=False
+            )
+        )
+    last = max(x for xy in points.values() for x, _ in xy)
     fig.update_layout(
         title="Validation ndcg@10 per dim (epoch 0 = base model)",
-        xaxis_title="epoch",
+        # Whole epochs from 0: one point at epoch 0 drew an axis from -1 to 1 ticked every 0.5.
+        xaxis={"title": "epoch", "range": [0, max(1.0, last)], "tick0": 0, "dtick": 1},
         yaxis_title="ndcg@10",
         height=300,
         margin={"t": 40, "b": 30},

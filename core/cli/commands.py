@@ -424,7 +424,6 @@ def rag_eval(
     from core.rag.metrics import RagasConfig
     from core.rag.results import load_ragas_eval
     from core.rag.stage import compare_retrievers
-    from core.rerankers import parse_reranker, resolve_reranker
     from core.runs.folders import load_run
 
     settings = llm_settings_from_env()
@@ -433,8 +432,6 @@ def rag_eval(
     tuned_spec = parse_model(tuned) if tuned else None
     tuned_run = load_run(tuned_spec.ref) if tuned_spec and tuned_spec.source == "run" else None
     base_spec = parse_model(base) if base else base_model_of([tuned_run])
-    llm = make_llm(settings)
-    judge = _judge(llm, chosen, judge_url, judge_model)
     request = RagEvalRequest(
         qa_run_id=qa_run,
         base=base_spec,
@@ -444,8 +441,9 @@ def rag_eval(
         ragas_config=ragas_config,
         reranker=reranker,
     )
-    if reranker:
-        resolve_reranker(parse_reranker(reranker), for_ranking=True)  # refused before any work
+    request.check_reranker()  # refused before any work
+    llm = make_llm(settings)
+    judge = _judge(llm, chosen, judge_url, judge_model)
     retrievers = retriever_choices(request, load_model)
     base_model = retrievers[0].model
     run = compare_retrievers(

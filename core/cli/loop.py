@@ -92,6 +92,13 @@ def _evaluation_set(ctx: Context, q: dict[str, Any], corpus: str | None) -> str 
 def run_loop(ctx: Context, config_path: Path) -> dict[str, str]:
     """Run every enabled stage in order; returns the run id of each."""
     config = read_loop_config(config_path)
+    rag, reranker = config.get("rag_eval", {}), config.get("reranker", {})
+    if rag.get("enabled", False) and rag.get("rerank") and not reranker.get("enabled", False):
+        raise ConfigError(  # said before any stage runs
+            "The loop's [rag_eval] asks to rerank (rerank = true), but no reranker is trained.",
+            found="[reranker] is missing or has enabled = false",
+            fix="enable the [reranker] section, or set rerank = false",
+        )
     ids: dict[str, str] = {}
     q = config.get("questions", {})
     docs = config.get("documents")

@@ -58,9 +58,9 @@ def retrieval_text(result: RetrievalEvalResult) -> str:
         f"retrieval eval {result.run_id}: {result.split or 'all accepted'} split, "
         f"{result.corpus_size:,} chunks, {result.gold_summary()}",
         *(f"verdict: {h.text}" for h in result.headlines()),
-        *([f"levers: {result.levers_text()}"] if result.levers_text() else []),
         *([f"lexical: {result.bm25_line()}"] if result.bm25_line() else []),
         *(f"rerank: {line}" for line in result.rerank_lines()),
+        *([f"levers: {result.levers_text()}"] if result.levers_text() else []),
         f"how to read it: {method_text(result.primary_metric, result.confidence)}",
         "",
         "every metric per model and dim (values; intervals in the JSON):",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from core.formatting import count_text
 from core.runs.jobs import job_main
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def index_text(summary: dict[str, Any]) -> str:
     else:
         how = " (embedded)" if added else ""
     return (
-        f"Collection **{summary.get('collection')}**: {added} chunk(s) added{how}, "
+        f"Collection **{summary.get('collection')}**: {count_text(added, 'chunk')} added{how}, "
         f"{summary.get('n_skipped', 0)} already there ({summary.get('seconds', 0):.1f} s)."
     )
 

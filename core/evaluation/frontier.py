@@ -357,7 +357,8 @@ def recommend(
     loss = (
         f"at least as good with {level}"
         if bound >= 0
-        else f"at most {-bound:.3f} worse with {level}"
+        else f"at most {-bound:.3f} worse with {level} (a bound over every cell at once, so "
+        "wider than this cell's own interval)"
     )
     memory = (
         f" ({memory_text(best['bytes_per_vector'] * n_vectors)} instead of "
@@ -368,7 +369,8 @@ def recommend(
     text = (
         f"Ship {best['model']} at {int(best['dim'])}d, {best['cell']}: {metric} "
         f"{best['value']:.3f} against {ref['value']:.3f} for {ref_name}, Δ {signed(best['delta'])} "
-        f"(95% interval [{best['delta_ci_low']:+.3f}, {best['delta_ci_high']:+.3f}]), so {loss}; "
+        f"(this cell's 95% interval [{best['delta_ci_low']:+.3f}, {best['delta_ci_high']:+.3f}]), "
+        f"so {loss}; "
         f"{_ratio_text(ref['bytes_per_vector'], best['bytes_per_vector'])}{memory}."
     )
     if bool(best["rescore"]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -151,10 +151,13 @@ class RetrievalEvalResult:
 
     def headlines(self) -> list[Headline]:
         """The headline verdict of each tuned model on the primary metric (core.evaluation.verdict),
-        then each hybrid's (a hybrid that is one of its sides named so), with the caution on
-        copied queries when some were."""
-        found = headline_verdicts(self.deltas, self.primary_metric, self.caution())
-        return order_headlines(found, self.models)
+        then each hybrid's (a hybrid that is one of its sides named so); the first carries the
+        caution on copied queries when some were."""
+        ordered = order_headlines(headline_verdicts(self.deltas, self.primary_metric), self.models)
+        caution = self.caution()
+        if caution and ordered:  # said once, after the first headline, not on every line
+            ordered[0] = replace(ordered[0], text=f"{ordered[0].text} {caution}")
+        return ordered
 
     def rerank_lines(self) -> list[str]:
         """One sentence per reranked arm against its retriever alone, with the cost per query."""

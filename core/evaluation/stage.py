@@ -78,6 +78,7 @@ from core.questions.splits import question_clusters
 from core.rerankers import resolve_reranker
 from core.runs.folders import Run, create_run, load_run
 from core.runs.guard import stage_run
+from core.runs.labels import eval_run_name
 
 if TYPE_CHECKING:
     from core.evaluation.models import ModelLoader
@@ -174,8 +175,7 @@ def create_retrieval_eval_run(config: RetrievalEvalConfig) -> Run:
     labels = inputs.labels
     return create_run(
         "retrieval_eval",
-        name=config.name
-        or f"{labels[0]} vs {len(labels) - 1} model(s) on {inputs.qa_run.manifest.name}",
+        name=config.name or eval_run_name(labels[0], len(labels) - 1, inputs.qa_run.manifest.name),
         config=config.to_dict(),
         parents=parents,
     )

@@ -42,6 +42,7 @@ from core.rag.chain import (
     make_retriever,
     model_query_encoder,
 )
+from core.rerankers import DEFAULT_RERANK_TOP
 from core.runs.folders import Run, create_run, load_run, write_text_atomic
 from core.runs.guard import stage_run
 from core.runs.lineage import check_same_lineage
@@ -97,7 +98,7 @@ class RagConfig:
     limit: int | None = None  # answer only the first N questions (a quick demo)
     hybrid: bool = False  # fuse the dense hits with BM25 by reciprocal rank fusion
     reranker: str = ""  # a cross-encoder over the top `rerank_top` ('run:ID', 'local:…')
-    rerank_top: int = 50
+    rerank_top: int = DEFAULT_RERANK_TOP
 
     def __post_init__(self) -> None:
         if self.k < 1:

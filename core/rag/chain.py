@@ -16,6 +16,7 @@ import numpy as np
 from core.config import ChromaSettings
 from core.documents.corpus import Chunk
 from core.errors import ConfigError, RunError
+from core.rerankers import DEFAULT_RERANK_TOP
 
 if TYPE_CHECKING:
     from core.llm.client import LLM
@@ -113,7 +114,8 @@ def chroma_search(settings: ChromaSettings, collection: str) -> SearchFn:
 
 def search_hits(retriever: Any, questions: list[str]) -> list[list[tuple[str, float]]]:
     """A ChunkRetriever's top k (chunk id, score) per question: dense, or dense and BM25 fused
-    by RRF; with a reranker, the top `rerank_top` of that reordered by it, then the top k."""
+    by RRF; with a reranker, the first `rerank_top` hits reordered by it (those below follow in
+    the retriever's order), then the top k."""
     r = retriever
     depth = max(r.k, r.rerank_top) if r.rerank is not None else r.k
     if r.lexical is None:
@@ -128,8 +130,23 @@ def search_hits(retriever: Any, questions: list[str]) -> list[list[tuple[str, fl
         return hits
     from core.rerankers import rerank_hits
 
-    texts = {cid: chunk.text for cid, chunk in r.chunks.items()}
-    return [rerank_hits(q, h, texts, r.rerank)[: r.k] for q, h in zip(questions, hits, strict=True)]
+    out = []
+    for question, found in zip(questions, hits, strict=True):
+        head, tail = found[: r.rerank_top], found[r.rerank_top :]
+        texts = {cid: _chunk(r.chunks, cid).text for cid, _ in head}
+        out.append([*rerank_hits(question, head, texts, r.rerank), *tail][: r.k])
+    return out
+
+
+def _chunk(chunks: dict[str, Any], chunk_id: str) -> Any:
+    """A retrieved chunk of the corpus run; a clear error when the store returned another's."""
+    chunk = chunks.get(chunk_id)
+    if chunk is None:
+        raise RunError(
+            f"The vector store returned chunk {chunk_id}, which is not in the corpus run.",
+            fix="re-index the corpus run (the collection holds chunks of another corpus)",
+        )
+    return chunk
 
 
 @functools.cache
@@ -154,7 +171,7 @@ def _langchain_classes() -> tuple[type, type]:
         k: int = 5
         lexical: Any = None  # with BM25: the two rankings fused by RRF (a hybrid retriever)
         rerank: Any = None  # a PairScorer: the top `rerank_top` hits reordered, then the top k
-        rerank_top: int = 50
+        rerank_top: int = DEFAULT_RERANK_TOP
         _prefetched: dict[str, list[tuple[str, float]]] = PrivateAttr(default_factory=dict)
         _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
@@ -186,12 +203,7 @@ def _langchain_classes() -> tuple[type, type]:
         ) -> list[Document]:
             docs = []
             for rank, (chunk_id, score) in enumerate(self._hits(query)[: self.k], start=1):
-                chunk = self.chunks.get(chunk_id)
-                if chunk is None:
-                    raise RunError(
-                        f"The vector store returned chunk {chunk_id}, which is not in the corpus run.",
-                        fix="re-index the corpus run (the collection holds chunks of another corpus)",
-                    )
+                chunk = _chunk(self.chunks, chunk_id)
                 docs.append(
                     Document(
                         page_content=chunk.text,
@@ -274,7 +286,7 @@ def make_retriever(
     k: int = 5,
     lexical: LexicalSearchFn | None = None,
     rerank: Callable[[Sequence[tuple[str, str]]], np.ndarray] | None = None,
-    rerank_top: int = 50,
+    rerank_top: int = DEFAULT_RERANK_TOP,
 ) -> Any:
     """A LangChain retriever over our chunks (returns Documents with chunk_id, score, rank);
     with `lexical`, a hybrid: dense and BM25 hits fused by reciprocal rank fusion; with `rerank`

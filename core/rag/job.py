@@ -42,6 +42,21 @@ class RagEvalRequest:
     ragas_config: RagasConfig
     reranker: str = ""
 
+    def __post_init__(self) -> None:
+        if self.reranker:
+            from core.rerankers import check_rerank_top, parse_reranker
+
+            parse_reranker(self.reranker)
+            check_rerank_top(self.rag_config.rerank_top)
+
+    def check_reranker(self) -> None:
+        """Refuse, before any answer is made, a reranker that is missing, unfinished or has no
+        trained scoring head."""
+        if self.reranker:
+            from core.rerankers import parse_reranker, resolve_reranker
+
+            resolve_reranker(parse_reranker(self.reranker), for_ranking=True)
+
     @property
     def labels(self) -> list[str]:
         """The retrievers' labels, in the order they answer."""
@@ -92,13 +107,13 @@ def retriever_choices(request: RagEvalRequest, load: Any) -> list[RetrieverChoic
     choices = [RetrieverChoice("base", load(request.base), request.base)]
     if request.tuned is not None:
         choices.append(RetrieverChoice("tuned", load(request.tuned), request.tuned))
-    last = choices[-1]
+    last, extra = choices[-1], request.labels[len(choices) :]
     if request.hybrid:
-        label = f"{last.label} + BM25"
-        choices.append(RetrieverChoice(label, last.model, last.spec, hybrid=True))
+        choices.append(RetrieverChoice(extra.pop(0), last.model, last.spec, hybrid=True))
     if request.reranker:
-        label = f"{last.label} + reranker"
-        choices.append(RetrieverChoice(label, last.model, last.spec, reranker=request.reranker))
+        choices.append(
+            RetrieverChoice(extra.pop(0), last.model, last.spec, reranker=request.reranker)
+        )
     return choices
 
 
@@ -115,14 +130,15 @@ def _start(run_config: dict[str, Any], name: str, settings: LLMSettings, env: di
 def start_rag_eval(
     request: RagEvalRequest, settings: LLMSettings, chroma: ChromaSettings | None = None
 ) -> Run:
-    """Check the request (a metric without its judge, an unknown qa run: refused before any run
-    exists), make the ragas_eval run and answer and score in the background."""
+    """Check the request (a metric without its judge, an unknown qa run, an unusable reranker:
+    refused before any run exists), make the ragas_eval run and answer and score in the background."""
     from core.config import chroma_env
     from core.llm.client import make_llm
     from core.rag.metrics import check_components
     from core.runs.folders import load_run
 
     qa_run = load_run(request.qa_run_id)
+    request.check_reranker()
     check_components(request.ragas_config, make_llm(settings), embeddings=request.base)
     return _start(
         {**request.ragas_config.to_dict(), "request": request.to_dict(), "qa_run_id": qa_run.id},

@@ -16,7 +16,7 @@ import pandas as pd
 from core.charts.comparison import comparison_figure, ragas_comparison_figure
 from core.evaluation.seen import seen_display
 from core.evaluation.verdict import method_text
-from core.formatting import count_text
+from core.questions.sources import sources_text
 from core.report.comparison import HEADLINE_METRICS, _run_label, _short
 from core.report.flips import CSS as FLIPS_CSS
 from core.report.flips import flips_html as _flips_html
@@ -31,7 +31,13 @@ from core.report.tables import (
     ragas_display_table,
 )
 from core.runs.folders import Run, load_run
-from core.runs.labels import HIDDEN_SUMMARY_KEYS, parent_label, summary_label
+from core.runs.labels import (
+    HIDDEN_SUMMARY_KEYS,
+    kind_name,
+    parent_label,
+    run_title,
+    summary_label,
+)
 from core.runs.lineage import lineage_chain, lineage_of
 from core.text import cut_at_word
 
@@ -105,34 +111,48 @@ class _Figures:
         )
 
 
+def _scalar_text(value: Any) -> str:
+    """A number rounded to 4 significant digits, a flag as yes/no, anything else as text."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _summary_value(key: str, value: Any) -> str:
+    """One summary value in words, '' to leave it out (empty, or nested beyond reading): a list
+    or flat dict as 'heading 120, cloze 212', the pair sources as the evaluation writes them."""
+    if key == "sources" and isinstance(value, Mapping):
+        return sources_text(value).removesuffix(" training pairs")
+    if isinstance(value, Mapping):
+        items = [(f"{k} ", v) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        items = [("", v) for v in value]
+    else:
+        return "" if value is None else _scalar_text(value).strip()
+    if any(isinstance(v, Mapping | list | tuple) for _, v in items):
+        return ""
+    return ", ".join(f"{k}{_scalar_text(v)}" for k, v in items)
+
+
 def _summary_text(summary: Mapping[str, Any], most: int = 8) -> str:
-    """A run's summary as 'label: value' pairs in words (core.runs.labels; numbers rounded, a
-    list of numbers listed, long values shortened at a word, job bookkeeping left out), never
-    raw JSON cut mid-string."""
-    shown = [(k, v) for k, v in summary.items() if k not in HIDDEN_SUMMARY_KEYS]
-    parts = []
-    for key, value in shown[:most]:
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
-            value = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
-        elif isinstance(value, (dict, list)):
-            value = count_text(len(value), "item")
-        text = str(value)
-        parts.append(f"{summary_label(key)}: {cut_at_word(text, 60)}")
+    """A run's summary as 'label: value' pairs in words (core.runs.labels; numbers rounded,
+    short lists and dicts listed, long values shortened at a word, empty values and job
+    bookkeeping left out), never raw JSON cut mid-string."""
+    values = ((k, _summary_value(k, v)) for k, v in summary.items() if k not in HIDDEN_SUMMARY_KEYS)
+    shown = [f"{summary_label(k)}: {cut_at_word(text, 60)}" for k, text in values if text]
     more = len(shown) - most
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+    return "; ".join(shown[:most]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _lineage_html(run_ids: Sequence[str], lineage: Sequence[Run]) -> str:
     parts = ["<h2>Lineage</h2><ul>"]
     for run_id in run_ids:
-        parts.append(f"<li><code>{_e(lineage_chain(run_id))}</code></li>")
+        parts.append(f"<li>{_e(lineage_chain(run_id))}</li>")
     parts.append("</ul>")
     table = pd.DataFrame(
         [
             {
-                "kind": r.kind,
+                "kind": kind_name(r.kind),
                 "id": r.id,
                 "name": r.manifest.name,
                 "status": r.manifest.status,
@@ -149,7 +169,7 @@ def _lineage_html(run_ids: Sequence[str], lineage: Sequence[Run]) -> str:
     parts.append("<h3>Configs</h3>")
     for run in lineage:
         parts.append(
-            f"<details><summary>{_e(run.kind)} <code>{_e(run.id)}</code> · {_e(run.manifest.name)}"
+            f"<details><summary>{_e(run_title(run))} · <code>{_e(run.id)}</code>"
             f"</summary>{_json_block(run.manifest.config)}</details>"
         )
     return "".join(parts)
@@ -282,11 +302,11 @@ def _verdict_html(result: RetrievalEvalResult) -> str:
         return ""
     parts = ["<h3>Verdict</h3>"]
     parts.extend(f"<p><b>{_e(h.text)}</b></p>" for h in result.headlines())
-    if result.levers_text():
-        parts.append(f"<p><b>{_e(result.levers_text())}</b></p>")
     if result.bm25_line():
         parts.append(f"<p>{_e(result.bm25_line())}</p>")
     parts.extend(f"<p>{_e(line)}</p>" for line in result.rerank_lines())
+    if result.levers_text():
+        parts.append(f"<p><b>{_e(result.levers_text())}</b></p>")
     parts.append("<ul>")
     parts.extend(f"<li>{_e(s)}</li>" for s in sentences)
     parts.append(

@@ -3,12 +3,13 @@ evaluations), the refusal to combine runs of different lineages, and the lineage
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import LineageError, RunError
 from core.runs.folders import RUN_KINDS, RUN_MODEL_DIR, list_runs, load_run
+from core.runs.labels import run_title
 
 if TYPE_CHECKING:
     from core.runs.folders import Run
@@ -150,9 +151,10 @@ def lineage_of(run_ids: Sequence[str]) -> list[Run]:
     return sorted(found.values(), key=_kind_order)
 
 
-def lineage_chain(run_id: str) -> str:
-    """'corpus:X → qa:Y → model:Z → retrieval_eval:W' (runs of one kind joined with ' + ')."""
+def lineage_chain(run_id: str, label: Callable[[Run], str] = run_title) -> str:
+    """'corpus faq → question set faq qa → tuned model minilm → retrieval evaluation base vs
+    tuned' (runs of one kind joined with ' + '); `label=lambda r: r.id` for the ids."""
     groups: dict[str, list[str]] = {}
     for run in lineage_of([run_id]):
-        groups.setdefault(run.kind, []).append(f"{run.kind}:{run.id}")
+        groups.setdefault(run.kind, []).append(label(run))
     return " → ".join(" + ".join(ids) for ids in groups.values())

@@ -38,6 +38,9 @@ def test_sample_button_builds_a_corpus_run():
     (run,) = list_runs("corpus")
     assert run.manifest.status == "done" and run.manifest.summary["n_chunks"] > 100
     assert f"Corpus run **{run.id}**" in at.success[0].value
+    # Browser tour: '1 document(s)'; the number agrees with its noun.
+    n_chunks = run.manifest.summary["n_chunks"]
+    assert f": 1 document, {n_chunks:,} chunks" in at.success[0].value
     assert at.selectbox(key="docs_corpus_pick").value == run.id
     assert at.button(key="docs_index") is not None
 
@@ -60,7 +63,7 @@ def test_indexing_runs_in_the_background_and_the_page_says_how_it_ended():
     assert fresh.manifest.status == "done", tail_log(fresh)
     n_chunks = list_runs("corpus")[0].manifest.summary["n_chunks"]
     assert any(
-        f"{n_chunks} chunk(s) added (embedded), 0 already there" in s.value for s in at.success
+        f"{n_chunks:,} chunks added (embedded), 0 already there" in s.value for s in at.success
     ), [s.value for s in at.success]
     at.text_input(key="docs_query").set_value("How do I upgrade Debian?").run()
     assert not at.exception and not at.error

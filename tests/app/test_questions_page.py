@@ -94,6 +94,20 @@ def test_sample_set_loads_with_gate_stats_review_and_export():
     assert len(editor.value) == run.manifest.summary["n_items"]
     labels = [b.label for b in at.download_button]
     assert labels == ["CSV", "JSONL", "PARQUET"]
+    # Browser tour: '23 rejected question(s) and why'
+    assert f"{metrics['Rejected']} rejected questions and why" in [e.label for e in at.expander]
+
+
+def test_a_question_whose_evidence_is_in_two_chunks_is_counted_in_words():
+    """Browser tour: '46 question(s) have their evidence in more than one chunk'."""
+    row = json.loads(SAMPLE.read_text(encoding="utf-8").splitlines()[0])
+    make_corpus([f"First copy. {row['evidence']} End.", f"Second copy. {row['evidence']} End."])
+    at = page().run()
+    at.button(key="qa_sample_load").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert list_runs("qa")[0].manifest.summary.get("n_multi_gold") == 1
+    captions = " ".join(c.value for c in at.caption)
+    assert "1 question has its evidence in more than one chunk (chunks overlap)" in captions
 
 
 def test_a_second_set_is_what_the_page_shows_right_after_it_is_made():

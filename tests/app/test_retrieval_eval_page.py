@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from streamlit.testing.v1.element_tree import AlertBase
 
 from core.embeddings import ModelSpec
 from core.evaluation.config import RetrievalEvalConfig
@@ -245,13 +246,24 @@ def test_rerankers_of_this_question_set_can_be_evaluated_and_a_weak_one_is_flagg
     assert foreign.id not in str(picker.options)
     picker.set_value([weak.id]).run()
     assert any("orders the miner's top 50 worse than the miner" in w.value for w in app.warning)
-    assert any("min per retriever reranked" in c.value for c in app.caption)
+    # base + BM25 + its two hybrids, reranked: 15 questions x 50 passages each
+    assert any(
+        "Reranking 4 retrievers × 1 reranker × 15 questions × 50 passages: about" in c.value
+        for c in app.caption
+    )
     app.number_input(key="reval_rerank_top").set_value(20)
     app.checkbox(key=f"reval_few_{qa_run.id}_test").check().run()
     app.button(key="reval_run").click().run()
     assert not app.exception, app.exception
     (config,) = started
     assert [r.ref for r in config.rerankers] == [weak.id] and config.rerank_top == 20
+
+
+def _walk(node):
+    """Every element under `node`, in the page's order."""
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _walk(child)
 
 
 def test_with_two_levers_the_page_says_which_helps_after_the_tuned_verdict(app, minilm, qa_run):
@@ -271,17 +283,54 @@ def test_with_two_levers_the_page_says_which_helps_after_the_tuned_verdict(app, 
     result = evaluate_retrieval(config, model_loader=models.__getitem__)
     expected = result.levers_text()
     assert expected.startswith("Which lever helps here")
-    assert "fine-tuning (" in expected and "fusion with BM25 (" in expected
+    # a local twin is another model, not a fine-tune of this set
+    assert "another embedding model (" in expected and "fusion with BM25 (" in expected
     from core.cli.render import retrieval_text
     from core.report.html import _verdict_html
 
-    assert f"levers: {expected}" in retrieval_text(result)  # the CLI and the report say it too
-    assert html.escape(expected) in _verdict_html(result)
+    text = retrieval_text(result)  # the CLI and the report say it too, in the same place
+    assert f"levers: {expected}" in text
+    assert text.index("verdict: ") < text.index("lexical: ") < text.index("levers: ")
+    report = _verdict_html(result)
+    assert html.escape(expected) in report and report.index("BM25 alone") < report.index(
+        html.escape(expected)
+    )
     app.run()
     app.switch_page(PAGE).run()
     assert not app.exception, app.exception
-    texts = [m.value for m in app.markdown]
-    shown = next(i for i, t in enumerate(texts) if "Which lever helps here" in t)
-    assert texts[shown] == f"**{expected}**"
-    boxes = [*app.success, *app.error, *app.info]
-    assert any("between minilm-twin and" in b.value for b in boxes)  # the tuned verdict too
+    boxes = [b.value for b in _walk(app.main) if isinstance(b, AlertBase)]  # page order
+    twin = next(i for i, b in enumerate(boxes) if "between minilm-twin and" in b)
+    hybrid = next(i for i, b in enumerate(boxes) if "+ BM25 (RRF) and" in b)
+    levers = next(i for i, b in enumerate(boxes) if b.startswith("Which lever helps here"))
+    assert boxes[levers] == expected
+    assert twin < hybrid < levers  # the tuned verdict first, the levers' answer last
+
+
+def test_the_results_picker_prefers_a_finished_evaluation_and_labels_a_failed_one(
+    app, finished_eval
+):
+    """The tour: a fresh session preselected the newest evaluation though it had failed, and
+    the failed and the finished one had the same label but for the time."""
+    failed = create_run("retrieval_eval", name="a later evaluation", config={})
+    failed.set_status("failed", error="Model run x has no saved model folder.")
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    picker = app.selectbox(key="reval_pick")
+    assert picker.value == finished_eval.run_id
+    labels = [picker.format_func(o) for o in picker.options]
+    assert any(label.startswith("a later evaluation · failed · ") for label in labels)
+    assert not any(" · done · " in label for label in labels)
+
+
+def test_a_chunks_text_shows_as_text_not_as_markdown():
+    """The tour: flipped questions' passages became list items ('11. Escapes …' inside the
+    base's top-5 list) and lost their marks."""
+    from pages._ui import plain_markdown
+
+    text = "11. Escapes\nMany *OSes* use a_b and [x](y)\n5. Finally # not a heading"
+    shown = plain_markdown(text)
+    assert shown == (
+        "11\\. Escapes Many \\*OSes\\* use a\\_b and \\[x\\](y) 5. Finally \\# not a heading"
+    )
+    assert "\n" not in shown and plain_markdown("- a dash") == "\\- a dash"

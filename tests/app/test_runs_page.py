@@ -77,7 +77,11 @@ def test_page_compares_evaluation_runs_and_offers_the_report(app, world):
     picker = app.multiselect(key="runs_compare")
     assert len(picker.options) == 3  # two retrieval evaluations and the RAGAS run
     assert picker.value == [world["eval"]]  # the newest base-vs-tuned evaluation by default
-    assert any("Tuned vs base" in m.value for m in app.markdown)
+    # Browser tour: headings read 'Verdict of retrieval_eval-20261203-…', not the run's name.
+    headings = [m.value for m in app.markdown]
+    assert "**Verdict of retrieval evaluation base vs tuned**" in headings
+    assert "**Tuned vs base in retrieval evaluation base vs tuned**" in headings
+    assert not any("retrieval_eval" in h for h in headings)
     # the comparison shows the evaluation's verdict, the very lines the Retrieval eval page shows
     shown = [m.value for m in [*app.info, *app.success, *app.error]]
     verdicts = [h.text for h in load_retrieval_eval(world["eval"]).headlines()]
@@ -126,13 +130,17 @@ def test_inspect_shows_the_full_lineage_and_delete_still_cascades(app, world):
     evaluation = load_run(world["eval"])
     assert evaluation.manifest.name
     assert (
-        f"{evaluation.manifest.name} · retrieval_eval · {evaluation.id}"
+        f"{evaluation.manifest.name} · retrieval evaluation · {evaluation.id}"
         in app.selectbox(key="runs_selected").options
     )
     app.selectbox(key="runs_selected").set_value(world["eval"]).run()
     assert not app.exception, app.exception
     text = " ".join(m.value for m in app.markdown)
-    assert lineage_chain(world["eval"]) in text
+    # Browser tour: the lineage read 'corpus:corpus-… → qa:qa-… → retrieval_eval:…'
+    assert "**Lineage:** corpus faq → question set faq qa → " in text
+    assert lineage_chain(world["eval"]) in text and "retrieval_eval" not in text
+    ids = " ".join(c.value for c in app.caption)
+    assert f"Ids: {world['corpus']} → {world['qa']} → " in ids
     app.selectbox(key="runs_selected").set_value(world["model"]).run()
     app.text_input(key="runs_delete_confirm").set_value(world["model"]).run()
     app.button(key="runs_delete").click().run()
@@ -143,3 +151,31 @@ def test_inspect_shows_the_full_lineage_and_delete_still_cascades(app, world):
     assert {world["qa"], world["eval2"], world["rag_base"]} <= left
     # what went is said after the page reran without them (it used to vanish with the rerun)
     assert [s.value for s in app.success] == ["Deleted 4 run(s) and 0 Chroma collection(s)."]
+
+
+def test_inspect_names_a_nameless_run_once_and_says_which_runs_are_not_done(app, data_root):
+    """Browser tour: 'corpus-X · corpus · corpus-X', and a failed run looked like a done one."""
+    from core.runs.folders import create_run
+
+    nameless = create_run("corpus")
+    nameless.set_status("done")
+    failed = create_run("corpus", name="R manuals")
+    failed.set_status("failed", error="boom")
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    options = app.selectbox(key="runs_selected").options
+    assert f"{nameless.id} · corpus" in options
+    assert f"R manuals · corpus · {failed.id} · failed" in options
+
+
+def test_the_audit_log_counts_its_events_in_words(app, data_root):
+    """Browser tour: 'Audit log (19 latest event(s))'."""
+    from core.runs.folders import create_run
+
+    create_run("corpus", name="one")  # one 'created' event in the audit log
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    labels = [e.label for e in app.expander]
+    assert "Audit log (1 latest event)" in labels, labels

@@ -64,3 +64,29 @@ def test_home_names_run_kinds_as_people_do_and_lists_running_jobs(app):
     # Issue 26: a running job is not a finished run (it was counted as one).
     evals = next(m for m in app.metric if m.label == "Retrieval evals")
     assert evals.value == "0" and evals.delta == "1 running"
+
+
+def _rows_of_columns(block) -> list[list]:
+    """Every row of st.columns under `block`, as the lists of its columns."""
+    from streamlit.testing.v1.element_tree import Block, Column
+
+    rows = []
+    children = list(block.children.values())
+    columns = [c for c in children if isinstance(c, Column)]
+    if columns:
+        rows.append(columns)
+    for child in children:
+        if isinstance(child, Block):
+            rows.extend(_rows_of_columns(child))
+    return rows
+
+
+def test_home_shows_its_run_counts_a_few_a_row_so_no_label_is_cut(app):
+    """Browser tour: nine metrics in one row cut every label at 1400 px ('Chroma i…')."""
+    from core.runs.folders import KIND_LABELS
+
+    app.run()
+    assert not app.exception, app.exception
+    assert sorted(m.label for m in app.metric) == sorted(KIND_LABELS.values())
+    rows = [r for r in _rows_of_columns(app.main) if any(c.metric for c in r)]
+    assert len(rows) >= 2 and all(len(r) <= 5 for r in rows), [len(r) for r in rows]

@@ -40,6 +40,20 @@ def test_usage_errors_exit_2(tmp_path):
     assert "Cannot read the loop config" in result.stderr
 
 
+def test_a_loop_that_reranks_rag_without_a_reranker_is_refused_before_any_stage(tmp_path):
+    config = tmp_path / "loop.toml"
+    config.write_text(
+        (ROOT / "data/sample/loop.toml")
+        .read_text()
+        .replace("[rag_eval]\nenabled = false", "[rag_eval]\nenabled = true")
+        .replace("rerank = false ", "rerank = true ")
+    )
+    result = run_cli("loop", str(config), data=tmp_path)
+    assert result.returncode in (1, 2)
+    assert "asks to rerank (rerank = true), but no reranker is trained" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_failed_stage_exits_1_with_message(tmp_path):
     result = run_cli("questions", "corpus-does-not-exist", "--sample", data=tmp_path)
     assert result.returncode == 1

@@ -58,3 +58,12 @@ def test_rerank_train_in_the_background_then_eval_retrieval_with_the_reranker(da
     assert reranked.manifest.parents["reranker"] == run_id
     assert reranked.manifest.config["reranker"] == f"run:{run_id}"
     assert reranked.manifest.summary["n_answered"] == 2
+    # the passages given to the LLM carry the cross-encoder's own scores, best first
+    from core.rag.answering import load_samples
+    from core.rerankers import RerankerSpec, load_cross_encoder, pair_scorer
+
+    score = pair_scorer(load_cross_encoder(RerankerSpec("run", run_id), device="cpu"))
+    for sample in load_samples(reranked.id):
+        expected = score([(sample.user_input, text) for text in sample.retrieved_contexts])
+        assert sample.retrieved_scores == pytest.approx(expected.tolist(), abs=1e-4)
+        assert sample.retrieved_scores == sorted(sample.retrieved_scores, reverse=True)

@@ -101,3 +101,51 @@ def test_a_fine_tunes_charts_say_what_they_wait_for_instead_of_empty_axes():
     )
     assert list(loss_figure(going).data[0].y) == [3.4, 3.1]
     assert [t.name for t in ndcg_figure(going).data] == ["dim 384", "dim 64"]
+
+
+def test_a_fine_tune_stopped_after_one_step_still_draws_its_loss_point():
+    """Browser tour: one logged step drawn in 'lines' mode showed nothing."""
+    from core.charts.training import loss_figure
+    from core.runs.jobs import JobStatus
+
+    one = JobStatus(run_id="m", status="stopped", pid=None, alive=False, losses=[(1, 3.4)])
+    assert "markers" in loss_figure(one).data[0].mode
+    two = JobStatus(run_id="m", status="done", pid=None, alive=False, losses=[(1, 3.4), (2, 3)])
+    assert "lines" in loss_figure(two).data[0].mode and "markers" in loss_figure(two).data[0].mode
+
+
+def test_an_empty_chart_says_what_it_waits_for_once():
+    """Browser tour: 'Training loss: shows from the first logged step' as title and as note."""
+    from core.charts.training import loss_figure, ndcg_figure
+    from core.runs.jobs import JobStatus
+
+    waiting = JobStatus(run_id="m", status="running", pid=1, alive=True)
+    for fig in (loss_figure(waiting), ndcg_figure(waiting), frontier_figure(pd.DataFrame(), "x")):
+        note = fig.layout.annotations[0].text
+        shown = [fig.layout.title.text or "", *(a.text for a in fig.layout.annotations)]
+        assert sum(note in text for text in shown) == 1, shown
+
+
+def test_the_validation_chart_counts_whole_epochs_from_zero():
+    """Browser tour: with only epoch 0 (the base model) the axis ran from -1 to 1 in halves."""
+    from core.charts.training import ndcg_figure
+    from core.runs.jobs import JobStatus
+
+    base_only = JobStatus(
+        run_id="m",
+        status="running",
+        pid=1,
+        alive=True,
+        evals=[{"epoch": 0, "ndcg@10": {"64": 0.6}}],
+    )
+    axis = ndcg_figure(base_only).layout.xaxis
+    assert axis.range[0] == 0 and axis.range[1] >= 1
+    assert axis.dtick == 1 and axis.tick0 == 0
+    later = JobStatus(
+        run_id="m",
+        status="done",
+        pid=1,
+        alive=False,
+        evals=[{"epoch": e, "ndcg@10": {"64": 0.6 + e / 10}} for e in (0, 1, 2, 3)],
+    )
+    assert list(ndcg_figure(later).layout.xaxis.range) == [0, 3]

@@ -255,3 +255,12 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, caplog):
         EmbeddingCache(tmp_path).put("k", [text_key("a")], np.ones((1, 2)), {})
     assert "No space left" in caplog.text
     assert [p.name for p in (tmp_path / "k").iterdir()] == ["model.json"]
+
+
+def test_the_usage_line_counts_models_and_prompts_in_words(tmp_path):
+    """Browser tour: 'Embedding cache: 0.1 MB for 2 model(s) and prompt(s) in …'."""
+    from core.embedding_cache import CacheUsage, usage_text
+
+    assert "for 1 model and prompt in " in usage_text(CacheUsage(tmp_path, 1, 1, 100_000))
+    two = usage_text(CacheUsage(tmp_path, 2, 3, 100_000))
+    assert two == f"Embedding cache: 0.1 MB for 2 models and prompts in {tmp_path}"

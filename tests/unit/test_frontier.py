@@ -106,6 +106,10 @@ def test_rescoring_text_names_the_disk_vectors_and_the_pool_share():
     big = recommend(frame, "ndcg@10", 100, n_vectors=1_000_000, corpus_size=3_000).text
     assert "32x less memory" in big and "float32 vectors stay on disk" in big
     assert "were 1.3% of the 3,000 chunks evaluated" in big
+    # the cell's own interval and the (wider) simultaneous bound are told apart, so "[−0.010,
+    # +0.010]" beside "at most 0.015 worse" reads as no contradiction
+    assert "(this cell's 95% interval [-0.010, +0.010]), so at most 0.015 worse with" in big
+    assert "a bound over every cell at once, so wider than this cell's own interval" in big
     small = recommend(frame, "ndcg@10", 100, n_vectors=1_000, corpus_size=3_000).text
     assert "Caution" not in small  # no "far smaller share" in a corpus smaller than evaluated
 

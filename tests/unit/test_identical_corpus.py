@@ -82,11 +82,13 @@ def test_indexing_from_the_embedding_cache_does_not_say_it_embedded():
 
     summary = {"collection": "c", "n_added": 248, "n_encoded": 0, "n_from_cache": 248}
     assert index_text({**summary, "n_skipped": 0, "seconds": 1.2}) == (
-        "Collection **c**: 248 chunk(s) added (0 embedded, 248 from the embedding cache), "
+        "Collection **c**: 248 chunks added (0 embedded, 248 from the embedding cache), "
         "0 already there (1.2 s)."
     )
     fresh = {"collection": "c", "n_added": 5, "n_encoded": 5, "n_skipped": 2, "seconds": 3}
     assert (
-        index_text(fresh)
-        == "Collection **c**: 5 chunk(s) added (embedded), 2 already there (3.0 s)."
+        index_text(fresh) == "Collection **c**: 5 chunks added (embedded), 2 already there (3.0 s)."
     )
+    # Browser tour: '1 chunk(s) added'; the noun agrees with the number.
+    one = {**fresh, "n_added": 1, "n_encoded": 1}
+    assert index_text(one).startswith("Collection **c**: 1 chunk added (embedded)")

@@ -17,7 +17,7 @@ from core.rerankers import RerankerSpec, validation_verdict
 BASE = "base"
 MODELS = [
     {"label": BASE, "kind": "base"},
-    {"label": "tuned", "kind": "tuned"},
+    {"label": "tuned", "kind": "tuned", "source": "run"},
     {"label": "BM25", "kind": "bm25"},
     {"label": "base + BM25 (RRF)", "kind": "hybrid", "ref": BASE},
     {"label": "tuned + BM25 (RRF)", "kind": "hybrid", "ref": "tuned"},
@@ -63,11 +63,12 @@ def test_each_arm_is_named_for_the_levers_it_pulls():
     assert names["base + BM25 (RRF) + reranker"] == ("fusion with BM25", "reranking")
 
 
-def test_each_lever_is_spoken_for_by_its_best_arm_best_lever_first():
+def test_each_lever_is_spoken_for_by_its_best_arm_at_the_largest_dim_best_lever_first():
     deltas = _deltas(
         [
             _row("tuned", 384, 0.010, False),
-            _row("tuned", 64, 0.030, False),  # the tuned model's best dim speaks for it
+            _row("tuned", 64, 0.300, True),  # a truncated dim: the headline's, not the levers'
+            _row("tuned + BM25 (RRF)", 384, 0.005, False),
             _row("base + BM25 (RRF)", 384, 0.050, True),
             _row("base + reranker", 384, -0.30, True),
             _row("tuned + reranker", 384, -0.20, True),
@@ -78,22 +79,52 @@ def test_each_lever_is_spoken_for_by_its_best_arm_best_lever_first():
     levers = best_levers(deltas, MODELS, "ndcg@10", BASE)
     assert [(lv.name, lv.model, lv.dim) for lv in levers] == [
         ("fusion with BM25", "base + BM25 (RRF)", 384),
-        ("fine-tuning", "tuned", 64),
+        ("fine-tuning", "tuned", 384),
+        ("fine-tuning + fusion with BM25", "tuned + BM25 (RRF)", 384),
         ("fine-tuning + reranking", "tuned + reranker", 384),
         ("reranking", "base + reranker", 384),
     ]
-    assert levers[0].better and not levers[1].better and levers[3].worse
-    assert levers[3].rerank_ms == 5477.4 and levers[1].rerank_ms is None
+    assert levers[0].better and not levers[1].better and levers[4].worse
+    assert levers[4].rerank_ms == 5477.4 and levers[1].rerank_ms is None
 
     text = levers_text(deltas, MODELS, "ndcg@10", BASE)
-    assert text.startswith("Which lever helps here (ndcg@10 against base")
-    assert text.index("fusion with BM25 (base + BM25 (RRF) at 384d) +0.050") < text.index(
-        "fine-tuning (tuned at 64d)"
+    assert text.startswith("Which lever helps here (ndcg@10 against base at 384d")
+    assert text.index("fusion with BM25 (base + BM25 (RRF)) +0.050") < text.index(
+        "fine-tuning (tuned) +0.010"
     )
-    assert "5,477 ms per question to rerank the top 50" in text
+    assert "+0.300" not in text
+    assert (
+        "worse, significant (max-T p=0.001), at 5,477 ms per question to rerank the top 50" in text
+    )
     assert text.endswith(
         "Here fusion with BM25 helps most: ndcg@10 0.800 → 0.850 (base + BM25 (RRF))."
     )
+
+
+def test_a_hybrid_whose_weight_left_a_side_out_is_that_side_and_another_model_is_no_fine_tune():
+    models = [
+        *MODELS,
+        {"label": "base + BM25 (weighted)", "kind": "hybrid", "ref": BASE,
+         "fusion": "weighted", "weight": 0.0},
+        {"label": "tuned + BM25 (weighted)", "kind": "hybrid", "ref": "tuned",
+         "fusion": "weighted", "weight": 1.0},
+        {"label": "hub model", "kind": "tuned", "source": "hub"},
+    ]  # fmt: skip
+    by_label = {m["label"]: m for m in models}
+    assert levers_of(by_label["base + BM25 (weighted)"], by_label) == ()  # BM25 alone
+    assert levers_of(by_label["tuned + BM25 (weighted)"], by_label) == ("fine-tuning",)
+    assert levers_of(by_label["hub model"], by_label) == ("another embedding model",)
+    deltas = _deltas(
+        [
+            _row("base + BM25 (weighted)", 384, 0.2, True),  # BM25 alone wins: not "fusion"
+            _row("tuned + BM25 (weighted)", 384, 0.1, True),
+            _row("tuned", 384, 0.05, False),
+            _row("base + reranker", 384, -0.1, True),
+        ]
+    )
+    text = levers_text(deltas, models, "ndcg@10", BASE)
+    assert "fusion" not in text and "base + BM25 (weighted)" not in text
+    assert "Here fine-tuning helps most: ndcg@10 0.800 → 0.900 (tuned + BM25 (weighted))." in text
 
 
 def test_when_no_lever_is_shown_to_help_the_answer_says_so():

@@ -161,3 +161,13 @@ def test_the_reports_summary_and_flips_lead_with_tuned_vs_base_and_cut_at_a_word
     html = _flips_html(result)
     assert html.index("tuned vs") < html.index("base + BM25 (RRF) vs")
     assert "word word …" in html and "wor …" not in html and "wo<" not in html
+
+
+def test_the_copied_questions_caution_is_said_once_not_on_every_headline():
+    """The tour found the same caution paragraph after each of 5 headlines (10 in the report)."""
+    result = hand_made_result()
+    result.query_sources = {"heading": 30, "cloze": 10}
+    texts = [h.text for h in result.headlines()]
+    assert len(texts) >= 3
+    said = [t for t in texts if "Caution: 40 of the 40 questions are headings" in t]
+    assert said == [texts[0]]  # after the first (tuned vs base) headline only

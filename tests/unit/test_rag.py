@@ -20,6 +20,7 @@ from core.rag.chain import (
     make_chat_model,
     make_retriever,
     model_query_encoder,
+    search_hits,
 )
 from core.runs.folders import create_run, load_run
 from tests.support.scripted_llm import ScriptedBackend
@@ -427,3 +428,54 @@ def test_a_rag_request_adds_the_last_model_reranked():
     assert not choices[-1].hybrid and choices[2].reranker == ""
     with pytest.raises(ConfigError, match="Rerank top 5 is outside"):
         RagConfig(reranker="run:reranker-x", rerank_top=5)
+
+
+def test_only_the_top_n_is_reranked_and_a_chunk_below_it_stays_below():
+    """The reranker reorders the retriever's first `rerank_top` hits only: a chunk it would
+    love that the retriever ranked below them is not pulled up."""
+    from types import SimpleNamespace
+
+    ids = [f"c{i:02d}" for i in range(14)]
+    chunks = {cid: SimpleNamespace(text=f"text {cid}") for cid in ids}
+    ranked = [(cid, 1.0 - i / 100) for i, cid in enumerate(ids)]  # the retriever's order
+
+    def favours_the_last(pairs):  # noqa: ANN001, ANN202
+        return np.array([100.0 if p == "text c13" else float(p[-2:]) for _, p in pairs])
+
+    retriever = SimpleNamespace(
+        k=12, rerank_top=10, rerank=favours_the_last, lexical=None, chunks=chunks,
+        encode=lambda qs: np.zeros((len(qs), 2)), search=lambda q, depth: [ranked[:depth]],
+    )  # fmt: skip
+    (hits,) = search_hits(retriever, ["q"])
+    assert [cid for cid, _ in hits] == [*reversed(ids[:10]), "c10", "c11"]  # c13 stays out
+    retriever.chunks = {cid: chunks[cid] for cid in ids[1:]}
+    with pytest.raises(RunError, match="not in the corpus run"):
+        search_hits(retriever, ["q"])
+
+
+def test_a_rag_request_refuses_a_bad_rerank_top_before_anything_runs():
+    from core.embeddings import ModelSpec
+    from core.rag.job import RagEvalRequest
+    from core.rag.metrics import RagasConfig
+
+    with pytest.raises(ConfigError, match="Rerank top 5 is outside"):
+        RagEvalRequest(
+            qa_run_id="qa-x",
+            base=ModelSpec(),
+            tuned=None,
+            hybrid=False,
+            rag_config=RagConfig(rerank_top=5),
+            ragas_config=RagasConfig(),
+            reranker="run:reranker-x",
+        )
+    request = RagEvalRequest(
+        qa_run_id="qa-x",
+        base=ModelSpec(),
+        tuned=None,
+        hybrid=False,
+        rag_config=RagConfig(),
+        ragas_config=RagasConfig(),
+        reranker="local:/nowhere",
+    )
+    with pytest.raises(ConfigError, match="holds no model"):
+        request.check_reranker()

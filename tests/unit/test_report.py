@@ -319,11 +319,12 @@ def test_report_html_has_tables_verdicts_flips_lineage_and_inline_plotly(world_d
         mp.setenv("RAGBENCH_DATA_DIR", str(world_dir[0]))
         result = load_retrieval_eval(ids["eval"])
         chain = lineage_chain(ids["eval"])
+    # Browser tour: the lineage read 'corpus:corpus-2026… → qa:qa-… → retrieval_eval:…'.
     assert chain == (
-        f"corpus:{ids['corpus']} → qa:{ids['qa']} → model:{ids['model']} → "
-        f"retrieval_eval:{ids['eval']}"
+        "corpus faq → question set faq qa → tuned model minilm tuned → "
+        "retrieval evaluation base vs tuned"
     )
-    assert chain in page
+    assert f"<li>{chain}</li>" in page
     for run_id in ids.values():
         if run_id != ids["eval2"]:
             assert run_id in page
@@ -465,7 +466,7 @@ def test_the_report_lists_summaries_in_words_and_warnings_below_their_table(repo
     text = _summary_text(
         {"n_queries": 15, "ndcg": 0.81234, "models": ["a", "b"], "note": "w " * 50}
     )
-    assert text.startswith("questions: 15; ndcg: 0.8123; models: 2 items; note: w w")
+    assert text.startswith("questions: 15; ndcg: 0.8123; models: a, b; note: w w")
     assert text.endswith(" …")
 
 
@@ -486,7 +487,7 @@ def test_the_lineage_names_summary_figures_and_parents_in_words_not_keys(world_d
         "dims": [384, 128],
     }
     assert _summary_text(summary) == (
-        "chunks: 248; qa run: qa-1; parents: 2 items; ndcg@10: 1 item; dimensions: 384, 128"
+        "chunks: 248; qa run: qa-1; parents: a, b; ndcg@10: base 0.5; dimensions: 384, 128"
     )
     _, ids, _ = world_dir
     lineage = report.html[report.html.index("<h2>Lineage") : report.html.index("<h3>Configs")]
@@ -494,6 +495,38 @@ def test_the_lineage_names_summary_figures_and_parents_in_words_not_keys(world_d
     assert "questions: 15" in lineage
     # no snake_case key before a colon in the table (ids like 'corpus-2026…' have no colon)
     assert re.findall(r"\b[a-z]+_[a-z_]+: ", lineage) == []
+
+
+def test_the_summary_column_leaves_out_empty_values_and_lists_short_dicts():
+    """Browser tour: 'hint: ; warnings: ; device: cpu; … pair sources: 2 items; … ndcg@10: 7
+    items'."""
+    from core.report.html import _summary_text
+
+    summary = {
+        "hint": "",
+        "warnings": [],
+        "device": "cpu",
+        "error": None,
+        "sources": {
+            "heading": {"used": 120, "available": 120},
+            "cloze": {"used": 212, "available": 212},
+        },
+        "ndcg_at_10": {"base": 0.81234, "tuned": 0.85},
+        "folds": [{"fold": 1}],  # nested beyond reading: left out, not '1 item'
+    }
+    assert _summary_text(summary) == (
+        "device: cpu; pair sources: heading 120 · cloze 212; ndcg@10: base 0.8123, tuned 0.85"
+    )
+
+
+def test_the_lineage_table_names_kinds_as_people_do(report):
+    """Browser tour: the lineage table's kind column read 'retrieval_eval', 'qa'."""
+    import re
+
+    lineage = report.html[report.html.index("<h2>Lineage") : report.html.index("<h3>Configs")]
+    cells = re.findall(r"<tr><td>([^<]*)</td>", lineage)
+    assert {"corpus", "question set", "tuned model", "retrieval evaluation"} <= set(cells)
+    assert not {"qa", "model", "retrieval_eval", "ragas_eval"} & set(cells)
 
 
 def test_the_report_folds_the_full_deltas_and_each_flip_and_keeps_every_row(world_dir, report):

@@ -240,3 +240,49 @@ def test_a_failed_or_stopped_run_is_named_in_a_sentence_that_reads_right(data_ro
     with pytest.raises(RunError, match=f"Run {model.id} is still running; only a stopped"):
         resume_finetune(model.id)
     assert [status_phrase(s) for s in ("pending", "done")] == ["has not started", "is done"]
+
+
+def test_a_lineage_names_each_run_by_its_kind_and_name_not_its_id(data_root):
+    """Browser tour: 'corpus:corpus-2026… → qa:qa-… → retrieval_eval:retrieval_eval-…'."""
+    from core.runs.lineage import lineage_chain
+
+    corpus = create_run("corpus", name="R manuals")
+    qa = create_run("qa", name="From the documents", parents={"corpus": corpus.id})
+    ev = create_run("retrieval_eval", parents={"qa": qa.id})  # no name: its id stands in
+    assert lineage_chain(ev.id) == (
+        f"corpus R manuals → question set From the documents → retrieval evaluation {ev.id}"
+    )
+    assert lineage_chain(ev.id, label=lambda r: r.id) == f"{corpus.id} → {qa.id} → {ev.id}"
+
+
+def test_a_long_run_name_is_cut_at_a_word_in_its_title(data_root):
+    from core.runs.labels import run_title
+
+    run = create_run("qa", name="From the documents " + "and more words " * 5)
+    title = run_title(run)
+    assert title.startswith("question set From the documents and") and title.endswith(" …")
+    assert len(title) <= len("question set ") + 50
+
+
+def test_a_picker_names_a_run_once_and_says_when_it_is_not_done(data_root):
+    """Browser tour: 'corpus-X · corpus · corpus-X' for a nameless run, and no status."""
+    from core.runs.labels import run_choice
+
+    named = create_run("retrieval_eval", name="base vs tuned")
+    named.set_status("done")
+    nameless = create_run("corpus")
+    nameless.set_status("failed")
+    running = create_run("model", name="minilm")
+    running.set_status("running")
+    assert run_choice(named) == f"base vs tuned · retrieval evaluation · {named.id}"
+    assert run_choice(nameless) == f"{nameless.id} · corpus · failed"
+    assert run_choice(running).endswith(" · running")
+
+
+def test_an_evaluation_is_named_without_a_plural_in_brackets():
+    """Browser tour: 'all-MiniLM-L6-v2 vs 1 model(s) on …' and 'vs 0 model(s)'."""
+    from core.runs.labels import eval_run_name
+
+    assert eval_run_name("MiniLM", 1, "FAQ pairs") == "MiniLM vs 1 tuned model on FAQ pairs"
+    assert eval_run_name("MiniLM", 2, "FAQ pairs") == "MiniLM vs 2 tuned models on FAQ pairs"
+    assert eval_run_name("MiniLM", 0, "FAQ pairs") == "MiniLM alone on FAQ pairs"
