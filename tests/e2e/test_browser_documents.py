@@ -34,7 +34,7 @@ def test_documents_to_a_model_scored_on_human_questions_without_an_llm(page, app
     assert icon.startswith(app_url), icon  # the icon ships with the app
     assert not elsewhere, elsewhere
     click(page, "Use the sample corpus")
-    expect_text(page, r"1 document\(s\), 2\d\d chunks")
+    expect_text(page, r"1 document, 2\d\d chunks")
 
     go(page, app_url + "/questions")
     click(page, "Load the sample question set")

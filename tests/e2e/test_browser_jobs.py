@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def test_an_evaluation_outlives_its_tab_and_sessions_keep_their_own_choices(page, app_url):
     go(page, app_url + "/documents")
     click(page, "Use the sample corpus")
-    expect_text(page, r"1 document\(s\), 2\d\d chunks")
+    expect_text(page, r"1 document, 2\d\d chunks")
     go(page, app_url + "/questions")
     click(page, "Load the sample question set")
     expect_text(page, r"163 question\(s\) matched to chunks")

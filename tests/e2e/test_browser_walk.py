@@ -92,16 +92,16 @@ def test_walk_every_stage(page, app_url, tmp_path):
         "the entrypoint's sidebar is missing"
     )
     click(page, "Use the sample corpus")
-    expect_text(page, r"1 document\(s\), 2\d\d chunks")
+    expect_text(page, r"1 document, 2\d\d chunks")
     page.locator('input[type="file"]').first.set_input_files(str(pdf))
     wait_idle(page)
     click(page, "^Build corpus run")
-    expect_text(page, r"1 document\(s\), [1-3] chunks")
+    expect_text(page, r"1 document, [1-3] chunks?\b")
     no_exception(page)
     # The user goes back to the sample corpus: the newest run is no longer the one they use.
     choose(page, "Corpus run", "^Sample: Debian FAQ")
     click(page, "Index into Chroma")
-    expect_text(page, r"chunk\(s\) added")
+    expect_text(page, r"chunks? added")
     no_exception(page)
     shoot(page, "1-documents", height=2000)
 
