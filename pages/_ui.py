@@ -269,7 +269,7 @@ def current_run(kind: str) -> str | None:
 
 def remember_run(kind: str, run_id: str | None, corpus: str | None = None) -> None:
     """Make `run_id` this session's current run of `kind` (other kinds are not remembered); a
-    question set or model also makes its `corpus` current. Another corpus forgets the current
+    question set or model also makes its `corpus` current, and a model its question set. Another corpus forgets the current
     question set and model, which belong to the one before."""
     if not run_id or kind not in CURRENT_KEYS:
         return
@@ -277,8 +277,24 @@ def remember_run(kind: str, run_id: str | None, corpus: str | None = None) -> No
         st.session_state.pop(CURRENT_KEYS["qa"], None)
         st.session_state.pop(CURRENT_KEYS["model"], None)
     st.session_state[CURRENT_KEYS[kind]] = run_id
+    if kind == "model":  # a model goes with the question set it trained on
+        qa = _parent(run_id, "qa")
+        if qa:
+            st.session_state[CURRENT_KEYS["qa"]] = qa
+            corpus = corpus or _parent(qa, "corpus")
     if corpus and kind != "corpus":
         st.session_state[CURRENT_KEYS["corpus"]] = corpus
+
+
+def _parent(run_id: str, kind: str) -> str | None:
+    """A run's parent of `kind` (None when the run or the parent is missing)."""
+    from core.errors import RunError
+    from core.runs.folders import load_run
+
+    try:
+        return load_run(run_id).manifest.parents.get(kind)
+    except RunError:
+        return None
 
 
 def _wanted(kind: str, runs: list) -> str | None:  # noqa: ANN001 - core.runs.folders.Run

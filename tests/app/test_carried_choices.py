@@ -115,3 +115,22 @@ def test_a_stopped_fine_tune_that_saved_no_model_is_never_preselected(app, two_s
     app.switch_page(page_path("rag_eval.py")).run()
     assert not app.exception, app.exception
     assert app.selectbox(key=f"rag_tuned_{mine.id}").value == done.id
+
+
+def test_a_model_picked_on_fine_tune_brings_its_question_set_to_the_evaluation_pages(app, two_sets):
+    """The second tour: a model of an older question set picked under Fine-tune's Model run
+    left the newest set current, so Retrieval eval offered no tuned model at all."""
+    from core.runs.folders import create_run
+
+    _, mine, newest = two_sets
+    model = create_run("model", name="mine", parents={"qa": mine.id})
+    model.set_status("done")
+    create_run("model", name="newer", parents={"qa": newest.id}).set_status("done")
+    _open(app, "finetune.py", current_qa=newest.id)
+    assert app.selectbox(key="ft_run_id").value != model.id
+    app.selectbox(key="ft_run_id").set_value(model.id).run()  # the user picks that model
+    assert not app.exception, app.exception
+    app.switch_page(page_path("retrieval_eval.py")).run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="reval_qa").value == mine.id
+    assert app.multiselect(key=f"reval_models_{mine.id}").value == [model.id]
