@@ -23,6 +23,7 @@ from core.evaluation.job import start_retrieval_eval
 from core.evaluation.lexical import tuned_first
 from core.evaluation.metrics import metric_names
 from core.evaluation.readiness import split_size
+from core.evaluation.reranking import retriever_arms
 from core.evaluation.results import (
     DELTAS_FILE,
     METRICS_FILE,
@@ -141,8 +142,7 @@ def setup_ui() -> RetrievalEvalConfig | None:
         chroma = st.checkbox(
             "Check against the Chroma collections where they exist", value=True, key="reval_chroma"
         )
-        n_dense = 1 + len(tuned)  # the retriever arms a reranker reorders
-        n_retrievers = n_dense + bool(bm25) + 2 * n_dense * bool(hybrid)
+        n_retrievers = retriever_arms(1 + len(tuned), bm25, hybrid)
         n_questions = split_size(qa_id, split).n_questions
         rerankers, rerank_top = rerank_choice_ui(qa_run.id, n_questions, n_retrievers)
         with st.expander("Statistics", expanded=False):

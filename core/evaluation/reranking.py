@@ -47,16 +47,26 @@ RERANKED_KIND = "reranked"
 RERANKABLE_KINDS = ("base", "tuned", "hybrid", "bm25")
 
 
+def retriever_arms(
+    n_models: int, bm25: bool, hybrid: bool, kinds: Sequence[str] = RERANKABLE_KINDS
+) -> int:
+    """How many retriever arms one reranker reorders: the base and each tuned model, BM25, and
+    each model's two hybrids, as far as `kinds` names them."""
+    chosen = set(kinds)
+    n = ("base" in chosen) + ("tuned" in chosen) * (n_models - 1)
+    n += ("hybrid" in chosen) * 2 * n_models * bool(hybrid)
+    return n + ("bm25" in chosen) * bool(bm25)
+
+
 def planned_arms(config: RetrievalEvalConfig) -> int:
     """How many reranked arms an evaluation will score (for its step plan): each reranker over
     each retriever arm of the configured kinds."""
     if not config.rerankers:
         return 0
-    kinds, n_models = set(config.rerank_kinds), len(config.models)
-    n = ("base" in kinds) + ("tuned" in kinds) * (n_models - 1)
-    n += ("hybrid" in kinds) * 2 * n_models * bool(config.hybrid)
-    n += ("bm25" in kinds) * bool(config.include_bm25)
-    return n * len(config.rerankers)
+    arms = retriever_arms(
+        len(config.models), config.include_bm25, config.hybrid, config.rerank_kinds
+    )
+    return arms * len(config.rerankers)
 
 
 def arm_label(retriever: str, n_rerankers: int, index: int) -> str:

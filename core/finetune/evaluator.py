@@ -3,8 +3,9 @@ dim over the whole corpus, and its flat metric keys read back as {dim: {metric: 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.finetune.data import FinetuneData
@@ -73,24 +74,31 @@ class EvaluationStopped(Exception):
     """An evaluation given up because `should_stop()` said so (the run's STOP file)."""
 
 
+@contextlib.contextmanager
+def stop_between_batches(model: Any, should_stop: Callable[[], bool]) -> Iterator[None]:
+    """Within it, every batch `model` encodes or scores first asks `should_stop`, and True
+    raises EvaluationStopped (a forward pre-hook: encode() and a cross-encoder's predict() call
+    the model once per batch), so a stop waits for one batch, not a whole evaluation."""
+
+    def check(_module: Any, _args: Any) -> None:
+        if should_stop():
+            raise EvaluationStopped
+
+    handle = model.register_forward_pre_hook(check)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def evaluate_model(
     model,  # noqa: ANN001 - a SentenceTransformer
     evaluator,  # noqa: ANN001 - a SequentialEvaluator
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[int, dict[str, float]]:
-    """Run the per-dim evaluator once: {dim: {metric: value}}. With `should_stop`, it is asked
-    before every batch the model encodes (each dim encodes the whole corpus again), and True
-    raises EvaluationStopped: a stop waits for one batch, not for the whole validation."""
+    """Run the per-dim evaluator once: {dim: {metric: value}}. With `should_stop`, a True
+    answer before any batch raises EvaluationStopped (see stop_between_batches)."""
     if should_stop is None:
         return parse_eval_metrics(evaluator(model))
-
-    def check(_module, _args) -> None:  # noqa: ANN001 - a forward pre-hook
-        if should_stop():
-            raise EvaluationStopped
-
-    # encode() calls the model (not .forward) once per batch, so a pre-hook sees every batch.
-    handle = model.register_forward_pre_hook(check)
-    try:
+    with stop_between_batches(model, should_stop):
         return parse_eval_metrics(evaluator(model))
-    finally:
-        handle.remove()

@@ -20,13 +20,12 @@ Heavy libraries (torch, sentence_transformers, datasets) are imported inside fun
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ from core.finetune.artifacts import CHECKPOINT_DIR, METRICS_FILE, MODEL_DIR
 from core.finetune.callback import make_progress_callback
 from core.finetune.config import resolve_precision
 from core.finetune.data import FinetuneData, prepare_data
+from core.finetune.evaluator import EvaluationStopped, stop_between_batches
 from core.finetune.trainer import describe_failure, stop_note
 from core.rerank.config import RerankerConfig, check_reranker_config
 from core.rerank.data import LABEL, TrainingPairs, training_pairs, validation_samples
@@ -176,9 +176,9 @@ def _train(run: Run, cfg: RerankerConfig, emit: Callable) -> str:
     setup = _set_up(cfg, data, emit)
     emit({"event": "phase", "message": "evaluating the reranker before training"})
     try:
-        with _stoppable(setup.model, lambda: stop_requested(run.path)):
+        with stop_between_batches(setup.model, lambda: stop_requested(run.path)):
             start = parse_rerank_metrics(setup.evaluator(setup.model))
-    except ValidationStopped:
+    except EvaluationStopped:
         return _stopped_before_training(run, emit)
     metrics = _start_metrics(setup, start)
     run.write_json(METRICS_FILE, metrics)
@@ -219,28 +219,8 @@ def _train(run: Run, cfg: RerankerConfig, emit: Callable) -> str:
     return status
 
 
-class ValidationStopped(Exception):
-    """A stop asked for while the untrained reranker was being validated."""
-
-
-@contextlib.contextmanager
-def _stoppable(model: Any, should_stop: Callable[[], bool]) -> Iterator[None]:
-    """Within it, every batch the cross-encoder scores first checks `should_stop` and raises
-    ValidationStopped (a forward pre-hook): a Stop is honoured within one batch, not after the
-    whole validation (the evaluator scores every question's candidates in one predict call)."""
-
-    def check(*_: Any) -> None:
-        if should_stop():
-            raise ValidationStopped
-
-    handle = model.register_forward_pre_hook(check)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def _stopped_before_training(run: Run, emit: Callable) -> str:
+    """End the run stopped before any training step: no model was saved."""
     run.set_status("stopped", error="Stopped before training started; no model was saved.")
     emit({"event": "end", "status": "stopped"})
     return "stopped"

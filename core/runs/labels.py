@@ -60,21 +60,6 @@ SUMMARY_LABELS: dict[str, str] = {
     "seconds": "seconds",
 }
 
-PARENT_LABELS: dict[str, str] = {
-    "corpus": "corpus",
-    "index": "Chroma index",
-    "qa": "question set",
-    "model": "tuned model",
-    "reranker": "reranker",
-    "crossfit": "cross-fit",
-    "retrieval_eval": "retrieval eval",
-    "rag": "RAG answers",
-    "source": "edited from",
-    "retry_of": "retry of",
-    "resumed_from": "resumed from",
-}
-
-
 KIND_NAMES: dict[str, str] = {  # one run of each kind, as a reader calls it
     "corpus": "corpus",
     "index": "Chroma index",
@@ -85,6 +70,14 @@ KIND_NAMES: dict[str, str] = {  # one run of each kind, as a reader calls it
     "retrieval_eval": "retrieval evaluation",
     "rag": "RAG answers",
     "ragas_eval": "RAGAS scoring",
+}
+
+PARENT_LABELS: dict[str, str] = {  # a parent key in a lineage: its kind's name, or the link
+    **KIND_NAMES,
+    "retrieval_eval": "retrieval eval",
+    "source": "edited from",
+    "retry_of": "retry of",
+    "resumed_from": "resumed from",
 }
 
 TITLE_NAME_CHARS = 48  # a run's name in a lineage is cut at a word past this (core.runs

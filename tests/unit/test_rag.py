@@ -326,6 +326,25 @@ def test_every_gold_chunk_of_a_question_counts_in_the_rag_run(tmp_path):
     assert third.gold_rank == min(ranks)
 
 
+class BlindEncoder(FakeEncoder):
+    """A dense model that ranks every chunk the same: only BM25 or a reranker can tell them
+    apart (exact search then returns the smallest chunk id first for every question)."""
+
+    def encode(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        return np.ones((len(texts), self.dim), dtype=np.float32)
+
+
+def blind_answering(tmp_path, chunks) -> dict:  # noqa: ANN001
+    """generate_answers' arguments for answering with BlindEncoder and the scripted LLM."""
+    encoder = BlindEncoder()
+    return {
+        "llm": LLM(ScriptedBackend(answer_from_context), cache_dir=tmp_path / "cache"),
+        "encode": model_query_encoder(encoder),
+        "search": fake_search(chunks, encoder),
+        "retriever_label": "base",
+    }
+
+
 def test_a_hybrid_retriever_fuses_dense_and_bm25_by_rank(tmp_path):
     """RAG can answer with a hybrid: the dense hits and BM25's, fused by reciprocal rank."""
     from core.evaluation.hybrid import RRF_K, fuse_hits
@@ -338,20 +357,7 @@ def test_a_hybrid_retriever_fuses_dense_and_bm25_by_rank(tmp_path):
     ]
     qa_id, chunks = make_runs()
 
-    class Blind(FakeEncoder):
-        """A dense model that ranks every chunk the same: only BM25 can tell them apart."""
-
-        def encode(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201
-            return np.ones((len(texts), self.dim), dtype=np.float32)
-
-    encoder = Blind()
-    llm = LLM(ScriptedBackend(answer_from_context), cache_dir=tmp_path / "cache")
-    common = {
-        "llm": llm,
-        "encode": model_query_encoder(encoder),
-        "search": fake_search(chunks, encoder),
-        "retriever_label": "base",
-    }
+    common = blind_answering(tmp_path, chunks)
     dense = load_samples(generate_answers(qa_id, config=RagConfig(k=1), **common).id)
     hybrid = load_samples(generate_answers(qa_id, config=RagConfig(k=1, hybrid=True), **common).id)
     # Blind dense search returns the smallest chunk id first for every question; the fusion
@@ -368,25 +374,12 @@ def test_a_reranked_retriever_reorders_its_top_n_before_keeping_k(tmp_path):
     the top k kept; the run records the reranker among its parents and in its config."""
     qa_id, chunks = make_runs()
 
-    class Blind(FakeEncoder):
-        """A dense model that ranks every chunk the same: only the reranker can tell."""
-
-        def encode(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201
-            return np.ones((len(texts), self.dim), dtype=np.float32)
-
     def overlap(pairs):  # noqa: ANN001, ANN202
         words = [(set(re.findall(r"\w+", q.lower())), set(re.findall(r"\w+", p.lower())))
                  for q, p in pairs]  # fmt: skip
         return np.array([float(len(q & p)) for q, p in words])
 
-    encoder = Blind()
-    llm = LLM(ScriptedBackend(answer_from_context), cache_dir=tmp_path / "cache")
-    common = {
-        "llm": llm,
-        "encode": model_query_encoder(encoder),
-        "search": fake_search(chunks, encoder),
-        "retriever_label": "base",
-    }
+    common = blind_answering(tmp_path, chunks)
     dense = load_samples(generate_answers(qa_id, config=RagConfig(k=1), **common).id)
     reranker = create_run("reranker", name="a reranker", parents={"qa": qa_id})
     config = RagConfig(k=1, reranker=f"run:{reranker.id}", rerank_top=10)
